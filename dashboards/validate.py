@@ -237,6 +237,8 @@ def substitute(expr: str, values: dict[str, str]) -> tuple[str, list[str]]:
         name = m.group(1) or m.group(2) or m.group(3)
         if name in values:
             return values[name]
+        if name.isdigit():  # "$1" in label_replace(): Grafana leaves it alone too
+            return m.group(0)
         unknown.append(name)
         return "x"
 
@@ -493,7 +495,7 @@ def check_variable_references(file: str, dash: dict, values: dict[str, str], rep
             report.error(file, f"variable {name!r} is never used")
     for m in VARIABLE_RE.finditer(body + definitions):
         name = m.group(1) or m.group(2) or m.group(3)
-        if name not in values and not name.startswith("__"):
+        if name not in values and not name.startswith("__") and not name.isdigit():
             report.error(file, f"${name} is used but not defined")
 
 
@@ -669,6 +671,11 @@ def self_test(promtool: str) -> int:
         ("promtool: could not parse", broken(expr_b, 'max(supplier_balance_usable')),
         ("promtool: could not parse", broken(expr_b, 'max_over(supplier_balance_usable)')),
         ("$region is not a defined variable", broken(expr_b, 'max(supplier_balance_usable{supplier="$region"})')),
+        ("panel id 3 also used by", broken(["panels", 0], {
+            "id": 1, "type": "row", "title": "Row", "collapsed": True, "gridPos": {"x": 0, "y": 0, "w": 24, "h": 1},
+            "panels": [{**good["panels"][2], "id": 3}]})),
+        ("label_values: supplier_info has no label 'currency'", broken(
+            ["templating", "list", 3, "query", "query"], 'label_values(supplier_info{job=~"$job"}, currency)')),
         ("variable 'region' is never used", broken(["templating", "list"], good["templating"]["list"] + [
             var("region", "label_values(supplier_info, job)")])),
     ]
