@@ -218,8 +218,8 @@ def selectors_of(expr: str) -> list[Selector]:
             if stack:
                 stack.pop()
             current = None
-        elif kind not in ("var",):
-            current = None if text != "}" else current
+        elif kind != "var":
+            current = None
     return selectors
 
 
