@@ -1,0 +1,749 @@
+//! The config file: serde types for the YAML, `${VAR}` expansion, and
+//! `validate()` that turns them into the runtime [`Config`].
+//!
+//! All YAML handling stays in this module (serde_yaml is archived; a successor
+//! replaces it here alone). Every problem is reported with its key path, and
+//! all problems of a file are collected, not just the first.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::Url;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_yaml::Value;
+
+use crate::suppliers::KindConfig;
+
+/// Default `global.poll_interval`.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(300);
+/// Default `global.timeout` for one upstream request.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default response body cap (`global.max_response_size`).
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+/// Default retries of one request within a poll (429, 5xx, timeouts, connect errors).
+pub const DEFAULT_MAX_RETRIES: u32 = 2;
+
+/// A secret string: never printed by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself, for the one place that sends it upstream.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+/// How requests to a supplier authenticate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Auth {
+    None,
+    Bearer(Secret),
+    Basic { username: Secret, password: Secret },
+    Header { name: reqwest::header::HeaderName, value: Secret },
+}
+
+impl Auth {
+    /// Every secret value, so that upstream error text can be redacted.
+    pub fn secrets(&self) -> Vec<&str> {
+        let all: Vec<&Secret> = match self {
+            Auth::None => vec![],
+            Auth::Bearer(t) => vec![t],
+            Auth::Basic { username, password } => vec![username, password],
+            Auth::Header { value, .. } => vec![value],
+        };
+        all.into_iter().map(Secret::expose).filter(|s| s.len() >= 4).collect()
+    }
+}
+
+/// A configured threshold, exported as gauges for the alert rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    pub currency: String,
+    /// Limits the threshold to one account; `None` applies it to every account.
+    pub account: Option<String>,
+    pub low: Option<Decimal>,
+    pub runway_days: Option<Decimal>,
+}
+
+/// One supplier, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SupplierConfig {
+    pub name: String,
+    pub kind: KindConfig,
+    pub base_url: Url,
+    pub auth: Auth,
+    pub poll_interval: Duration,
+    pub min_interval: Duration,
+    pub timeout: Duration,
+    pub max_retries: u32,
+    pub max_response_bytes: usize,
+    /// Suppliers naming the same group share one rate limiter.
+    pub rate_limit_group: Option<String>,
+    pub thresholds: Vec<Threshold>,
+}
+
+impl SupplierConfig {
+    /// The key of the rate limiter this supplier uses.
+    pub fn limiter_key(&self) -> String {
+        match &self.rate_limit_group {
+            Some(group) => format!("group:{group}"),
+            None => format!("supplier:{}", self.name),
+        }
+    }
+}
+
+/// The whole validated config.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Config {
+    pub suppliers: Vec<SupplierConfig>,
+    /// Problems that do not stop loading (e.g. secret files readable by others).
+    pub warnings: Vec<String>,
+}
+
+/// One problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Key path, e.g. `suppliers[1].auth.bearer_token_file`.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}")]
+    Read { path: String, source: std::io::Error },
+    #[error("parsing YAML: {0}")]
+    Yaml(String),
+    #[error("{} problem(s) in config:\n  {}", .0.len(), .0.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n  "))]
+    Invalid(Vec<ConfigIssue>),
+}
+
+/// Reads, expands and validates a config file.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+    load_str(&text, &|name| std::env::var(name).ok())
+}
+
+/// Parses and validates config text; `env` looks up `${VAR}` values.
+pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let mut root: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml(yaml_error_text(&e)))?;
+    if root.is_null() {
+        root = Value::Mapping(Default::default());
+    }
+    let mut issues = Vec::new();
+    expand_env(&mut root, String::new(), env, &mut issues);
+    if !issues.is_empty() {
+        return Err(ConfigError::Invalid(issues));
+    }
+    let file: FileRoot = match deserialize_at(root, "") {
+        Ok(f) => f,
+        Err(issue) => return Err(ConfigError::Invalid(vec![issue])),
+    };
+    let mut warnings = Vec::new();
+    let config = validate(file, &mut issues, &mut warnings);
+    if issues.is_empty() {
+        Ok(Config { suppliers: config, warnings })
+    } else {
+        Err(ConfigError::Invalid(issues))
+    }
+}
+
+fn yaml_error_text(e: &serde_yaml::Error) -> String {
+    match e.location() {
+        Some(loc) => format!("line {} column {}: {}", loc.line(), loc.column(), strip_location(&e.to_string())),
+        None => e.to_string(),
+    }
+}
+
+fn strip_location(s: &str) -> String {
+    match s.find(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s.to_string(),
+    }
+}
+
+/// Expands `${VAR}` and `${VAR:-default}` in every string value; `$$` is a literal `$`.
+fn expand_env(value: &mut Value, path: String, env: &dyn Fn(&str) -> Option<String>, issues: &mut Vec<ConfigIssue>) {
+    match value {
+        Value::String(s) => match expand_string(s, env) {
+            Ok(expanded) => *s = expanded,
+            Err(message) => issues.push(ConfigIssue { path, message }),
+        },
+        Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                expand_env(item, format!("{path}[{i}]"), env, issues);
+            }
+        }
+        Value::Mapping(map) => {
+            for (key, item) in map.iter_mut() {
+                let key = key.as_str().unwrap_or("?");
+                let child = if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+                expand_env(item, child, env, issues);
+            }
+        }
+        Value::Tagged(tagged) => expand_env(&mut tagged.value, path, env, issues),
+        _ => {}
+    }
+}
+
+/// Expands one string; the error names the missing variable, never a value.
+pub fn expand_string(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix('{') {
+            let end = tail.find('}').ok_or_else(|| "unterminated ${ in string".to_string())?;
+            let expr = &tail[..end];
+            let (name, default) = match expr.find(":-") {
+                Some(j) => (&expr[..j], Some(&expr[j + 2..])),
+                None => (expr, None),
+            };
+            let valid = !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !name.as_bytes()[0].is_ascii_digit();
+            if !valid {
+                return Err(format!("invalid variable reference ${{{}}}", name.chars().take(40).collect::<String>()));
+            }
+            match (env(name).filter(|v| default.is_none() || !v.is_empty()), default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => return Err(format!("environment variable {name} is not set")),
+            }
+            rest = &tail[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Deserializes `value` into `T`, reporting the failing key path under `prefix`.
+pub(crate) fn deserialize_at<T: serde::de::DeserializeOwned>(value: Value, prefix: &str) -> Result<T, ConfigIssue> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let path = match (prefix.is_empty(), inner == ".") {
+            (_, true) => prefix.to_string(),
+            (true, false) => inner,
+            (false, false) => format!("{prefix}.{inner}"),
+        };
+        ConfigIssue { path, message: strip_location(&e.into_inner().to_string()) }
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileRoot {
+    #[serde(default)]
+    global: FileGlobal,
+    #[serde(default)]
+    suppliers: Vec<Value>,
+}
+
+/// `global:` — defaults for every supplier.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileGlobal {
+    /// How often to poll each supplier (default 5m).
+    poll_interval: Option<String>,
+    /// Timeout of one upstream request (default 10s).
+    timeout: Option<String>,
+    /// Minimum gap between two requests to one supplier (default: the kind's documented limit).
+    min_interval: Option<String>,
+    /// Response bodies larger than this fail with reason `decode` (default 4MiB).
+    max_response_size: Option<String>,
+    /// Retries of one request within a poll (default 2).
+    max_retries: Option<u32>,
+}
+
+/// The keys every supplier kind shares. Everything else belongs to the kind.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCommon {
+    name: String,
+    base_url: Option<String>,
+    auth: Option<FileAuth>,
+    poll_interval: Option<String>,
+    min_interval: Option<String>,
+    timeout: Option<String>,
+    max_response_size: Option<String>,
+    max_retries: Option<u32>,
+    rate_limit_group: Option<String>,
+    #[serde(default)]
+    thresholds: Vec<FileThreshold>,
+}
+
+/// The common keys, used to split a supplier's mapping between [`FileCommon`] and its kind.
+const COMMON_KEYS: &[&str] = &[
+    "name", "base_url", "auth", "poll_interval", "min_interval", "timeout",
+    "max_response_size", "max_retries", "rate_limit_group", "thresholds",
+];
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileAuth {
+    bearer_token: Option<String>,
+    bearer_token_file: Option<String>,
+    basic: Option<FileBasic>,
+    header: Option<FileHeader>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBasic {
+    username: Option<String>,
+    username_file: Option<String>,
+    password: Option<String>,
+    password_file: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHeader {
+    name: String,
+    value: Option<String>,
+    value_file: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileThreshold {
+    currency: String,
+    account: Option<String>,
+    low: Option<Value>,
+    runway_days: Option<Value>,
+}
+
+struct Defaults {
+    poll_interval: Duration,
+    timeout: Duration,
+    min_interval: Option<Duration>,
+    max_response_bytes: usize,
+    max_retries: u32,
+}
+
+fn validate(file: FileRoot, issues: &mut Vec<ConfigIssue>, warnings: &mut Vec<String>) -> Vec<SupplierConfig> {
+    let g = &file.global;
+    let defaults = Defaults {
+        poll_interval: duration_or(g.poll_interval.as_deref(), "global.poll_interval", DEFAULT_POLL_INTERVAL, issues),
+        timeout: duration_or(g.timeout.as_deref(), "global.timeout", DEFAULT_TIMEOUT, issues),
+        min_interval: g.min_interval.as_deref().map(|s| duration_or(Some(s), "global.min_interval", Duration::ZERO, issues)),
+        max_response_bytes: size_or(g.max_response_size.as_deref(), "global.max_response_size", issues),
+        max_retries: g.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
+    };
+    let mut out = Vec::new();
+    let mut seen = BTreeMap::new();
+    for (i, raw) in file.suppliers.into_iter().enumerate() {
+        let path = format!("suppliers[{i}]");
+        if let Some(supplier) = validate_supplier(raw, &path, &defaults, issues, warnings) {
+            if let Some(first) = seen.insert(supplier.name.clone(), i) {
+                issues.push(ConfigIssue {
+                    path: format!("{path}.name"),
+                    message: format!("duplicate supplier name {:?} (first used by suppliers[{first}])", supplier.name),
+                });
+            }
+            out.push(supplier);
+        }
+    }
+    out
+}
+
+fn validate_supplier(
+    raw: Value,
+    path: &str,
+    defaults: &Defaults,
+    issues: &mut Vec<ConfigIssue>,
+    warnings: &mut Vec<String>,
+) -> Option<SupplierConfig> {
+    let Value::Mapping(map) = raw else {
+        issues.push(ConfigIssue { path: path.into(), message: "expected a mapping".into() });
+        return None;
+    };
+    let (mut common_map, mut kind_map) = (serde_yaml::Mapping::new(), serde_yaml::Mapping::new());
+    for (k, v) in map {
+        if k.as_str().is_some_and(|k| COMMON_KEYS.contains(&k)) {
+            common_map.insert(k, v);
+        } else {
+            kind_map.insert(k, v);
+        }
+    }
+    if !kind_map.contains_key("kind") {
+        issues.push(ConfigIssue { path: path.into(), message: "missing field `kind`".into() });
+        return None;
+    }
+    let common: Result<FileCommon, _> = deserialize_at(Value::Mapping(common_map), path);
+    let kind: Result<KindConfig, _> = deserialize_at(Value::Mapping(kind_map), path);
+    let (common, kind) = match (common, kind) {
+        (Ok(c), Ok(k)) => (c, k),
+        (c, k) => {
+            issues.extend(c.err());
+            issues.extend(k.err());
+            return None;
+        }
+    };
+    let before = issues.len();
+    let name = common.name.trim().to_string();
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) {
+        issues.push(ConfigIssue {
+            path: format!("{path}.name"),
+            message: "must be non-empty and use only letters, digits, '_', '-' and '.'".into(),
+        });
+    }
+    let base_url = match common.base_url.as_deref().or(kind.default_base_url()) {
+        None => {
+            issues.push(ConfigIssue { path: format!("{path}.base_url"), message: "missing; this kind has no default".into() });
+            None
+        }
+        Some(s) => match parse_base_url(s) {
+            Ok(u) => Some(u),
+            Err(message) => {
+                issues.push(ConfigIssue { path: format!("{path}.base_url"), message });
+                None
+            }
+        },
+    };
+    let auth = validate_auth(common.auth, &format!("{path}.auth"), issues, warnings);
+    let poll_interval = duration_or(common.poll_interval.as_deref(), &format!("{path}.poll_interval"), defaults.poll_interval, issues);
+    let min_interval = match common.min_interval.as_deref() {
+        Some(s) => duration_or(Some(s), &format!("{path}.min_interval"), Duration::ZERO, issues),
+        None => defaults.min_interval.unwrap_or_else(|| kind.default_min_interval()),
+    };
+    let timeout = duration_or(common.timeout.as_deref(), &format!("{path}.timeout"), defaults.timeout, issues);
+    let max_response_bytes = match common.max_response_size.as_deref() {
+        Some(s) => size_or(Some(s), &format!("{path}.max_response_size"), issues),
+        None => defaults.max_response_bytes,
+    };
+    if poll_interval.is_zero() {
+        issues.push(ConfigIssue { path: format!("{path}.poll_interval"), message: "must be greater than 0".into() });
+    }
+    if timeout.is_zero() {
+        issues.push(ConfigIssue { path: format!("{path}.timeout"), message: "must be greater than 0".into() });
+    }
+    let thresholds = validate_thresholds(common.thresholds, &format!("{path}.thresholds"), issues);
+    kind.validate(path, issues);
+    if issues.len() > before {
+        return None;
+    }
+    Some(SupplierConfig {
+        name,
+        kind,
+        base_url: base_url?,
+        auth: auth?,
+        poll_interval,
+        min_interval,
+        timeout,
+        max_retries: common.max_retries.unwrap_or(defaults.max_retries),
+        max_response_bytes,
+        rate_limit_group: common.rate_limit_group,
+        thresholds,
+    })
+}
+
+fn parse_base_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| format!("invalid URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("scheme must be http or https, found {:?}", url.scheme()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("credentials in the URL are not allowed; use `auth`".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or fragment".into());
+    }
+    Ok(url)
+}
+
+fn validate_thresholds(raw: Vec<FileThreshold>, path: &str, issues: &mut Vec<ConfigIssue>) -> Vec<Threshold> {
+    let mut out = Vec::new();
+    for (i, t) in raw.into_iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        let Some(currency) = crate::amount::currency_code(&t.currency) else {
+            issues.push(ConfigIssue { path: format!("{p}.currency"), message: format!("{:?} is not a 3-letter currency code", t.currency) });
+            continue;
+        };
+        let low = t.low.and_then(|v| decimal_value(v, &format!("{p}.low"), issues));
+        let runway_days = t.runway_days.and_then(|v| decimal_value(v, &format!("{p}.runway_days"), issues));
+        if runway_days.is_some_and(|d| d <= Decimal::ZERO) {
+            issues.push(ConfigIssue { path: format!("{p}.runway_days"), message: "must be greater than 0".into() });
+        }
+        if low.is_none() && runway_days.is_none() {
+            issues.push(ConfigIssue { path: p.clone(), message: "needs `low`, `runway_days` or both".into() });
+        }
+        out.push(Threshold { currency, account: t.account, low, runway_days });
+    }
+    out
+}
+
+/// A decimal from YAML: a number or a string, read from its text exactly.
+fn decimal_value(v: Value, path: &str, issues: &mut Vec<ConfigIssue>) -> Option<Decimal> {
+    let text = match &v {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        _ => String::new(),
+    };
+    match crate::amount::parse_decimal_text(text.trim()) {
+        Ok(d) => Some(d),
+        Err(_) => {
+            issues.push(ConfigIssue { path: path.into(), message: "expected a number".into() });
+            None
+        }
+    }
+}
+
+fn validate_auth(raw: Option<FileAuth>, path: &str, issues: &mut Vec<ConfigIssue>, warnings: &mut Vec<String>) -> Option<Auth> {
+    let Some(a) = raw else { return Some(Auth::None) };
+    let given = [a.bearer_token.is_some() || a.bearer_token_file.is_some(), a.basic.is_some(), a.header.is_some()];
+    if given.iter().filter(|g| **g).count() > 1 {
+        issues.push(ConfigIssue { path: path.into(), message: "give exactly one of bearer_token, basic, header".into() });
+        return None;
+    }
+    let mut secret = |inline: Option<String>, file: Option<String>, key: &str, required: bool, issues: &mut Vec<ConfigIssue>| -> Option<Secret> {
+        match (inline, file) {
+            (Some(_), Some(_)) => {
+                issues.push(ConfigIssue { path: format!("{path}.{key}"), message: format!("give either {key} or {key}_file, not both") });
+                None
+            }
+            (Some(v), None) => {
+                if v.is_empty() && required {
+                    issues.push(ConfigIssue { path: format!("{path}.{key}"), message: "is empty".into() });
+                    return None;
+                }
+                Some(Secret::new(v))
+            }
+            (None, Some(f)) => read_secret_file(&f, &format!("{path}.{key}_file"), issues, warnings),
+            (None, None) if !required => Some(Secret::new("")),
+            (None, None) => {
+                issues.push(ConfigIssue { path: format!("{path}.{key}"), message: format!("missing; give {key} or {key}_file") });
+                None
+            }
+        }
+    };
+    if a.bearer_token.is_some() || a.bearer_token_file.is_some() {
+        return secret(a.bearer_token, a.bearer_token_file, "bearer_token", true, issues).map(Auth::Bearer);
+    }
+    if let Some(b) = a.basic {
+        let username = secret(b.username, b.username_file, "basic.username", true, issues);
+        let password = secret(b.password, b.password_file, "basic.password", false, issues);
+        return Some(Auth::Basic { username: username?, password: password? });
+    }
+    if let Some(h) = a.header {
+        let name = match reqwest::header::HeaderName::from_bytes(h.name.as_bytes()) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                issues.push(ConfigIssue { path: format!("{path}.header.name"), message: format!("{:?} is not a valid header name", h.name) });
+                None
+            }
+        };
+        let value = secret(h.value, h.value_file, "header.value", true, issues);
+        return Some(Auth::Header { name: name?, value: value? });
+    }
+    issues.push(ConfigIssue { path: path.into(), message: "give exactly one of bearer_token, basic, header".into() });
+    None
+}
+
+/// Reads a secret file (trailing newline trimmed). The error never echoes the
+/// value when it does not look like a path: it may be a secret put inline.
+fn read_secret_file(file: &str, path: &str, issues: &mut Vec<ConfigIssue>, warnings: &mut Vec<String>) -> Option<Secret> {
+    let looks_like_path = file.contains('/') && !file.contains(char::is_whitespace);
+    let shown = if looks_like_path { file.to_string() } else { "<value hidden>".to_string() };
+    match std::fs::read_to_string(file) {
+        Ok(content) => {
+            warn_if_readable_by_others(file, path, warnings);
+            let value = content.trim_end_matches(['\n', '\r']).to_string();
+            if value.is_empty() {
+                issues.push(ConfigIssue { path: path.into(), message: format!("secret file {shown} is empty") });
+                return None;
+            }
+            Some(Secret::new(value))
+        }
+        Err(e) => {
+            let hint = if looks_like_path { "" } else { " (this looks like a secret given inline; `*_file` keys take a file path)" };
+            issues.push(ConfigIssue { path: path.into(), message: format!("cannot read secret file {shown}: {}{hint}", e.kind()) });
+            None
+        }
+    }
+}
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(file: &str, path: &str, warnings: &mut Vec<String>) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(file) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            warnings.push(format!("{path}: secret file {file} is readable by group or others (mode {mode:04o}); use chmod 600"));
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_: &str, _: &str, _: &mut Vec<String>) {}
+
+/// Parses a duration such as `5m`, `10s`, `1h30m`, `250ms`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|_| format!("invalid duration {:?} (use e.g. 250ms, 10s, 5m, 1h)", s.chars().take(40).collect::<String>()))
+}
+
+/// A duration key under `path`, or `default` when absent.
+pub(crate) fn duration_or(s: Option<&str>, path: &str, default: Duration, issues: &mut Vec<ConfigIssue>) -> Duration {
+    match s.map(parse_duration) {
+        None => default,
+        Some(Ok(d)) => d,
+        Some(Err(message)) => {
+            issues.push(ConfigIssue { path: path.into(), message });
+            default
+        }
+    }
+}
+
+/// Parses a byte size such as `4MiB`, `512KiB`, `1000000`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits.parse().map_err(|_| format!("invalid size {s:?} (use e.g. 4MiB)"))?;
+    let mult = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1000,
+        "MB" => 1_000_000,
+        _ => return Err(format!("invalid size unit in {s:?} (use B, KiB, MiB, GiB, KB, MB)")),
+    };
+    n.checked_mul(mult).filter(|n| *n > 0).ok_or_else(|| format!("invalid size {s:?}"))
+}
+
+fn size_or(s: Option<&str>, path: &str, issues: &mut Vec<ConfigIssue>) -> usize {
+    match s.map(parse_size) {
+        None => DEFAULT_MAX_RESPONSE_BYTES,
+        Some(Ok(n)) => n,
+        Some(Err(message)) => {
+            issues.push(ConfigIssue { path: path.into(), message });
+            DEFAULT_MAX_RESPONSE_BYTES
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "FOX_KEY" => Some("sk_fox_123456".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    fn issues(text: &str) -> Vec<String> {
+        match load_str(text, &env) {
+            Err(ConfigError::Invalid(list)) => list.iter().map(|i| i.to_string()).collect(),
+            Err(e) => vec![e.to_string()],
+            Ok(_) => vec![],
+        }
+    }
+
+    #[test]
+    fn expands_variables_with_defaults() {
+        assert_eq!(expand_string("a ${FOX_KEY} b", &env).unwrap(), "a sk_fox_123456 b");
+        assert_eq!(expand_string("${NOPE:-https://x}", &env).unwrap(), "https://x");
+        assert_eq!(expand_string("${EMPTY:-d}", &env).unwrap(), "d");
+        assert_eq!(expand_string("$$5 and $x", &env).unwrap(), "$5 and $x");
+        assert_eq!(expand_string("${NOPE}", &env).unwrap_err(), "environment variable NOPE is not set");
+    }
+
+    #[test]
+    fn full_supplier_loads_with_defaults() {
+        let cfg = load_str(
+            "global: {poll_interval: 2m}\nsuppliers:\n  - name: fox\n    kind: foxreload\n    auth: {bearer_token: '${FOX_KEY}'}\n    thresholds: [{currency: usd, low: 100.50, runway_days: 3}]\n",
+            &env,
+        )
+        .unwrap();
+        let s = &cfg.suppliers[0];
+        assert_eq!(s.poll_interval, Duration::from_secs(120));
+        assert_eq!(s.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(s.base_url.as_str(), "https://api.foxreload.com/");
+        assert_eq!(s.auth, Auth::Bearer(Secret::new("sk_fox_123456")));
+        assert_eq!(s.thresholds[0].currency, "USD");
+        assert_eq!(s.thresholds[0].low, Some(Decimal::new(10050, 2)));
+        assert!(!format!("{s:?}").contains("sk_fox"));
+    }
+
+    #[test]
+    fn errors_carry_key_paths_and_are_all_reported() {
+        let errs = issues(
+            "suppliers:\n  - {name: a, kind: foxreload, poll_interval: 5x, auth: {bearer_token: '${MISSING}'}}\n  - {name: a, kind: novasend, colour: red}\n",
+        );
+        assert_eq!(errs, vec!["suppliers[0].auth.bearer_token: environment variable MISSING is not set"]);
+        let errs = issues(
+            "suppliers:\n  - {name: a, kind: foxreload, poll_interval: 5x}\n  - {name: b, kind: novasend, colour: red}\n  - {name: c, kind: nope}\n  - {name: a, kind: vai247, base_url: 'ftp://x'}\n",
+        );
+        assert_eq!(errs.len(), 4, "{errs:?}");
+        assert!(errs[0].starts_with("suppliers[0].poll_interval: invalid duration \"5x\""), "{errs:?}");
+        assert!(errs[1].starts_with("suppliers[1]: unknown field `colour`"), "{errs:?}");
+        assert!(errs[2].starts_with("suppliers[2].kind: unknown variant `nope`") || errs[2].starts_with("suppliers[2]: unknown variant `nope`"), "{errs:?}");
+        assert_eq!(errs[3], "suppliers[3].base_url: scheme must be http or https, found \"ftp\"");
+    }
+
+    #[test]
+    fn duplicate_names_are_rejected() {
+        let errs = issues("suppliers:\n  - {name: a, kind: foxreload}\n  - {name: a, kind: foxreload}\n");
+        assert_eq!(errs, vec!["suppliers[1].name: duplicate supplier name \"a\" (first used by suppliers[0])"]);
+    }
+
+    #[test]
+    fn unknown_auth_and_global_keys_are_rejected() {
+        let errs = issues("global: {poll: 1m}\n");
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].starts_with("global.poll: unknown field `poll`"), "{errs:?}");
+        let errs = issues("suppliers:\n  - {name: a, kind: foxreload, auth: {basic: {user: x}}}\n");
+        assert!(errs[0].starts_with("suppliers[0].auth.basic.user: unknown field `user`"), "{errs:?}");
+    }
+
+    #[test]
+    fn inline_secret_in_file_key_is_not_echoed() {
+        let errs = issues("suppliers:\n  - {name: a, kind: foxreload, auth: {bearer_token_file: sk_live_abcdef}}\n");
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].starts_with("suppliers[0].auth.bearer_token_file: cannot read secret file <value hidden>"), "{errs:?}");
+        assert!(!errs[0].contains("sk_live"));
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("4MiB").unwrap(), 4 << 20);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert!(parse_size("4 lots").is_err());
+    }
+}

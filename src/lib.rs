@@ -1,0 +1,27 @@
+//! `balance_exporter`: polls prepaid balances at suppliers and payment
+//! providers and exposes them to Prometheus.
+//!
+//! The path of one poll: [`scheduler`] wakes a supplier's task on its own
+//! schedule → the kind in [`suppliers`] asks through [`upstream::Upstream`]
+//! (rate limiter, auth, timeouts, retries, body cap) and reads the answer
+//! into exact decimals ([`amount`]) → [`snapshot::SupplierState::after_poll`]
+//! derives the next immutable state (spend and top-up counters included) →
+//! the store swaps it in atomically.
+//!
+//! The path of one scrape: [`server`] → [`metrics::Renderer`] returns the
+//! exposition cached for the store's current generation, or renders it once
+//! from the states through a `prometheus` collector. A scrape never calls a
+//! supplier. [`app`] wires config → scheduler → server for `main.rs` and the
+//! tests; [`demo`] runs simulated suppliers for `--demo`.
+
+pub mod amount;
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod landing;
+pub mod metrics;
+pub mod scheduler;
+pub mod server;
+pub mod snapshot;
+pub mod suppliers;
+pub mod upstream;

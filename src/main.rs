@@ -1,0 +1,137 @@
+//! The `balance_exporter` binary: flags, logging, signals, and the app.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use balance_exporter::app::{error_chain, App, Options};
+use balance_exporter::config;
+
+/// Prometheus exporter for prepaid balances at suppliers and payment providers.
+#[derive(Parser, Debug)]
+#[command(name = "balance_exporter", version)]
+struct Flags {
+    /// Suppliers to poll (YAML).
+    #[arg(long = "config.file", default_value = "balance_exporter.yml")]
+    config_file: PathBuf,
+    /// Validate the config and exit 0 (valid) or 1 (every problem printed).
+    #[arg(long = "config.check")]
+    config_check: bool,
+    /// Run with built-in simulated suppliers and no config file.
+    #[arg(long)]
+    demo: bool,
+    /// Address to listen on (`:9866` is every interface).
+    #[arg(long = "web.listen-address", default_value = ":9866")]
+    listen_address: String,
+    /// Path under which to expose metrics.
+    #[arg(long = "web.telemetry-path", default_value = "/metrics")]
+    telemetry_path: String,
+    /// Log level: error, warn, info, debug.
+    #[arg(long = "log.level", default_value = "info")]
+    log_level: String,
+    /// Log format: logfmt or json.
+    #[arg(long = "log.format", default_value = "logfmt", value_parser = ["logfmt", "json"])]
+    log_format: String,
+}
+
+fn init_logging(flags: &Flags) -> Result<(), String> {
+    let level = match flags.log_level.as_str() {
+        l @ ("error" | "warn" | "info" | "debug" | "trace") => l,
+        other => return Err(format!("invalid --log.level {other:?} (error, warn, info, debug)")),
+    };
+    // Our own crate at the chosen level; chatty dependencies stay at warn.
+    let filter = EnvFilter::new(format!("warn,balance_exporter={level}"));
+    if flags.log_format == "json" {
+        tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).with_writer(std::io::stderr).init();
+    } else {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        tracing_subscriber::registry().with(filter).with(tracing_logfmt::builder().with_span_name(false).with_span_path(false).layer().with_writer(std::io::stderr)).init();
+    }
+    Ok(())
+}
+
+fn check_config(flags: &Flags) -> ExitCode {
+    match config::load_file(&flags.config_file) {
+        Ok(cfg) => {
+            for w in &cfg.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!("{}: OK, {} suppliers", flags.config_file.display(), cfg.suppliers.len());
+            ExitCode::SUCCESS
+        }
+        Err(config::ConfigError::Invalid(issues)) => {
+            eprintln!("{}: {} problem(s):", flags.config_file.display(), issues.len());
+            for issue in issues {
+                eprintln!("  {issue}");
+            }
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{}: {}", flags.config_file.display(), error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    if flags.config_check {
+        return check_config(&flags);
+    }
+    if let Err(e) = init_logging(&flags) {
+        eprintln!("{e}");
+        return ExitCode::FAILURE;
+    }
+    if !flags.telemetry_path.starts_with('/') {
+        eprintln!("--web.telemetry-path must start with '/'");
+        return ExitCode::FAILURE;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("building the tokio runtime");
+    runtime.block_on(run(flags))
+}
+
+async fn run(flags: Flags) -> ExitCode {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Registered before anything else, so an early SIGHUP is not fatal.
+    let (mut hup, mut term) = match (signal(SignalKind::hangup()), signal(SignalKind::terminate())) {
+        (Ok(h), Ok(t)) => (h, t),
+        _ => {
+            eprintln!("cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = Options {
+        config_file: (!flags.demo).then(|| flags.config_file.clone()),
+        demo: flags.demo,
+        listen_address: flags.listen_address.clone(),
+        telemetry_path: flags.telemetry_path.clone(),
+    };
+    let app = match App::start(opts).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(error = %error_chain(&e), "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(demo) = app.demo() {
+        for (name, addr) in demo.addresses() {
+            tracing::info!(supplier = name, address = %addr, "demo supplier simulated");
+        }
+    }
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading config");
+                let _ = app.reload().await;
+            }
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    tracing::info!("shutting down");
+    app.stop().await;
+    ExitCode::SUCCESS
+}

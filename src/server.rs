@@ -1,0 +1,157 @@
+//! HTTP: `/metrics` (configurable path), `/`, `/-/healthy`, `/-/ready`,
+//! `POST /-/reload`, and in `--demo` the demo's fault switches.
+//!
+//! hyper 1 with a read timer, so a slow client cannot hold a connection
+//! open forever. `/metrics` serves the cached rendering, gzip when asked.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ACCEPT_ENCODING, ALLOW, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Renderer;
+use crate::snapshot::Store;
+
+/// A boxed async action returning a message or an error text.
+pub type Action = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> + Send + Sync>;
+
+/// Extra routes (the demo's switches): `(method, path, query)` → response, if handled.
+pub type ExtraRoutes = Arc<dyn Fn(&Method, &str, &str) -> Option<(StatusCode, String)> + Send + Sync>;
+
+/// What the server needs.
+pub struct ServerState {
+    pub store: Arc<Store>,
+    pub renderer: Renderer,
+    pub telemetry_path: String,
+    pub reload: Action,
+    pub extra_routes: Option<ExtraRoutes>,
+}
+
+type Body = Full<Bytes>;
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn wants_gzip(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get_all(ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|enc| {
+            let mut parts = enc.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let q_zero = parts.any(|p| matches!(p.trim().replace(' ', "").as_str(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+            name.eq_ignore_ascii_case("gzip") && !q_zero
+        })
+}
+
+async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let method = req.method().clone();
+    if let Some(extra) = &state.extra_routes {
+        if let Some((status, body)) = extra(&method, &path, &query) {
+            return Ok(text(status, body));
+        }
+    }
+    let response = match (method, path.as_str()) {
+        (Method::GET | Method::HEAD, p) if p == state.telemetry_path => {
+            let rendered = state.renderer.render();
+            let gzip = wants_gzip(&req);
+            let body = if gzip { rendered.gzip() } else { rendered.text.clone() };
+            let mut r = Response::new(Full::new(body));
+            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(prometheus::TEXT_FORMAT));
+            r.headers_mut().insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+            if gzip {
+                r.headers_mut().insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            r
+        }
+        (Method::GET | Method::HEAD, "/") => {
+            let html = crate::landing::render(&state.store, &state.telemetry_path, SystemTime::now());
+            let mut r = Response::new(Full::new(Bytes::from(html)));
+            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r.headers_mut().insert("content-security-policy", HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src data:"));
+            r
+        }
+        (Method::GET | Method::HEAD, "/-/healthy") => text(StatusCode::OK, "Healthy\n"),
+        (Method::GET | Method::HEAD, "/-/ready") => {
+            if state.store.ready() {
+                text(StatusCode::OK, "Ready\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "Not ready: some suppliers have not been polled yet\n")
+            }
+        }
+        (Method::POST | Method::PUT, "/-/reload") => {
+            // Drain (and cap) any body before answering.
+            let _ = Limited::new(req.into_body(), 64 * 1024).collect().await;
+            match (state.reload)().await {
+                Ok(msg) => text(StatusCode::OK, format!("{msg}\n")),
+                Err(err) => text(StatusCode::BAD_REQUEST, format!("{err}\n")),
+            }
+        }
+        (_, "/-/reload") => {
+            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Only POST or PUT requests allowed\n");
+            r.headers_mut().insert(ALLOW, HeaderValue::from_static("POST, PUT"));
+            r
+        }
+        _ => text(StatusCode::NOT_FOUND, "Not found\n"),
+    };
+    Ok(response)
+}
+
+/// Binds the listen address; `:9866` means all interfaces.
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let addr = if addr.starts_with(':') { format!("0.0.0.0{addr}") } else { addr.to_string() };
+    TcpListener::bind(addr).await
+}
+
+/// Serves until `shutdown`, then drains open connections for up to 5 s.
+pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: CancellationToken) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
+    loop {
+        let (stream, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let service = service_fn(move |req| handle(state.clone(), req));
+        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with error");
+            }
+        });
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}

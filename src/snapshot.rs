@@ -1,0 +1,395 @@
+//! The last result of every supplier, shared by the pollers and the server.
+//!
+//! Each supplier has a slot whose state is an immutable value swapped
+//! atomically after each poll (`arc-swap`): a scrape sees either the whole
+//! old poll or the whole new one, never a half-updated mix. Spend and top-up
+//! counters live in that state, so they survive failed polls and reloads.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use rust_decimal::Decimal;
+
+use crate::config::{SupplierConfig, Threshold};
+use crate::suppliers::{BalanceRow, ExtraSample, Flows, PollOutput};
+use crate::upstream::{PollError, Reason};
+
+/// Bucket bounds of `supplier_poll_duration_seconds`.
+pub const DURATION_BUCKETS: [f64; 12] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0];
+
+/// Key of a balance: (account, currency).
+pub type BalanceKey = (String, String);
+
+/// A cumulative histogram of poll durations.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DurationHistogram {
+    /// Count of observations `<=` each bound of [`DURATION_BUCKETS`].
+    pub cumulative: [u64; DURATION_BUCKETS.len()],
+    pub count: u64,
+    pub sum: f64,
+}
+
+impl DurationHistogram {
+    pub fn observe(&mut self, seconds: f64) {
+        for (bound, slot) in DURATION_BUCKETS.iter().zip(self.cumulative.iter_mut()) {
+            if seconds <= *bound {
+                *slot += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+}
+
+/// The last error of a supplier, as shown on the landing page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastError {
+    pub reason: Reason,
+    pub message: String,
+    pub at: SystemTime,
+}
+
+/// A balance row as exported: the supplier's row plus when we fetched it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Balance {
+    pub row: BalanceRow,
+    pub fetched_at: SystemTime,
+}
+
+impl Balance {
+    /// The supplier's own timestamp, or the fetch time when it gives none.
+    pub fn updated_at(&self) -> SystemTime {
+        self.row.updated_at.unwrap_or(self.fetched_at)
+    }
+}
+
+/// Everything known about one supplier. Immutable once published.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SupplierState {
+    pub polled_once: bool,
+    pub up: bool,
+    pub last_success: Option<SystemTime>,
+    pub last_error: Option<LastError>,
+    pub polls_total: u64,
+    pub errors_total: BTreeMap<Reason, u64>,
+    /// Rows a successful poll could not read (the other rows were kept).
+    pub row_errors_total: u64,
+    pub duration: DurationHistogram,
+    pub balances: BTreeMap<BalanceKey, Balance>,
+    pub spent_total: BTreeMap<BalanceKey, Decimal>,
+    pub topped_up_total: BTreeMap<BalanceKey, Decimal>,
+    pub gauges: Vec<ExtraSample>,
+    /// Two anchors per balance to estimate the spend rate for the landing page's runway.
+    pub spend_windows: BTreeMap<BalanceKey, SpendWindow>,
+    /// Kind-specific counters keyed by (name, labels).
+    pub counters: BTreeMap<(&'static str, Vec<(&'static str, String)>), (&'static str, f64)>,
+}
+
+impl SupplierState {
+    /// The state after a poll that took `took` and ended at `now`.
+    pub fn after_poll(&self, result: Result<PollOutput, PollError>, took: Duration, now: SystemTime) -> SupplierState {
+        let mut next = self.clone();
+        next.polled_once = true;
+        next.polls_total += 1;
+        next.duration.observe(took.as_secs_f64());
+        match result {
+            Ok(output) => {
+                next.up = true;
+                next.last_success = Some(now);
+                next.row_errors_total += output.row_errors.len() as u64;
+                next.apply_output(output, now);
+            }
+            Err(err) => {
+                next.up = false;
+                *next.errors_total.entry(err.reason).or_default() += 1;
+                next.last_error = Some(LastError { reason: err.reason, message: err.message, at: now });
+            }
+        }
+        next
+    }
+
+    fn apply_output(&mut self, output: PollOutput, now: SystemTime) {
+        let mut balances = BTreeMap::new();
+        for row in output.balances {
+            let key = (row.account.clone(), row.currency.clone());
+            balances.insert(key, Balance { row, fetched_at: now });
+        }
+        // Every exported balance has its counters, starting at zero.
+        for key in balances.keys() {
+            self.spent_total.entry(key.clone()).or_default();
+            self.topped_up_total.entry(key.clone()).or_default();
+        }
+        match output.flows {
+            Flows::Inferred => {
+                for (key, new) in &balances {
+                    let Some(old) = self.balances.get(key) else { continue };
+                    let delta = new.row.balance - old.row.balance;
+                    if delta < Decimal::ZERO {
+                        *self.spent_total.entry(key.clone()).or_default() -= delta;
+                    } else if delta > Decimal::ZERO {
+                        *self.topped_up_total.entry(key.clone()).or_default() += delta;
+                    }
+                }
+            }
+            Flows::Ledger(deltas) => {
+                for d in deltas {
+                    let key = (d.account, d.currency);
+                    *self.spent_total.entry(key.clone()).or_default() += d.spent;
+                    *self.topped_up_total.entry(key).or_default() += d.topped_up;
+                }
+            }
+        }
+        for key in balances.keys() {
+            let spent = self.spent_total[key];
+            self.spend_windows
+                .entry(key.clone())
+                .and_modify(|w| w.observe(now, spent))
+                .or_insert(SpendWindow { anchor: (now, spent), pending: (now, spent) });
+        }
+        self.spend_windows.retain(|k, _| balances.contains_key(k));
+        self.balances = balances;
+        self.gauges = output.gauges;
+        for inc in output.counter_increments {
+            let entry = self.counters.entry((inc.name, inc.labels)).or_insert((inc.help, 0.0));
+            entry.1 += inc.value;
+        }
+    }
+}
+
+/// A cheap spend-rate estimate: the spend counter at two past instants,
+/// rotated every 12 hours, so the anchor is 12–24 h old once warm.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpendWindow {
+    pub anchor: (SystemTime, Decimal),
+    pub pending: (SystemTime, Decimal),
+}
+
+const SPEND_WINDOW_ROTATE: Duration = Duration::from_secs(12 * 3600);
+const SPEND_WINDOW_MIN_AGE: Duration = Duration::from_secs(3600);
+
+impl SpendWindow {
+    fn observe(&mut self, now: SystemTime, spent: Decimal) {
+        if now.duration_since(self.pending.0).unwrap_or_default() >= SPEND_WINDOW_ROTATE {
+            self.anchor = self.pending;
+            self.pending = (now, spent);
+        }
+    }
+
+    /// Spend per day, once at least an hour of history exists.
+    pub fn per_day(&self, now: SystemTime, spent_now: Decimal) -> Option<Decimal> {
+        let age = now.duration_since(self.anchor.0).ok().filter(|a| *a >= SPEND_WINDOW_MIN_AGE)?;
+        let spent = spent_now - self.anchor.1;
+        let age_ms = Decimal::from(age.as_millis() as u64);
+        spent.checked_mul(Decimal::from(86_400_000u64))?.checked_div(age_ms)
+    }
+
+    /// Days the usable balance lasts at this spend rate, if there is spend.
+    pub fn runway_days(&self, now: SystemTime, spent_now: Decimal, usable: Decimal) -> Option<Decimal> {
+        let per_day = self.per_day(now, spent_now).filter(|r| *r > Decimal::ZERO)?;
+        usable.max(Decimal::ZERO).checked_div(per_day)
+    }
+}
+
+/// What the exporter knows about one configured supplier.
+#[derive(Debug)]
+pub struct SupplierSlot {
+    pub name: String,
+    pub kind: &'static str,
+    pub poll_interval: Duration,
+    pub thresholds: Vec<Threshold>,
+    /// Shared with the slot this one replaced at reload, so a poll task that
+    /// keeps running across a reload still publishes where scrapes look.
+    state: Arc<ArcSwap<SupplierState>>,
+}
+
+impl SupplierSlot {
+    pub fn state(&self) -> Arc<SupplierState> {
+        self.state.load_full()
+    }
+}
+
+/// All suppliers' slots plus exporter-level status.
+#[derive(Debug)]
+pub struct Store {
+    slots: ArcSwap<Vec<Arc<SupplierSlot>>>,
+    generation: AtomicU64,
+    reload_ok: AtomicBool,
+    last_reload_success: AtomicU64,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            slots: ArcSwap::from_pointee(Vec::new()),
+            generation: AtomicU64::new(0),
+            reload_ok: AtomicBool::new(true),
+            last_reload_success: AtomicU64::new(unix_seconds(SystemTime::now()) as u64),
+        }
+    }
+}
+
+impl Store {
+    /// The configured suppliers, in config order.
+    pub fn slots(&self) -> Arc<Vec<Arc<SupplierSlot>>> {
+        self.slots.load_full()
+    }
+
+    /// Changes whenever anything rendered could change; the render cache key.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Replaces the set of suppliers. Suppliers that stay keep their state
+    /// (balances, counters); removed ones disappear.
+    pub fn set_suppliers(&self, suppliers: &[SupplierConfig]) -> Vec<Arc<SupplierSlot>> {
+        let old = self.slots();
+        let slots: Vec<Arc<SupplierSlot>> = suppliers
+            .iter()
+            .map(|cfg| {
+                let state = old
+                    .iter()
+                    .find(|s| s.name == cfg.name && s.kind == cfg.kind.name())
+                    .map(|s| s.state.clone())
+                    .unwrap_or_default();
+                Arc::new(SupplierSlot {
+                    name: cfg.name.clone(),
+                    kind: cfg.kind.name(),
+                    poll_interval: cfg.poll_interval,
+                    thresholds: cfg.thresholds.clone(),
+                    state,
+                })
+            })
+            .collect();
+        self.slots.store(Arc::new(slots.clone()));
+        self.bump();
+        slots
+    }
+
+    /// Publishes a supplier's new state, atomically.
+    pub fn publish(&self, slot: &SupplierSlot, state: SupplierState) {
+        slot.state.store(Arc::new(state));
+        self.bump();
+    }
+
+    /// Ready once every configured supplier has been polled once.
+    pub fn ready(&self) -> bool {
+        self.slots().iter().all(|s| s.state().polled_once)
+    }
+
+    pub fn set_reload_result(&self, ok: bool) {
+        self.reload_ok.store(ok, Ordering::Release);
+        if ok {
+            self.last_reload_success.store(unix_seconds(SystemTime::now()) as u64, Ordering::Release);
+        }
+        self.bump();
+    }
+
+    pub fn reload_ok(&self) -> bool {
+        self.reload_ok.load(Ordering::Acquire)
+    }
+
+    pub fn last_reload_success(&self) -> u64 {
+        self.last_reload_success.load(Ordering::Acquire)
+    }
+}
+
+/// Seconds since the Unix epoch, as exported.
+pub fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suppliers::FlowDelta;
+
+    fn row(account: &str, currency: &str, balance: &str) -> BalanceRow {
+        let b = Decimal::from_str_exact(balance).unwrap();
+        BalanceRow { account: account.into(), currency: currency.into(), balance: b, frozen: Decimal::ZERO, usable: b, updated_at: None }
+    }
+
+    fn ok(rows: Vec<BalanceRow>) -> Result<PollOutput, PollError> {
+        Ok(PollOutput { balances: rows, ..Default::default() })
+    }
+
+    fn key(a: &str, c: &str) -> BalanceKey {
+        (a.into(), c.into())
+    }
+
+    #[test]
+    fn decreases_are_spend_and_increases_top_ups_exactly() {
+        let t = SystemTime::UNIX_EPOCH;
+        let d = Duration::from_millis(100);
+        let s = SupplierState::default().after_poll(ok(vec![row("main", "USD", "284.50")]), d, t);
+        assert_eq!(s.spent_total[&key("main", "USD")], Decimal::ZERO);
+        let s = s.after_poll(ok(vec![row("main", "USD", "280.40")]), d, t);
+        let s = s.after_poll(ok(vec![row("main", "USD", "0.10")]), d, t);
+        let s = s.after_poll(ok(vec![row("main", "USD", "500.10")]), d, t);
+        assert_eq!(s.spent_total[&key("main", "USD")].to_string(), "284.40");
+        assert_eq!(s.topped_up_total[&key("main", "USD")].to_string(), "500.00");
+        assert_eq!(s.polls_total, 4);
+    }
+
+    #[test]
+    fn failed_poll_keeps_balances_and_counts_reason() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        let d = Duration::from_millis(100);
+        let s = SupplierState::default().after_poll(ok(vec![row("main", "USD", "10")]), d, t);
+        let later = t + Duration::from_secs(60);
+        let s = s.after_poll(Err(PollError::new(Reason::Auth, "http 401")), d, later);
+        assert!(!s.up);
+        assert_eq!(s.last_success, Some(t));
+        assert_eq!(s.errors_total[&Reason::Auth], 1);
+        assert_eq!(s.balances[&key("main", "USD")].row.balance, Decimal::TEN);
+        // The next good poll still sees the decrease across the failure.
+        let s = s.after_poll(ok(vec![row("main", "USD", "7.5")]), d, later);
+        assert_eq!(s.spent_total[&key("main", "USD")].to_string(), "2.5");
+    }
+
+    #[test]
+    fn ledger_flows_replace_inference() {
+        let t = SystemTime::UNIX_EPOCH;
+        let d = Duration::ZERO;
+        let s = SupplierState::default().after_poll(ok(vec![row("c1", "USD", "10")]), d, t);
+        let out = PollOutput {
+            balances: vec![row("c1", "USD", "5")],
+            flows: Flows::Ledger(vec![FlowDelta { account: "c1".into(), currency: "USD".into(), spent: Decimal::new(700, 2), topped_up: Decimal::new(200, 2) }]),
+            ..Default::default()
+        };
+        let s = s.after_poll(Ok(out), d, t);
+        assert_eq!(s.spent_total[&key("c1", "USD")].to_string(), "7.00");
+        assert_eq!(s.topped_up_total[&key("c1", "USD")].to_string(), "2.00");
+    }
+
+    #[test]
+    fn runway_from_spend_window() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let d = Duration::ZERO;
+        let mut s = SupplierState::default().after_poll(ok(vec![row("main", "USD", "1000")]), d, t0);
+        let t1 = t0 + Duration::from_secs(6 * 3600);
+        s = s.after_poll(ok(vec![row("main", "USD", "900")]), d, t1);
+        let w = s.spend_windows[&key("main", "USD")];
+        // 100 in 6 hours = 400/day; 900 usable lasts 2.25 days.
+        assert_eq!(w.per_day(t1, s.spent_total[&key("main", "USD")]).unwrap().to_string(), "400");
+        assert_eq!(w.runway_days(t1, s.spent_total[&key("main", "USD")], Decimal::new(900, 0)).unwrap().to_string(), "2.25");
+        assert_eq!(w.per_day(t0 + Duration::from_secs(60), Decimal::ONE), None);
+    }
+
+    #[test]
+    fn histogram_is_cumulative() {
+        let mut h = DurationHistogram::default();
+        h.observe(0.07);
+        h.observe(3.0);
+        assert_eq!(h.cumulative[0], 0);
+        assert_eq!(h.cumulative[1], 1);
+        assert_eq!(h.cumulative[6], 2);
+        assert_eq!(h.count, 2);
+    }
+}

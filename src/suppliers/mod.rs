@@ -1,0 +1,212 @@
+//! Supplier kinds: one file per API, plus the shared output types.
+//!
+//! A kind is a config struct (its own YAML keys) and an `async fn poll` that
+//! asks through [`Upstream`] and returns [`PollOutput`]. The list of kinds
+//! exists once, in [`KindConfig`]; adding a kind is one file and one variant.
+
+use std::any::Any;
+use std::time::{Duration, SystemTime};
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use crate::config::ConfigIssue;
+use crate::upstream::{PollError, Upstream};
+
+pub mod foxreload;
+pub mod novasend;
+pub mod vai247;
+
+/// The `kind:` of a supplier and that kind's own keys.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum KindConfig {
+    Foxreload(foxreload::FoxReloadConfig),
+    Novasend(novasend::NovaSendConfig),
+    Vai247(vai247::Vai247Config),
+}
+
+impl KindConfig {
+    /// The `kind` label value.
+    pub fn name(&self) -> &'static str {
+        match self {
+            KindConfig::Foxreload(_) => "foxreload",
+            KindConfig::Novasend(_) => "novasend",
+            KindConfig::Vai247(_) => "vai247",
+        }
+    }
+
+    /// The API's public base URL, when it has one.
+    pub fn default_base_url(&self) -> Option<&'static str> {
+        match self {
+            KindConfig::Foxreload(_) => Some("https://api.foxreload.com"),
+            KindConfig::Novasend(_) => Some("https://api.novasend.app"),
+            KindConfig::Vai247(_) => None,
+        }
+    }
+
+    /// The documented rate limit as a minimum gap between requests.
+    pub fn default_min_interval(&self) -> Duration {
+        match self {
+            // 100 requests/min per key
+            KindConfig::Foxreload(_) => Duration::from_secs(1),
+            // "at most one request every 10 seconds"
+            KindConfig::Novasend(_) => Duration::from_secs(10),
+            // undocumented; be gentle
+            KindConfig::Vai247(_) => Duration::from_secs(1),
+        }
+    }
+
+    /// Kind-specific checks beyond what serde enforces.
+    pub fn validate(&self, path: &str, issues: &mut Vec<ConfigIssue>) {
+        let paths = match self {
+            KindConfig::Foxreload(c) => vec![("path", &c.path)],
+            KindConfig::Novasend(c) => vec![("path", &c.path)],
+            KindConfig::Vai247(c) => vec![("path", &c.path)],
+        };
+        for (key, value) in paths {
+            if !value.starts_with('/') {
+                issues.push(ConfigIssue { path: format!("{path}.{key}"), message: "must start with '/'".into() });
+            }
+        }
+    }
+
+    /// Polls the supplier once. `memory` persists between polls of this supplier.
+    pub async fn poll(&self, upstream: &Upstream, memory: &mut KindMemory) -> Result<PollOutput, PollError> {
+        let _ = memory;
+        match self {
+            KindConfig::Foxreload(c) => foxreload::poll(c, upstream).await,
+            KindConfig::Novasend(c) => novasend::poll(c, upstream).await,
+            KindConfig::Vai247(c) => vai247::poll(c, upstream).await,
+        }
+    }
+}
+
+/// One balance: one (account, currency) of a supplier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BalanceRow {
+    pub account: String,
+    pub currency: String,
+    /// Total, including frozen.
+    pub balance: Decimal,
+    pub frozen: Decimal,
+    pub usable: Decimal,
+    /// When the supplier computed it; `None` means "when we fetched it".
+    pub updated_at: Option<SystemTime>,
+}
+
+/// How spend and top-ups are known for this poll's rows.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Flows {
+    /// Inferred from changes of the total balance between polls.
+    #[default]
+    Inferred,
+    /// Counted exactly from a ledger: new spend and top-ups since the last poll.
+    Ledger(Vec<FlowDelta>),
+}
+
+/// New ledger spend and top-ups of one (account, currency).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowDelta {
+    pub account: String,
+    pub currency: String,
+    pub spent: Decimal,
+    pub topped_up: Decimal,
+}
+
+/// A kind-specific series (escrow order counts, wallet aggregates, ledger
+/// counters). Labels exclude `supplier`, which is added when rendering.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtraSample {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub labels: Vec<(&'static str, String)>,
+    pub value: f64,
+}
+
+/// What one successful poll found.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PollOutput {
+    pub balances: Vec<BalanceRow>,
+    pub flows: Flows,
+    /// Gauges replaced on every poll.
+    pub gauges: Vec<ExtraSample>,
+    /// Counter increments, added to what earlier polls counted.
+    pub counter_increments: Vec<ExtraSample>,
+    /// Rows that could not be read while others could: counted, logged, not fatal.
+    pub row_errors: Vec<String>,
+}
+
+/// State a kind keeps between polls of one supplier (e.g. ledger entries seen).
+#[derive(Default)]
+pub struct KindMemory(Option<Box<dyn Any + Send + Sync>>);
+
+impl KindMemory {
+    /// This kind's memory, created on first use.
+    pub fn get<T: Default + Send + Sync + 'static>(&mut self) -> &mut T {
+        if !self.0.as_ref().is_some_and(|b| b.is::<T>()) {
+            self.0 = Some(Box::new(T::default()));
+        }
+        self.0.as_mut().and_then(|b| b.downcast_mut::<T>()).expect("memory type just set")
+    }
+}
+
+impl std::fmt::Debug for KindMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KindMemory")
+    }
+}
+
+/// Parses a JSON body into `T`, mapping failures to reason `decode` with the
+/// JSON path and a short message (never the body itself).
+pub fn decode_json<T: serde::de::DeserializeOwned>(upstream: &Upstream, body: &[u8]) -> Result<T, PollError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let message = upstream.redact(&e.into_inner().to_string());
+        match path.as_str() {
+            "." => PollError::decode(message),
+            p if p.starts_with('[') => PollError::decode(format!("${p}: {message}")),
+            p => PollError::decode(format!("$.{p}: {message}")),
+        }
+    })?;
+    de.end().map_err(|e| PollError::decode(e.to_string()))?;
+    Ok(value)
+}
+
+/// Parses an RFC 3339 timestamp (`Z` or a numeric offset, fractions allowed).
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let s = s.trim();
+    if let Ok(t) = humantime::parse_rfc3339_weak(s.strip_suffix('Z').unwrap_or(s)) {
+        if s.ends_with('Z') || s.len() <= 26 {
+            return Some(t);
+        }
+    }
+    // A numeric offset: "2026-05-01T20:45:22+07:00".
+    let (local, offset) = s.split_at(s.len().checked_sub(6)?);
+    let sign = match offset.as_bytes()[0] {
+        b'+' => 1i64,
+        b'-' => -1i64,
+        _ => return None,
+    };
+    let hours: i64 = offset.get(1..3)?.parse().ok()?;
+    let minutes: i64 = offset.get(4..6)?.parse().ok()?;
+    let local = humantime::parse_rfc3339_weak(local).ok()?;
+    let shift = Duration::from_secs((hours * 3600 + minutes * 60) as u64);
+    if sign > 0 { local.checked_sub(shift) } else { local.checked_add(shift) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_with_zone_and_offset() {
+        let z = parse_rfc3339("2026-05-01T13:45:22Z").unwrap();
+        assert_eq!(z.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(), 1_777_643_122);
+        assert_eq!(parse_rfc3339("2026-05-01T20:45:22+07:00"), Some(z));
+        assert_eq!(parse_rfc3339("2026-05-01T12:45:22-01:00"), Some(z));
+        assert!(parse_rfc3339("2014-01-27T22:58:01.115720Z").is_some());
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+}

@@ -1,0 +1,479 @@
+//! The HTTP driver every supplier kind talks through.
+//!
+//! It owns what kinds must not each re-implement: the per-supplier rate
+//! limiter (`min_interval` before *every* request, retries and pages
+//! included), authentication, timeouts, the body size cap, redirects that
+//! never carry credentials elsewhere, retries with capped exponential backoff
+//! and jitter, `Retry-After` / `retry-after-ms`, and mapping failures onto the
+//! fixed `reason` label set. A kind only says what to ask and how to read it.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, USER_AGENT};
+use reqwest::{Method, StatusCode, Url};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::config::{Auth, SupplierConfig};
+
+/// Why a poll failed: the fixed values of the `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    Auth,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    ServerError,
+    Timeout,
+    Connect,
+    Decode,
+    UpstreamStatus,
+}
+
+impl Reason {
+    /// Every reason, in label order; used to pre-create the error counters at 0.
+    pub const ALL: [Reason; 9] = [
+        Reason::Auth,
+        Reason::Forbidden,
+        Reason::NotFound,
+        Reason::RateLimited,
+        Reason::ServerError,
+        Reason::Timeout,
+        Reason::Connect,
+        Reason::Decode,
+        Reason::UpstreamStatus,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Auth => "auth",
+            Reason::Forbidden => "forbidden",
+            Reason::NotFound => "not_found",
+            Reason::RateLimited => "rate_limited",
+            Reason::ServerError => "server_error",
+            Reason::Timeout => "timeout",
+            Reason::Connect => "connect",
+            Reason::Decode => "decode",
+            Reason::UpstreamStatus => "upstream_status",
+        }
+    }
+
+    /// The reason for an HTTP error status.
+    pub fn from_status(status: StatusCode) -> Reason {
+        match status.as_u16() {
+            401 => Reason::Auth,
+            403 => Reason::Forbidden,
+            404 => Reason::NotFound,
+            429 => Reason::RateLimited,
+            500..=599 => Reason::ServerError,
+            _ => Reason::UpstreamStatus,
+        }
+    }
+}
+
+/// A failed poll: a fixed reason plus a short, secret-free message.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{reason}: {message}", reason = .reason.as_str())]
+pub struct PollError {
+    pub reason: Reason,
+    pub message: String,
+    /// When the supplier asked us to come back (429/503 `Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+impl PollError {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        PollError { reason, message: message.into(), retry_after: None }
+    }
+    pub fn decode(message: impl Into<String>) -> Self {
+        PollError::new(Reason::Decode, message)
+    }
+}
+
+/// One request a kind wants sent. `path` is joined to the supplier's `base_url`.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: Method,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(reqwest::header::HeaderName, HeaderValue)>,
+    pub body: Option<Bytes>,
+}
+
+impl Request {
+    pub fn get(path: impl Into<String>) -> Self {
+        Request { method: Method::GET, path: path.into(), query: vec![], headers: vec![], body: None }
+    }
+    pub fn post(path: impl Into<String>) -> Self {
+        Request { method: Method::POST, ..Request::get(path) }
+    }
+    pub fn query(mut self, key: &str, value: impl ToString) -> Self {
+        self.query.push((key.to_string(), value.to_string()));
+        self
+    }
+    pub fn header(mut self, name: reqwest::header::HeaderName, value: &'static str) -> Self {
+        self.headers.push((name, HeaderValue::from_static(value)));
+        self
+    }
+}
+
+/// A successful (2xx) response, body read in full under the size cap.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// Keeps the next instant a request may be sent to one supplier (or group).
+/// Driven by `tokio::time`, so paused-clock tests see exact spacing.
+#[derive(Debug)]
+pub struct Limiter {
+    next_allowed: Mutex<Option<Instant>>,
+}
+
+impl Default for Limiter {
+    fn default() -> Self {
+        Limiter { next_allowed: Mutex::new(None) }
+    }
+}
+
+impl Limiter {
+    /// Waits for this request's slot: never two requests within `min_interval`.
+    pub async fn acquire(&self, min_interval: Duration) {
+        let slot = {
+            let mut next = self.next_allowed.lock().await;
+            let now = Instant::now();
+            let slot = next.map_or(now, |n| n.max(now));
+            *next = Some(slot + min_interval);
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+
+    /// Pushes the next slot out to at least `until` (a supplier's `Retry-After`).
+    pub async fn defer_until(&self, until: Instant) {
+        let mut next = self.next_allowed.lock().await;
+        *next = Some(next.map_or(until, |n| n.max(until)));
+    }
+}
+
+/// Retry and backoff settings of one supplier.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl RetryPolicy {
+    /// Backoff before retry number `attempt` (1-based): `base * 2^(attempt-1)`,
+    /// capped, with full jitter over its upper half so retries spread out.
+    pub fn backoff(&self, attempt: u32, jitter: f64) -> Duration {
+        let exp = self.base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let capped = exp.min(self.cap);
+        capped.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+    }
+}
+
+/// The HTTP handle given to a supplier kind for one supplier.
+#[derive(Clone)]
+pub struct Upstream {
+    client: reqwest::Client,
+    base_url: Url,
+    auth: Auth,
+    limiter: Arc<Limiter>,
+    min_interval: Duration,
+    timeout: Duration,
+    max_body: usize,
+    retry: RetryPolicy,
+    secrets: Arc<Vec<String>>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream").field("base_url", &self.base_url.as_str()).finish_non_exhaustive()
+    }
+}
+
+/// Builds the shared HTTP client: rustls, no automatic redirects (see
+/// [`Upstream::send`]), connect timeout, no proxy surprises from the env beyond reqwest's defaults.
+pub fn build_client(connect_timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+        .expect("building the HTTP client (TLS backend) failed")
+}
+
+const MAX_REDIRECTS: usize = 5;
+
+impl Upstream {
+    pub fn new(client: reqwest::Client, cfg: &SupplierConfig, limiter: Arc<Limiter>) -> Self {
+        Upstream {
+            client,
+            base_url: cfg.base_url.clone(),
+            auth: cfg.auth.clone(),
+            limiter,
+            min_interval: cfg.min_interval,
+            timeout: cfg.timeout,
+            max_body: cfg.max_response_bytes,
+            retry: RetryPolicy {
+                max_retries: cfg.max_retries,
+                base: cfg.min_interval.max(Duration::from_secs(1)),
+                cap: Duration::from_secs(30),
+            },
+            secrets: Arc::new(cfg.auth.secrets().into_iter().map(String::from).collect()),
+        }
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base_url
+    }
+
+    /// Removes every configured secret from text that came from upstream.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in self.secrets.iter() {
+            out = out.replace(s.as_str(), "<redacted>");
+        }
+        out
+    }
+
+    /// A short, redacted, single-line snippet of an upstream body for messages.
+    pub fn snippet(&self, body: &[u8]) -> String {
+        let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+        let line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).take(120).collect();
+        self.redact(line.trim())
+    }
+
+    /// Joins a request path to `base_url`, keeping any path prefix of the base.
+    pub fn url_for(&self, path: &str) -> Result<Url, PollError> {
+        let mut url = self.base_url.clone();
+        let base_path = url.path().trim_end_matches('/').to_string();
+        let (p, q) = path.split_once('?').unwrap_or((path, ""));
+        url.set_path(&format!("{base_path}/{}", p.trim_start_matches('/')));
+        if !q.is_empty() {
+            url.set_query(Some(q));
+        }
+        Ok(url)
+    }
+
+    /// Sends one request through the limiter, with retries; returns a 2xx
+    /// response or the failure mapped to its reason. 401/403/404 are final.
+    pub async fn send(&self, req: &Request) -> Result<Response, PollError> {
+        let mut attempt = 0;
+        loop {
+            let result = self.send_once(req).await;
+            let err = match result {
+                Ok(resp) => return Ok(resp),
+                Err(e) => e,
+            };
+            let retryable = matches!(err.reason, Reason::RateLimited | Reason::ServerError | Reason::Timeout | Reason::Connect);
+            if !retryable || attempt >= self.retry.max_retries {
+                if let Some(wait) = err.retry_after {
+                    self.limiter.defer_until(Instant::now() + wait).await;
+                }
+                return Err(err);
+            }
+            attempt += 1;
+            let wait = match err.retry_after {
+                // Too long to wait inside a poll: fail now, the limiter keeps the supplier quiet until then.
+                Some(wait) if wait > self.retry.cap => {
+                    self.limiter.defer_until(Instant::now() + wait).await;
+                    return Err(err);
+                }
+                Some(wait) => wait,
+                None => self.retry.backoff(attempt, rand::random::<f64>()),
+            };
+            tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, reason = err.reason.as_str(), "retrying upstream request");
+            self.limiter.defer_until(Instant::now() + wait).await;
+        }
+    }
+
+    async fn send_once(&self, req: &Request) -> Result<Response, PollError> {
+        let mut url = self.url_for(&req.path)?;
+        if !req.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(req.query.iter());
+        }
+        let origin = url.origin();
+        let mut redirects = 0;
+        let mut method = req.method.clone();
+        let mut body = req.body.clone();
+        loop {
+            self.limiter.acquire(self.min_interval).await;
+            // Credentials only ever go to the configured origin.
+            let same_origin = url.origin() == origin;
+            let mut builder = self
+                .client
+                .request(method.clone(), url.clone())
+                .timeout(self.timeout)
+                .header(USER_AGENT, concat!("balance_exporter/", env!("CARGO_PKG_VERSION")))
+                .header(ACCEPT, "application/json");
+            for (name, value) in &req.headers {
+                builder = builder.header(name, value);
+            }
+            if same_origin {
+                builder = self.with_auth(builder);
+            }
+            if let Some(b) = &body {
+                builder = builder.header(reqwest::header::CONTENT_TYPE, "application/json").body(b.clone());
+            }
+            let resp = builder.send().await.map_err(|e| self.transport_error(e))?;
+            let status = resp.status();
+            if status.is_redirection() {
+                let location = resp.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok());
+                let next = location.and_then(|l| url.join(l).ok());
+                match next {
+                    Some(next) if redirects < MAX_REDIRECTS && matches!(next.scheme(), "http" | "https") => {
+                        redirects += 1;
+                        if next.origin() != origin {
+                            tracing::warn!(from = %origin.ascii_serialization(), to = %next.origin().ascii_serialization(), "redirect to another origin; sending it without credentials");
+                        }
+                        if matches!(status.as_u16(), 301..=303) && method == Method::POST {
+                            method = Method::GET;
+                            body = None;
+                        }
+                        url = next;
+                        continue;
+                    }
+                    _ => return Err(PollError::new(Reason::UpstreamStatus, format!("http {}: redirect not followed", status.as_u16()))),
+                }
+            }
+            let headers = resp.headers().clone();
+            let retry_after = retry_after(&headers, SystemTime::now());
+            let bytes = self.read_capped(resp).await?;
+            if status.is_success() {
+                return Ok(Response { status, headers, body: bytes });
+            }
+            let mut err = PollError::new(
+                Reason::from_status(status),
+                format!("http {}: {}", status.as_u16(), self.snippet(&bytes)),
+            );
+            if matches!(status.as_u16(), 429 | 503) {
+                err.retry_after = retry_after;
+            }
+            return Err(err);
+        }
+    }
+
+    fn with_auth(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.auth {
+            Auth::None => builder,
+            Auth::Bearer(token) => {
+                let mut v = HeaderValue::from_str(&format!("Bearer {}", token.expose())).unwrap_or(HeaderValue::from_static(""));
+                v.set_sensitive(true);
+                builder.header(AUTHORIZATION, v)
+            }
+            Auth::Basic { username, password } => builder.basic_auth(username.expose(), Some(password.expose())),
+            Auth::Header { name, value } => {
+                let mut v = HeaderValue::from_str(value.expose()).unwrap_or(HeaderValue::from_static(""));
+                v.set_sensitive(true);
+                builder.header(name, v)
+            }
+        }
+    }
+
+    /// Reads the body chunk by chunk and stops at the cap: memory stays flat
+    /// whatever the supplier sends.
+    async fn read_capped(&self, mut resp: reqwest::Response) -> Result<Bytes, PollError> {
+        if resp.content_length().is_some_and(|n| n as usize > self.max_body) {
+            return Err(PollError::decode(format!("response body larger than the {} byte cap", self.max_body)));
+        }
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport_error(e))? {
+            if buf.len() + chunk.len() > self.max_body {
+                return Err(PollError::decode(format!("response body larger than the {} byte cap", self.max_body)));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> PollError {
+        let reason = if e.is_timeout() {
+            Reason::Timeout
+        } else if e.is_connect() {
+            Reason::Connect
+        } else if e.is_decode() || e.is_body() {
+            Reason::Decode
+        } else {
+            Reason::Connect
+        };
+        // Without the URL (it may carry a secret in the query) and with the cause chain.
+        let e = e.without_url();
+        let mut message = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            message.push_str(": ");
+            message.push_str(&c.to_string());
+            cause = c.source();
+        }
+        PollError::new(reason, self.redact(&message))
+    }
+}
+
+/// Reads `retry-after-ms`, then `Retry-After` as seconds or an HTTP date.
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    if let Some(ms) = headers.get("retry-after-ms").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok()) {
+        if ms.is_finite() && ms >= 0.0 {
+            return Some(Duration::from_secs_f64(ms / 1000.0));
+        }
+    }
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_dates_and_ms() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(7)));
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(42));
+        h.insert("retry-after", HeaderValue::from_str(&date).unwrap());
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(42)));
+        h.insert("retry-after-ms", HeaderValue::from_static("1500"));
+        assert_eq!(retry_after(&h, now), Some(Duration::from_millis(1500)));
+        let mut past = HeaderMap::new();
+        past.insert("retry-after", HeaderValue::from_str(&httpdate::fmt_http_date(now - Duration::from_secs(5))).unwrap());
+        assert_eq!(retry_after(&past, now), Some(Duration::ZERO));
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_caps() {
+        let p = RetryPolicy { max_retries: 5, base: Duration::from_secs(1), cap: Duration::from_secs(30) };
+        assert_eq!(p.backoff(1, 1.0), Duration::from_secs(1));
+        assert_eq!(p.backoff(2, 1.0), Duration::from_secs(2));
+        assert_eq!(p.backoff(3, 0.0), Duration::from_secs(2));
+        assert_eq!(p.backoff(10, 1.0), Duration::from_secs(30));
+        assert_eq!(p.backoff(10, 0.0), Duration::from_secs(15));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn limiter_spaces_every_request() {
+        let limiter = Limiter::default();
+        let start = Instant::now();
+        let mut times = vec![];
+        for _ in 0..3 {
+            limiter.acquire(Duration::from_secs(10)).await;
+            times.push(start.elapsed());
+        }
+        assert_eq!(times, vec![Duration::ZERO, Duration::from_secs(10), Duration::from_secs(20)]);
+        limiter.defer_until(Instant::now() + Duration::from_secs(60)).await;
+        limiter.acquire(Duration::from_secs(10)).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(80));
+    }
+}
