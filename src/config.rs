@@ -574,7 +574,7 @@ fn validate_auth(raw: Option<FileAuth>, path: &str, issues: &mut Vec<ConfigIssue
 
 /// Reads a secret file (trailing newline trimmed). The error never echoes the
 /// value when it does not look like a path: it may be a secret put inline.
-fn read_secret_file(file: &str, path: &str, issues: &mut Vec<ConfigIssue>, warnings: &mut Vec<String>) -> Option<Secret> {
+pub(crate) fn read_secret_file(file: &str, path: &str, issues: &mut Vec<ConfigIssue>, warnings: &mut Vec<String>) -> Option<Secret> {
     let looks_like_path = file.contains('/') && !file.contains(char::is_whitespace);
     let shown = if looks_like_path { file.to_string() } else { "<value hidden>".to_string() };
     match std::fs::read_to_string(file) {
