@@ -366,13 +366,16 @@ fn validate(file: FileRoot, issues: &mut Vec<ConfigIssue>, warnings: &mut Vec<St
     let mut seen = BTreeMap::new();
     for (i, raw) in file.suppliers.into_iter().enumerate() {
         let path = format!("suppliers[{i}]");
-        if let Some(supplier) = validate_supplier(raw, &path, &defaults, issues, warnings) {
-            if let Some(first) = seen.insert(supplier.name.clone(), i) {
+        // Names are checked for duplicates even when the rest of the entry is invalid.
+        if let Some(name) = raw.get("name").and_then(Value::as_str).map(|n| n.trim().to_string()) {
+            if let Some(first) = seen.insert(name.clone(), i) {
                 issues.push(ConfigIssue {
                     path: format!("{path}.name"),
-                    message: format!("duplicate supplier name {:?} (first used by suppliers[{first}])", supplier.name),
+                    message: format!("duplicate supplier name {name:?} (first used by suppliers[{first}])"),
                 });
             }
+        }
+        if let Some(supplier) = validate_supplier(raw, &path, &defaults, issues, warnings) {
             out.push(supplier);
         }
     }

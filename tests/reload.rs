@@ -1,0 +1,127 @@
+//! Reload adds, removes and rejects; retries honour Retry-After.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{rewrite, start, wait_for};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const FOX_BODY: &str = r#"{"balance": {"amount": 284.50, "currency": "USD", "updated_at": "2026-05-01T13:45:22Z"}}"#;
+const NOVA_BODY: &str = r#"[{"balance": 4676, "availableBalance": 4676, "reference": "merchant_gh8jpoipkrxhjsm0", "currency": "XOF"}]"#;
+
+fn json(body: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_raw(body.as_bytes().to_vec(), "application/json")
+}
+
+#[tokio::test]
+async fn reload_adds_removes_and_rejects() {
+    let fox = MockServer::start().await;
+    Mock::given(method("GET")).respond_with(json(FOX_BODY)).mount(&fox).await;
+    let nova = MockServer::start().await;
+    Mock::given(method("GET")).respond_with(json(NOVA_BODY)).mount(&nova).await;
+    let fox_cfg = format!("  - {{name: fox, kind: foxreload, base_url: '{}', poll_interval: 1m}}\n", fox.uri());
+    let nova_cfg = format!("  - {{name: nova, kind: novasend, base_url: '{}', poll_interval: 1m}}\n", nova.uri());
+
+    let (app, dir) = start(&format!("suppliers:\n{fox_cfg}")).await;
+    wait_for(&app, Duration::from_secs(10), "fox polled", |s| s.get("supplier_up", &[("supplier", "fox")]) == Some(1.0)).await;
+
+    // Add nova, remove fox.
+    rewrite(&dir, &format!("suppliers:\n{nova_cfg}"));
+    let client = reqwest::Client::new();
+    let resp = client.post(format!("http://{}/-/reload", app.addr)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let s = wait_for(&app, Duration::from_secs(10), "nova polled", |s| s.get("supplier_up", &[("supplier", "nova")]) == Some(1.0)).await;
+    assert!(s.series_of("supplier_balance").iter().all(|(k, _)| !k.contains("\"fox\"")), "fox removed:\n{}", s.text);
+    assert!(s.series_of("supplier_info").iter().all(|(k, _)| !k.contains("\"fox\"")));
+    assert_eq!(s.value("balance_exporter_config_last_reload_successful", &[]), 1.0);
+
+    // An invalid config is rejected with its error; the old one keeps running.
+    rewrite(&dir, &format!("suppliers:\n{nova_cfg}  - {{name: bad, kind: foxreload, poll_interval: soon}}\n"));
+    let resp = client.post(format!("http://{}/-/reload", app.addr)).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("suppliers[1].poll_interval: invalid duration \"soon\""), "{text}");
+    let s = common::scrape(&app).await;
+    assert_eq!(s.value("balance_exporter_config_last_reload_successful", &[]), 0.0);
+    assert_eq!(s.value("supplier_up", &[("supplier", "nova")]), 1.0);
+    assert_eq!(s.value("supplier_balance", &[("supplier", "nova"), ("account", "merchant_gh8jpoipkrxhjsm0"), ("currency", "XOF")]), 4676.0);
+
+    // GET is not a reload.
+    let resp = client.get(format!("http://{}/-/reload", app.addr)).send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+
+    // Fixing the file recovers the flag.
+    rewrite(&dir, &format!("suppliers:\n{nova_cfg}"));
+    assert!(app.reload().await.is_ok());
+    assert_eq!(common::scrape(&app).await.value("balance_exporter_config_last_reload_successful", &[]), 1.0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn reload_keeps_counters_of_suppliers_that_stay() {
+    let fox = MockServer::start().await;
+    Mock::given(method("GET")).respond_with(json(FOX_BODY)).up_to_n_times(1).mount(&fox).await;
+    Mock::given(method("GET")).respond_with(json(&FOX_BODY.replace("284.50", "200.00"))).mount(&fox).await;
+    let cfg = |interval: &str| format!("suppliers:\n  - {{name: fox, kind: foxreload, base_url: '{}', poll_interval: {interval}, min_interval: 0s}}\n", fox.uri());
+    let (app, dir) = start(&cfg("500ms")).await;
+    let l = [("supplier", "fox"), ("account", "main"), ("currency", "USD")];
+    wait_for(&app, Duration::from_secs(10), "spend seen", |s| s.get("supplier_balance_spent_total", &l) == Some(84.5)).await;
+    rewrite(&dir, &cfg("1m"));
+    app.reload().await.unwrap();
+    let s = common::scrape(&app).await;
+    assert_eq!(s.value("supplier_balance_spent_total", &l), 84.5, "counter survives a changed config");
+    assert_eq!(s.value("supplier_poll_interval_seconds", &[("supplier", "fox")]), 60.0);
+    app.stop().await;
+}
+
+/// Answers a fixed sequence of responses, recording arrival times.
+struct Sequence {
+    responses: Vec<ResponseTemplate>,
+    times: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
+}
+
+impl wiremock::Respond for Sequence {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        let mut times = self.times.lock().unwrap();
+        times.push(Instant::now());
+        self.responses[(times.len() - 1).min(self.responses.len() - 1)].clone()
+    }
+}
+
+async fn first_poll_gaps(responses: Vec<ResponseTemplate>) -> (Vec<Duration>, common::Samples) {
+    let server = MockServer::start().await;
+    let times = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    Mock::given(method("GET")).respond_with(Sequence { responses, times: times.clone() }).mount(&server).await;
+    let cfg = format!("suppliers:\n  - {{name: fox, kind: foxreload, base_url: '{}', poll_interval: 1m, min_interval: 0s}}\n", server.uri());
+    let (app, _dir) = start(&cfg).await;
+    let s = wait_for(&app, Duration::from_secs(15), "first poll done", |s| s.get("supplier_up", &[("supplier", "fox")]).is_some()).await;
+    app.stop().await;
+    let times = times.lock().unwrap().clone();
+    (times.windows(2).map(|w| w[1] - w[0]).collect(), s)
+}
+
+#[tokio::test]
+async fn retry_after_seconds_ms_and_date_are_honoured_within_a_poll() {
+    let (gaps, s) = first_poll_gaps(vec![ResponseTemplate::new(429).insert_header("Retry-After", "2"), json(FOX_BODY)]).await;
+    assert_eq!(gaps.len(), 1);
+    assert!(gaps[0] >= Duration::from_millis(1990), "{gaps:?}");
+    assert_eq!(s.value("supplier_up", &[("supplier", "fox")]), 1.0);
+
+    let (gaps, _) = first_poll_gaps(vec![ResponseTemplate::new(503).insert_header("retry-after-ms", "1500"), json(FOX_BODY)]).await;
+    assert!(gaps[0] >= Duration::from_millis(1490) && gaps[0] < Duration::from_millis(2500), "{gaps:?}");
+
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(3));
+    let (gaps, _) = first_poll_gaps(vec![ResponseTemplate::new(429).insert_header("Retry-After", date.as_str()), json(FOX_BODY)]).await;
+    assert!(gaps[0] >= Duration::from_millis(1000), "{gaps:?}");
+}
+
+#[tokio::test]
+async fn rate_limited_poll_fails_after_retries_with_its_reason() {
+    let (gaps, s) = first_poll_gaps(vec![ResponseTemplate::new(429)]).await;
+    // max_retries 2: three requests, backoff between them.
+    assert_eq!(gaps.len(), 2, "{gaps:?}");
+    assert!(gaps.iter().all(|g| *g >= Duration::from_millis(500)), "{gaps:?}");
+    assert_eq!(s.value("supplier_poll_errors_total", &[("supplier", "fox"), ("reason", "rate_limited")]), 1.0);
+}
