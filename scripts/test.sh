@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs every test of balance_exporter, installing what it needs first.
+#
+#   bash scripts/test.sh
+#
+# Installs (Debian, as root, only when missing): prometheus + promtool,
+# prometheus-alertmanager + amtool, chromium (browser test of the landing page).
+# Then: cargo tests (unit, integration, fuzz-style property runs), rule tests
+# and the alert backtest, dashboard validation, the end-to-end chain and the
+# deployment file checks. Each suite's result is summed up at the end.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+missing=()
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+if ((${#missing[@]})); then
+  echo "==> installing: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q
+  # policy-rc.d keeps the packages' own services from starting during install.
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null && $SUDO chmod +x /usr/sbin/policy-rc.d
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" || { echo "apt-get install failed"; exit 1; }
+  $SUDO rm -f /usr/sbin/policy-rc.d
+fi
+
+passed=0; failed=0; failures=()
+suite() {
+  local name=$1; shift
+  echo; echo "==> $name"
+  local start=$SECONDS
+  if "$@"; then
+    passed=$((passed + 1)); echo "<== $name: ok ($((SECONDS - start))s)"
+  else
+    failed=$((failed + 1)); failures+=("$name"); echo "<== $name: FAILED ($((SECONDS - start))s)"
+  fi
+}
+
+# One profile for everything: the release binary is what the other suites run.
+export BALANCE_EXPORTER_BIN="$ROOT/target/release/balance_exporter"
+suite "cargo build" cargo build --release --locked
+suite "cargo test" cargo test --release --locked
+for s in alerts/test.sh dashboards/test.sh tests/e2e/run.sh tests/browser/run.sh examples/check.sh; do
+  [ -f "$s" ] && suite "$s" bash "$s"
+done
+
+echo
+if ((failed)); then echo "failed suites: ${failures[*]}"; fi
+echo "suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
