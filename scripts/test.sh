@@ -43,7 +43,7 @@ suite() {
 export BALANCE_EXPORTER_BIN="$ROOT/target/release/balance_exporter"
 suite "cargo build" cargo build --release --locked
 suite "cargo test" cargo test --release --locked
-for s in alerts/test.sh dashboards/test.sh tests/e2e/run.sh tests/browser/run.sh examples/check.sh; do
+for s in alerts/test.sh dashboards/test.sh tests/browser/run.sh deploy/check.sh tests/e2e/run.sh; do
   [ -f "$s" ] && suite "$s" bash "$s"
 done
 
