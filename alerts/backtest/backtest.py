@@ -1,0 +1,426 @@
+#!/usr/bin/env python3
+"""Backtest the shipped alert rules on a simulated month (standard library only).
+
+1. simulate.py writes 30 days of exporter series (5 suppliers, 7 accounts, incidents
+   injected) as OpenMetrics; `promtool tsdb create-blocks-from openmetrics` turns them
+   into TSDB blocks.
+2. A real `prometheus` (127.0.0.1, temp dir, no scraping) loads those blocks and the
+   SHIPPED rule files unchanged; the rules are read back from its /api/v1/rules, so
+   every expression is exactly what Prometheus parsed from alerts/*.rules.yml.
+3. Recording rules are backfilled in dependency order (rules that read other recorded
+   series come in a later round): each rule is evaluated with query_range at the rule
+   evaluation step, written as OpenMetrics, imported as blocks, Prometheus restarted.
+   This is what `promtool tsdb create-blocks-from rules` does, without its 2-hour
+   blocks (hundreds of them) and with the dependency order it lacks.
+4. Every alerting rule is evaluated with query_range at the same step and `for:` is
+   applied as the rule manager does (pending from the first evaluation that returns
+   the series, firing once it has been pending for `for:`).
+5. Each incident must be detected by its alert within its target; every other warning
+   or critical alert is a false alert. Prints the table; exits 1 on any miss or false
+   alert.
+
+Usage: backtest.py [--rules-dir DIR] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+import simulate as sim
+
+EVAL = 60  # rule evaluation interval (Prometheus default global evaluation_interval)
+EVAL_OFFSET = 30  # evaluations fall between scrapes
+MAX_STEPS = 10000  # query_range allows 11,000 points per series
+MIN = 60
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Prometheus:
+    def __init__(self, workdir: str, rule_files: list[str]):
+        self.data = os.path.join(workdir, "data")
+        self.config = os.path.join(workdir, "prometheus.yml")
+        self.log = os.path.join(workdir, "prometheus.log")
+        os.makedirs(self.data, exist_ok=True)
+        with open(self.config, "w") as f:
+            # JSON is YAML; no scrape_configs: the data comes from blocks only.
+            json.dump({"global": {"evaluation_interval": "1m"},
+                       "rule_files": rule_files}, f)
+        self.proc = None
+        self.url = None
+
+    def start(self):
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            ["prometheus", f"--config.file={self.config}",
+             f"--storage.tsdb.path={self.data}",
+             "--storage.tsdb.retention.time=100y",
+             f"--web.listen-address=127.0.0.1:{port}",
+             "--query.max-samples=200000000", "--query.timeout=5m",
+             "--log.level=warn"],
+            stdout=subprocess.DEVNULL, stderr=open(self.log, "a"),
+            start_new_session=True)
+        for _ in range(600):
+            if self.proc.poll() is not None:
+                sys.exit(f"prometheus exited early; see {self.log}:\n" + open(self.log).read()[-3000:])
+            try:
+                with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        sys.exit("prometheus did not become ready")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def api(self, path: str, **params):
+        data = urllib.parse.urlencode(params).encode() if params else None
+        with urllib.request.urlopen(self.url + path, data=data, timeout=600) as r:
+            body = json.load(r)
+        if body.get("status") != "success":
+            sys.exit(f"{path} failed: {body}")
+        return body["data"]
+
+    def query_range(self, query: str, start: int, end: int, step: int):
+        """{labels-tuple: {timestamp: value}} over [start, end], chunked."""
+        out: dict[tuple, dict[int, float]] = {}
+        t = start
+        while t <= end:
+            chunk_end = min(end, t + (MAX_STEPS - 1) * step)
+            for r in self.api("/api/v1/query_range", query=query, start=t,
+                              end=chunk_end, step=step)["result"]:
+                key = tuple(sorted(r["metric"].items()))
+                vals = out.setdefault(key, {})
+                for ts, v in r["values"]:
+                    vals[int(round(float(ts)))] = float(v)
+            t = chunk_end + step
+        return out
+
+
+def import_openmetrics(path: str, data_dir: str):
+    out = path + ".blocks"
+    shutil.rmtree(out, ignore_errors=True)
+    subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", "-q",
+                    "--max-block-duration=744h", path, out],
+                   check=True, stdout=subprocess.DEVNULL)
+    for block in os.listdir(out):
+        shutil.move(os.path.join(out, block), os.path.join(data_dir, block))
+    os.remove(path)
+
+
+def dependency_rounds(recording: list[dict]) -> list[list[dict]]:
+    names = {r["name"] for r in recording}
+    level: dict[str, int] = {}
+
+    def lvl(rule):
+        if rule["name"] not in level:
+            deps = [n for n in names if n != rule["name"] and
+                    re.search(r"(?<![\w:])" + re.escape(n) + r"(?![\w:])", rule["query"])]
+            level[rule["name"]] = 1 + max((lvl(by_name[d]) for d in deps), default=0)
+        return level[rule["name"]]
+
+    by_name = {r["name"]: r for r in recording}
+    rounds: dict[int, list] = {}
+    for r in recording:
+        rounds.setdefault(lvl(r), []).append(r)
+    return [rounds[k] for k in sorted(rounds)]
+
+
+def alert_episodes(rule: dict, values: dict, grid: list[int]):
+    """Apply for: and keep_firing_for: as the 2.42 rule manager does.
+
+    Returns [(labels, fire_start, fire_end or None)]."""
+    hold = rule["duration"]
+    keep = rule.get("keepFiringFor", 0)
+    eps = []
+    merged: dict[tuple, dict] = {}
+    for key, points in values.items():
+        merged.setdefault(tuple(kv for kv in key if kv[0] != "__name__"), {}).update(points)
+    for key, points in merged.items():
+        labels = dict(key)
+        labels.update(rule["labels"])
+        labels["alertname"] = rule["name"]
+        active_at = firing_at = missing_since = None
+        for t in grid:
+            if t in points:
+                missing_since = None
+                if active_at is None:
+                    active_at = t
+                if firing_at is None and t - active_at >= hold:
+                    firing_at = t
+            elif active_at is not None:
+                if firing_at is not None and keep:
+                    if missing_since is None:
+                        missing_since = t
+                    if t - missing_since < keep:
+                        continue  # keep firing
+                if firing_at is not None:
+                    eps.append((labels, firing_at, t))
+                active_at = firing_at = missing_since = None
+        if firing_at is not None:
+            eps.append((labels, firing_at, None))
+    return eps
+
+
+def hm(seconds: float) -> str:
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(int(seconds))
+    if seconds >= 86400:
+        return f"{sign}{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+    if seconds >= 3600:
+        return f"{sign}{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{sign}{seconds // 60}m{seconds % 60:02d}s"
+
+
+def incidents(facts):
+    """What must fire, when, and which alerts the incident may also raise."""
+    d0, d1 = sim.EXPORTER_DOWN
+    zero = facts["drain_zero"]
+    topup = facts["drain_topup"]
+    any_alert = None
+    return [
+        # name, expected alert, severity, matchers, start, mode, target, allowed window, allowed alerts
+        dict(name="exporter down 40m", alert="BalanceExporterDown", severity="critical",
+             match={}, start=d0, mode="delay", target=15 * MIN,
+             window=(d0, d1 + 30 * MIN), allow=any_alert, allow_match={}),
+        dict(name="revoked API key (dodo_wallets)", alert="SupplierPollAuthFailing",
+             severity="warning", match={"supplier": "dodo_wallets", "reason": "auth"},
+             start=sim.REVOKED_KEY[0], mode="delay", target=15 * MIN,
+             window=(sim.REVOKED_KEY[0], sim.REVOKED_KEY[1] + 30 * MIN),
+             allow={"SupplierPollAuthFailing", "SupplierBalanceStale"},
+             allow_match={"supplier": "dodo_wallets"}),
+        dict(name="supplier outage (balanced_orders)", alert="SupplierPollsFailing",
+             severity="warning", match={"supplier": "balanced_orders"},
+             start=sim.OUTAGE[0], mode="delay", target=15 * MIN,
+             window=(sim.OUTAGE[0], sim.OUTAGE[1] + 30 * MIN),
+             allow={"SupplierPollsFailing", "SupplierBalanceStale"},
+             allow_match={"supplier": "balanced_orders"}),
+        dict(name="poller stuck (foxreload)", alert="SupplierBalanceStale",
+             severity="warning", match={"supplier": "foxreload"},
+             start=sim.POLLER_HUNG[0], mode="delay", target=15 * MIN,
+             window=(sim.POLLER_HUNG[0], sim.POLLER_HUNG[1] + 30 * MIN),
+             allow={"SupplierBalanceStale"}, allow_match={"supplier": "foxreload"}),
+        dict(name="balance drains to zero (novasend EUR)", alert="SupplierBalanceRunwayShort",
+             severity="warning", match={"supplier": "novasend", "account": "acct-eu"},
+             start=sim.DRAIN_START, mode="lead", event=zero, target=48 * 3600,
+             window=(sim.DRAIN_START, topup + 2 * 3600),
+             allow={"SupplierBalanceRunwayShort", "SupplierBalanceLow"},
+             allow_match={"supplier": "novasend", "account": "acct-eu"}),
+        dict(name="  same, runway critical", alert="SupplierBalanceRunwayShort",
+             severity="critical", match={"supplier": "novasend", "account": "acct-eu"},
+             start=sim.DRAIN_START, mode="lead", event=zero, target=12 * 3600),
+        dict(name="  same, balance low", alert="SupplierBalanceLow",
+             severity="warning", match={"supplier": "novasend", "account": "acct-eu"},
+             start=sim.DRAIN_START, mode="lead", event=zero, target=12 * 3600),
+        dict(name="  same, balance exhausted", alert="SupplierBalanceLow",
+             severity="critical", match={"supplier": "novasend", "account": "acct-eu"},
+             start=zero, mode="delay", target=15 * MIN),
+        dict(name="spend x3 for 20m (foxreload)", alert="SupplierBalanceSpendBurst",
+             severity="critical", match={"supplier": "foxreload"},
+             start=sim.BURST[0], mode="delay", target=15 * MIN,
+             window=(sim.BURST[0], sim.BURST[1] + 30 * MIN),
+             allow={"SupplierBalanceSpendBurst"}, allow_match={"supplier": "foxreload"}),
+        dict(name="frozen funds stuck 18h (vai247 USD)", alert="SupplierBalanceFrozenHigh",
+             severity="warning", match={"supplier": "vai247", "currency": "USD"},
+             start=sim.FROZEN_STUCK[0], mode="delay", target=8 * 3600,
+             window=(sim.FROZEN_STUCK[0], sim.FROZEN_STUCK[1] + 6 * 3600),
+             # the release of 18 hours of settlements at once is a real spend jump
+             allow={"SupplierBalanceFrozenHigh", "SupplierBalanceSpendBurst"},
+             allow_match={"supplier": "vai247", "currency": "USD"}),
+        dict(name="duplicate ledger debits (dodo_wallets)", alert="SupplierBalanceDuplicateDebits",
+             severity="warning", match={"supplier": "dodo_wallets", "account": "cus_123"},
+             start=sim.DUPLICATES, mode="delay", target=15 * MIN,
+             window=(sim.DUPLICATES, sim.DUPLICATES + 30 * MIN),
+             allow={"SupplierBalanceDuplicateDebits"}, allow_match={"supplier": "dodo_wallets"}),
+        dict(name="target gone from discovery", alert="BalanceExporterAbsent",
+             severity="critical", match={}, start=sim.ABSENT[0], mode="delay",
+             target=15 * MIN, window=(sim.ABSENT[0], sim.ABSENT[1] + 30 * MIN),
+             allow=any_alert, allow_match={}),
+    ]
+
+
+def matches(labels: dict, match: dict) -> bool:
+    return all(labels.get(k) == v for k, v in match.items())
+
+
+def main() -> int:
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rules-dir", default=os.path.dirname(here))
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument("--verbose", action="store_true", help="list every firing episode")
+    args = ap.parse_args()
+    t_begin = time.time()
+
+    rule_files = sorted(glob.glob(os.path.join(os.path.abspath(args.rules_dir), "*.rules.yml")))
+    if not rule_files:
+        sys.exit(f"no *.rules.yml in {args.rules_dir}")
+    # The job the exporter-level rules expect: the one documented place.
+    jobs = set()
+    for path in rule_files:
+        jobs |= set(re.findall(r'up\{job="([^"]+)"\}', open(path).read()))
+    if len(jobs) != 1:
+        sys.exit(f"expected exactly one job selector in the rule files, found {jobs}")
+    job = jobs.pop()
+
+    work = tempfile.mkdtemp(prefix="balance-backtest-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    prom = Prometheus(work, rule_files)
+
+    def cleanup(*_):
+        prom.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+    signal.signal(signal.SIGTERM, lambda *_: (cleanup(), sys.exit(143)))
+    try:
+        series, facts = sim.simulate(job)
+        om = os.path.join(work, "series.om")
+        n = sim.write_openmetrics(om, series)
+        import_openmetrics(om, prom.data)
+        print(f"simulated {sim.DAYS} days, {len(series)} series, {n} samples, "
+              f"{facts['topups']} top-ups ({time.time() - t_begin:.0f}s)", flush=True)
+
+        prom.start()
+        groups = prom.api("/api/v1/rules")["groups"]
+        recording = [r for g in groups for r in g["rules"] if r["type"] == "recording"]
+        alerting = [r for g in groups for r in g["rules"] if r["type"] == "alerting"]
+        if any("keep_firing_for" in open(f).read() for f in rule_files) and \
+                not any("keepFiringFor" in r for r in alerting):
+            sys.exit("this Prometheus does not report keepFiringFor; cannot apply it")
+        first = sim.START + EVAL_OFFSET
+        last = sim.START + sim.MINUTES * sim.SCRAPE - EVAL
+        grid = list(range(first, last + 1, EVAL))
+
+        for i, rnd in enumerate(dependency_rounds(recording), 1):
+            path = os.path.join(work, f"rules{i}.om")
+            with open(path, "w") as out:
+                for rule in rnd:
+                    name = rule["name"]
+                    out.write(f"# TYPE {name} gauge\n")
+                    merged: dict[str, dict] = {}  # a rule's result keeps no __name__
+                    for key, points in prom.query_range(rule["query"], first, last, EVAL).items():
+                        labels = dict(key)
+                        labels.pop("__name__", None)
+                        labels.update(rule.get("labels") or {})
+                        merged.setdefault(sim.fmt_labels(labels), {}).update(points)
+                    for labels, points in merged.items():
+                        head = f"{name}{{{labels}}} "
+                        out.writelines(f"{head}{v!r} {ts}\n" for ts, v in sorted(points.items()))
+                out.write("# EOF\n")
+            prom.stop()
+            import_openmetrics(path, prom.data)
+            prom.start()
+            print(f"recording round {i}: {', '.join(r['name'] for r in rnd)} "
+                  f"({time.time() - t_begin:.0f}s)", flush=True)
+
+        episodes = []
+        for rule in alerting:
+            episodes += alert_episodes(rule, prom.query_range(rule["query"], first, last, EVAL), grid)
+        print(f"evaluated {len(alerting)} alerting rules ({time.time() - t_begin:.0f}s)\n", flush=True)
+    finally:
+        cleanup()
+
+    failures = 0
+    rows = []
+    incs = incidents(facts)
+    for inc in incs:
+        cands = sorted((e for e in episodes if e[0]["alertname"] == inc["alert"]
+                        and e[0].get("severity") == inc["severity"]
+                        and matches(e[0], inc["match"]) and e[1] >= inc["start"]),
+                       key=lambda e: e[1])
+        if not cands:
+            got, ok = "not fired", False
+        elif inc["mode"] == "delay":
+            delay = cands[0][1] - inc["start"]
+            got, ok = f"{hm(delay)} after start", delay <= inc["target"]
+        else:
+            lead = inc["event"] - cands[0][1]
+            got, ok = f"{hm(lead)} before zero", lead >= inc["target"]
+        target = (f"<= {hm(inc['target'])}" if inc["mode"] == "delay"
+                  else f">= {hm(inc['target'])} before")
+        failures += not ok
+        rows.append((inc["name"], f"{inc['alert']} ({inc['severity']})", got, target,
+                     "ok" if ok else "FAIL"))
+
+    def explained(ep) -> bool:
+        labels, start, _ = ep
+        for inc in incs:
+            if "window" not in inc:
+                continue
+            lo, hi = inc["window"]
+            if not (lo <= start <= hi):
+                continue
+            if inc["allow"] is None or (labels["alertname"] in inc["allow"]
+                                        and matches(labels, inc["allow_match"])):
+                return True
+        return False
+
+    false_alerts = [e for e in episodes
+                    if e[0].get("severity") in ("warning", "critical") and not explained(e)]
+
+    widths = [max(len(str(r[i])) for r in rows + [("incident", "alert", "detection", "target", "")])
+              for i in range(5)]
+    line = "  ".join("{:<%d}" % w for w in widths)
+    print(line.format("incident", "alert", "detection", "target", ""))
+    print(line.format(*("-" * w for w in widths)))
+    for r in rows:
+        print(line.format(*r))
+    print()
+    per_alert: dict[str, int] = {}
+    for e in episodes:
+        k = f"{e[0]['alertname']} ({e[0].get('severity')})"
+        per_alert[k] = per_alert.get(k, 0) + 1
+    print("firing episodes over the month (all causes): " +
+          ", ".join(f"{k} x{v}" for k, v in sorted(per_alert.items())))
+    if args.verbose:
+        for labels, start, end in sorted(episodes, key=lambda e: e[1]):
+            print(f"  day {(start - sim.START) // 86400:2d} "
+                  f"{time.strftime('%a %H:%M', time.gmtime(start))} "
+                  f"for {hm((end or start) - start):>8}: {labels['alertname']} "
+                  f"({labels.get('severity')}) "
+                  + ",".join(f"{k}={v}" for k, v in sorted(labels.items())
+                             if k in ("supplier", "account", "currency", "reason")))
+    print(f"false alerts (warning/critical outside incidents): {len(false_alerts)}")
+    for labels, start, end in sorted(false_alerts, key=lambda e: e[1]):
+        day = (start - sim.START) // 86400
+        print(f"  FALSE day {day} {time.strftime('%a %H:%M', time.gmtime(start))} "
+              f"for {hm((end or start) - start)}: "
+              + ",".join(f"{k}={v}" for k, v in sorted(labels.items())))
+    print(f"\nbacktest finished in {time.time() - t_begin:.0f}s")
+    if failures or false_alerts:
+        print(f"BACKTEST FAILED: {failures} incident(s) missed or late, "
+              f"{len(false_alerts)} false alert(s)")
+        return 1
+    print("BACKTEST PASSED: every incident detected within target, no false alerts")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
