@@ -323,6 +323,8 @@ def secrets():
     creds = {}
     for m in re.finditer(r"(?m)^LoadCredential=([^:\s]+):(\S+)$", unit_text()):
         creds[m.group(1)] = m.group(2)
+        if os.path.basename(m.group(2)) != m.group(1):
+            bad("deploy/systemd/balance_exporter.service", f"LoadCredential={m.group(1)} reads {m.group(2)}: keep the file name equal to the credential name")
     if set(creds) != names:
         bad("deploy/systemd/balance_exporter.service", f"LoadCredential names {sorted(creds)} != secret files of examples/balance_exporter.yml {sorted(names)}")
     with open(os.path.join(K8S, "secret.example.yaml"), encoding="utf-8") as f:
