@@ -36,6 +36,7 @@ RECEIVERS = json.load(open(ENV["E2E_RECEIVERS_JSON"]))["receivers"]
 AMTOOL = ENV.get("AMTOOL", "amtool")
 RULES_DIR = ENV.get("E2E_RULES_SRC", "alerts")
 DEMO_CONFIG = ENV.get("E2E_DEMO_CONFIG", "src/demo/demo.yml")
+EXAMPLE_CONFIG = ENV.get("E2E_EXAMPLE_CONFIG", "examples/balance_exporter.yml")
 
 # Recording rules that cannot have a series on a Prometheus that started minutes
 # ago, on purpose: the baselines (spend-burst and frozen-share thresholds) exist only
@@ -121,23 +122,28 @@ def target_up():
 # ---- 2. kinds ----------------------------------------------------------------------
 
 def expected_kinds():
+    """Kinds the demo must show: those of its own config, and every seed kind of
+    examples/balance_exporter.yml (one supplier per kind; the generic `json` kind
+    is not a seed)."""
     with open(DEMO_CONFIG, encoding="utf-8") as f:
-        demo = yaml.safe_load(f)
-    return {s["kind"]: s["name"] for s in demo["suppliers"]}
+        demo = yaml.safe_load(f)["suppliers"]
+    kinds = {s["kind"] for s in demo}
+    if os.path.exists(EXAMPLE_CONFIG):
+        with open(EXAMPLE_CONFIG, encoding="utf-8") as f:
+            kinds |= {s["kind"] for s in yaml.safe_load(f)["suppliers"] if s["kind"] != "json"}
+    return kinds, {s["name"] for s in demo}
 
 
 def kinds_present():
-    want = expected_kinds()
-    names = set(want.values()) | {s["name"] for s in yaml.safe_load(open(DEMO_CONFIG))["suppliers"]}
+    want, names = expected_kinds()
 
     def present():
-        info = query("supplier_info")
-        kinds = {r["metric"].get("kind") for r in info}
+        kinds = {r["metric"].get("kind") for r in query("supplier_info")}
         up = {r["metric"]["supplier"] for r in query("supplier_up == 1")}
-        missing_kinds = set(want) - kinds
+        missing_kinds = want - kinds
         down = names - up
         return (not missing_kinds and not down), f"kinds missing {sorted(missing_kinds)}, suppliers not up {sorted(down)}"
-    wait_for("every demo kind in supplier_info, every supplier up", present, 45)
+    wait_for("every seed kind in supplier_info, every demo supplier up", present, 45)
     return f"kinds {sorted(want)}; suppliers {sorted(names)} up"
 
 

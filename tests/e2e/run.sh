@@ -121,5 +121,6 @@ E2E_AM_SHIPPED="$AM_EXAMPLE" \
 E2E_RECEIVERS_JSON="$TMP/receivers.json" \
 E2E_RULES_SRC="$ROOT/alerts" \
 E2E_DEMO_CONFIG="$ROOT/src/demo/demo.yml" \
+E2E_EXAMPLE_CONFIG="$ROOT/examples/balance_exporter.yml" \
 AMTOOL="$AMTOOL" \
   python3 "$HERE/e2e.py"
