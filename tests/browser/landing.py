@@ -1,0 +1,416 @@
+#!/usr/bin/env python3
+"""Helpers of tests/browser/run.sh (python3 standard library only).
+
+  landing.py free-port
+  landing.py wait-ready BASE SECONDS
+  landing.py post URL
+  landing.py wait-failing BASE SUPPLIER SECONDS       # until down and stale in /metrics
+  landing.py fetch BASE OUT_DIR                       # raw page + headers + /metrics
+  landing.py check-dom DOM_FILE OUT_DIR FAILING LOW   # the assertions on the page
+  landing.py check-console STDERR_FILE                # no CSP violation, no failed load
+  landing.py check-png PNG WIDTH HEIGHT               # size, not blank, failing red drawn
+
+Every check prints what it verified and exits 1 with the reason on failure.
+"""
+
+import json
+import re
+import socket
+import struct
+import sys
+import time
+import urllib.error
+import urllib.request
+import zlib
+from html.parser import HTMLParser
+
+# Prefixes of the --demo suppliers' generated keys (src/demo/sim_*.rs).
+SECRET_PREFIXES = ("fox_live_", "ns_key_", "ns_client_", "vai_sk_")
+EXPECTED_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+# Page order of data-status, most urgent first (src/landing.rs, Attention).
+STATUS_RANK = {"failing": 0, "stale": 1, "low": 2, "pending": 3, "ok": 4}
+AGO = re.compile(r"^(just now|\d+ s ago|\d+ min ago|\d+ h ago|\d+ days ago)$")
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+MONEY = re.compile(r"^-?\d{1,3}(,\d{3})*(\.\d+)?$")
+URL_ATTRS = {"href", "src", "srcset", "action", "formaction", "poster", "data", "background", "manifest", "ping", "cite"}
+
+
+class Failed(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Failed(what)
+    print(f"  ok: {what}")
+
+
+def http(url, method="GET", timeout=5):
+    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return resp.status, dict(resp.headers.items()), resp.read().decode("utf-8")
+
+
+def metrics(base):
+    """{(name, frozenset(labels)): value} of one scrape."""
+    _, _, text = http(base + "/metrics")
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)", line)
+        if not m:
+            continue
+        labels = frozenset(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        out[(m.group(1), labels)] = float(m.group(4))
+    return out
+
+
+def sample(samples, name, **labels):
+    return samples.get((name, frozenset(labels.items())))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        print(s.getsockname()[1])
+
+
+def wait_ready(base, seconds):
+    deadline = time.monotonic() + float(seconds)
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            status, _, _ = http(base + "/-/ready", timeout=2)
+            if status == 200:
+                print(f"  ok: {base}/-/ready is 200")
+                return
+        except urllib.error.HTTPError as e:
+            last = f"HTTP {e.code}"
+        except OSError as e:
+            last = str(e)
+        time.sleep(0.3)
+    raise Failed(f"{base}/-/ready not 200 within {seconds}s (last: {last})")
+
+
+def post(url):
+    status, _, body = http(url, method="POST")
+    check(status == 200, f"POST {url} -> {status} {body.strip()}")
+
+
+def wait_failing(base, supplier, seconds):
+    """Until supplier_up is 0 and the last success is older than three poll intervals."""
+    deadline = time.monotonic() + float(seconds)
+    state = "no scrape yet"
+    while time.monotonic() < deadline:
+        s = metrics(base)
+        up = sample(s, "supplier_up", supplier=supplier)
+        last = sample(s, "supplier_last_success_timestamp_seconds", supplier=supplier)
+        interval = sample(s, "supplier_poll_interval_seconds", supplier=supplier)
+        errors = sample(s, "supplier_poll_errors_total", supplier=supplier, reason="auth") or 0
+        age = time.time() - last if last else None
+        state = f"up={up} auth_errors={errors} last_success_age={age and round(age, 1)}s interval={interval}s"
+        # One more second of margin so the page (rendered later) agrees.
+        if up == 0 and errors >= 1 and age is not None and interval and age > 3 * interval + 1:
+            print(f"  ok: /metrics shows {supplier} failing (auth) and stale: {state}")
+            return
+        time.sleep(1)
+    raise Failed(f"{supplier} not failing and stale in /metrics within {seconds}s: {state}")
+
+
+def fetch(base, out_dir):
+    status, headers, body = http(base + "/")
+    headers = {k.lower(): v for k, v in headers.items()}
+    with open(f"{out_dir}/page.html", "w") as f:
+        f.write(body)
+    with open(f"{out_dir}/page.headers.json", "w") as f:
+        json.dump(headers, f, indent=1)
+    _, _, text = http(base + "/metrics")
+    with open(f"{out_dir}/metrics.txt", "w") as f:
+        f.write(text)
+    check(status == 200, "GET / is 200")
+    check(headers.get("content-type", "").startswith("text/html"), f"content-type is html ({headers.get('content-type')})")
+    check(headers.get("content-security-policy") == EXPECTED_CSP, f"CSP header is {EXPECTED_CSP!r}")
+
+
+class Page(HTMLParser):
+    """The parts of the page the test looks at."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.sections = []  # dicts: attrs, rows, reasons, text
+        self.rows = None
+        self.cell = None  # (class, attrs, [text])
+        self.in_reason = 0
+        self.stack = []
+        self.metas = []
+        self.title = ""
+        self.in_title = False
+        self.style = []
+        self.in_style = False
+        self.elements = []  # (tag, attrs)
+        self.text = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.elements.append((tag, a))
+        classes = a.get("class", "").split()
+        if tag == "meta":
+            self.metas.append(a)
+        elif tag == "title":
+            self.in_title = True
+        elif tag == "style":
+            self.in_style = True
+        elif tag == "section" and "supplier" in classes:
+            self.sections.append({"attrs": a, "classes": classes, "rows": [], "reasons": [], "errors": []})
+        elif tag == "tr" and "data-account" in a and self.sections:
+            self.sections[-1]["rows"].append({"attrs": a, "classes": classes, "cells": {}, "titles": {}})
+        elif tag == "td" and self.sections and self.sections[-1]["rows"]:
+            col = classes[0] if classes else ""
+            self.cell = col
+            self.sections[-1]["rows"][-1]["cells"][col] = ""
+            if "title" in a:
+                self.sections[-1]["rows"][-1]["titles"][col] = a["title"]
+        if "reason" in classes and self.sections:
+            self.in_reason += 1
+            self.sections[-1]["reasons"].append("")
+        if tag not in ("meta", "br", "img", "input", "link"):
+            self.stack.append((tag, "reason" in classes))
+
+    def handle_endtag(self, tag):
+        if tag == "title":
+            self.in_title = False
+        elif tag == "style":
+            self.in_style = False
+        elif tag == "td":
+            self.cell = None
+        while self.stack:
+            t, was_reason = self.stack.pop()
+            if was_reason:
+                self.in_reason -= 1
+            if t == tag:
+                break
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self.in_title:
+            self.title += data
+        if self.in_style:
+            self.style.append(data)
+        if self.sections:
+            if self.in_reason:
+                self.sections[-1]["reasons"][-1] += data
+            rows = self.sections[-1]["rows"]
+            if self.cell is not None and rows:
+                rows[-1]["cells"][self.cell] += data
+
+
+def expected_suppliers(out_dir):
+    """Supplier names from the exporter's own /metrics (supplier_info), not a hand list."""
+    names = set()
+    for line in open(f"{out_dir}/metrics.txt"):
+        m = re.match(r'^supplier_info\{.*?supplier="([^"]+)"', line)
+        if m:
+            names.add(m.group(1))
+    return names
+
+
+def check_dom(dom_file, out_dir, failing, low):
+    dom = open(dom_file).read()
+    raw = open(f"{out_dir}/page.html").read()
+    page = Page()
+    page.feed(dom)
+    page.close()
+    print(f"  page title: {page.title!r}")
+    check("<html" in dom and "</html>" in dom and len(page.sections) > 0, f"chromium dumped a DOM ({len(dom)} bytes)")
+
+    # What a person sees first.
+    names = [s["attrs"].get("data-supplier") for s in page.sections]
+    expected = expected_suppliers(out_dir)
+    check(len(expected) >= 3, f"/metrics names the demo suppliers: {sorted(expected)}")
+    check(sorted(names) == sorted(expected), f"one section per supplier: {names}")
+    statuses = [s["attrs"].get("data-status") for s in page.sections]
+    check(all(st in STATUS_RANK for st in statuses), f"every section has a known data-status: {statuses}")
+    ranks = [STATUS_RANK[st] for st in statuses]
+    check(ranks == sorted(ranks), f"trouble first: statuses in page order {statuses}")
+    check("need attention" in page.title, "the title counts the suppliers needing attention")
+
+    first = page.sections[0]
+    check(first["attrs"].get("data-supplier") == failing, f"the revoked supplier {failing} is first")
+    check("failing" in first["classes"] and first["attrs"].get("data-status") == "failing",
+          f"{failing} has the failing highlight class: {first['classes']}")
+    check("stale" in first["classes"] and first["attrs"].get("data-stale") == "true",
+          f"{failing} has the stale highlight class (no success for 3 poll intervals): {first['classes']}")
+    reasons = [r.strip() for r in first["reasons"]]
+    check("auth" in reasons, f"{failing} shows the reason 'auth': {reasons}")
+    check(first["rows"], f"{failing} still shows its last good balances")
+    for r in first["rows"]:
+        check("stale" in r["classes"], f"{failing} row {r['attrs'].get('data-account')} is marked stale: {r['classes']}")
+        status = r["cells"].get("status", "")
+        check("failing" in status and "auth" in status and "stale" in status, f"{failing} row status says failing, auth, stale: {status!r}")
+
+    # The last good balance of the failing supplier is what /metrics keeps exporting.
+    samples = {}
+    for line in open(f"{out_dir}/metrics.txt"):
+        m = re.match(r'^supplier_balance\{(.*)\} (\S+)$', line.strip())
+        if m:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+            samples[(labels["supplier"], labels["account"], labels["currency"])] = float(m.group(2))
+    for r in first["rows"]:
+        key = (failing, r["attrs"]["data-account"], r["attrs"]["data-currency"])
+        shown = float(r["cells"]["total"].replace(",", ""))
+        check(key in samples and abs(samples[key] - shown) < 1e-9, f"{key} total on the page {shown} = supplier_balance {samples.get(key)}")
+
+    low_section = next(s for s in page.sections if s["attrs"].get("data-supplier") == low)
+    check(low_section["attrs"].get("data-status") == "low", f"the drained supplier {low} is marked low")
+    check(all("low" in r["classes"] for r in low_section["rows"]), f"every drained {low} row has the low class")
+
+    # Every row, every column.
+    columns = ["account", "currency", "total", "frozen", "usable", "updated", "status", "runway"]
+    nrows = 0
+    for s in page.sections:
+        name = s["attrs"].get("data-supplier")
+        check(len(s["rows"]) >= 1, f"{name} has balance rows ({len(s['rows'])})")
+        for r in s["rows"]:
+            nrows += 1
+            c = r["cells"]
+            where = f"{name}/{r['attrs'].get('data-account')}/{r['attrs'].get('data-currency')}"
+            if list(c) != columns:
+                raise Failed(f"{where}: columns {list(c)} != {columns}")
+            if c["account"].strip() != r["attrs"].get("data-account") or not c["account"].strip():
+                raise Failed(f"{where}: account cell {c['account']!r}")
+            if not re.fullmatch(r"[A-Z]{3}", c["currency"].strip()):
+                raise Failed(f"{where}: currency {c['currency']!r}")
+            for col in ("total", "frozen", "usable"):
+                if not MONEY.match(c[col].strip()):
+                    raise Failed(f"{where}: {col} {c[col]!r} is not an amount")
+            total, frozen, usable = (float(c[k].replace(",", "")) for k in ("total", "frozen", "usable"))
+            if abs(total - frozen - usable) > 1e-6:
+                raise Failed(f"{where}: total {total} != frozen {frozen} + usable {usable}")
+            if not AGO.match(c["updated"].strip()) or not RFC3339.match(r["titles"].get("updated", "")):
+                raise Failed(f"{where}: updated {c['updated']!r} title {r['titles'].get('updated')!r}")
+            if not c["status"].strip():
+                raise Failed(f"{where}: empty status")
+            if not c["runway"].strip():
+                raise Failed(f"{where}: empty runway")
+    check(True, f"{nrows} rows have account, currency, total = frozen + usable, 'N min ago' with the exact time in a title, status, runway")
+
+    # Works on its own: auto-refresh, phone viewport, no outside resource.
+    refresh = [m for m in page.metas if m.get("http-equiv", "").lower() == "refresh"]
+    check(refresh and refresh[0].get("content", "").isdigit() and int(refresh[0]["content"]) > 0, f"meta refresh: {refresh}")
+    check(any(m.get("name") == "viewport" and "width=device-width" in m.get("content", "") for m in page.metas), "viewport meta for phones")
+    for doc, label in ((raw, "served HTML"), (dom, "browser DOM")):
+        hits = [p for p in SECRET_PREFIXES if p in doc]
+        check(not hits, f"no demo key prefix {SECRET_PREFIXES} in the {label}")
+    bad = []
+    for tag, attrs in page.elements:
+        if tag in ("script", "link", "iframe", "frame", "object", "embed", "base", "audio", "video", "source", "track"):
+            bad.append(f"<{tag}>")
+        if tag == "img" and not attrs.get("src", "").startswith("data:"):
+            bad.append(f"<img src={attrs.get('src')!r}>")
+        for k, v in attrs.items():
+            v = (v or "").strip().lower()
+            if k in URL_ATTRS and (re.match(r"^[a-z][a-z0-9+.-]*:", v) or v.startswith("//")) and not v.startswith("data:"):
+                bad.append(f"<{tag} {k}={v!r}>")
+            if "http://" in v or "https://" in v:
+                bad.append(f"<{tag} {k}={v!r}>")
+            if k == "style" and "url(" in v:
+                bad.append(f"<{tag} style={v!r}>")
+    css = "".join(page.style).lower()
+    if "@import" in css or re.search(r"url\(\s*['\"]?(?!data:)", css) or "@font-face" in css:
+        bad.append("CSS loads something")
+    check(not bad, f"no external asset reference (scripts, links, non-data URLs, CSS imports): {bad}")
+
+
+def check_console(stderr_file):
+    text = open(stderr_file, errors="replace").read()
+    problems = [line for line in text.splitlines()
+                if "Content Security Policy" in line or "violates" in line or "Refused to" in line or "net::ERR_" in line]
+    check(not problems, f"no CSP violation or failed load in chromium's log ({len(text.splitlines())} lines): {problems[:3]}")
+
+
+def read_png(path):
+    """(width, height, rows of RGB tuples) of an 8-bit RGB/RGBA PNG."""
+    data = open(path, "rb").read()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise Failed(f"{path} is not a PNG")
+    pos, idat, width = 8, b"", None
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+        if kind == b"IHDR":
+            width, height, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", body)
+            if depth != 8 or ctype not in (2, 6) or interlace:
+                raise Failed(f"{path}: unsupported PNG (depth {depth}, colour type {ctype}, interlace {interlace})")
+            bpp = 3 if ctype == 2 else 4
+        elif kind == b"IDAT":
+            idat += body
+    raw = zlib.decompress(idat)
+    stride = width * bpp
+    prev = bytearray(stride)
+    rows = []
+    for y in range(height):
+        f = raw[y * (stride + 1)]
+        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        if f == 1:
+            for i in range(bpp, stride):
+                line[i] = (line[i] + line[i - bpp]) & 0xFF
+        elif f == 2:
+            line = bytearray((a + b) & 0xFF for a, b in zip(line, prev))
+        elif f == 3:
+            for i in range(stride):
+                left = line[i - bpp] if i >= bpp else 0
+                line[i] = (line[i] + ((left + prev[i]) >> 1)) & 0xFF
+        elif f == 4:
+            for i in range(stride):
+                a = line[i - bpp] if i >= bpp else 0
+                b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
+        rows.append(bytes(line))
+        prev = line
+    return width, height, rows, bpp
+
+
+def check_png(path, width, height):
+    w, h, rows, bpp = read_png(path)
+    check((w, h) == (int(width), int(height)), f"{path} is {w}x{h}")
+    colours = set()
+    red = 0
+    for row in rows[::2]:
+        for x in range(0, w * bpp, bpp * 2):
+            r, g, b = row[x], row[x + 1], row[x + 2]
+            colours.add((r >> 3, g >> 3, b >> 3))
+            # The failing highlight, #c62828, as drawn by the inline CSS.
+            if abs(r - 0xC6) < 12 and abs(g - 0x28) < 12 and abs(b - 0x28) < 12:
+                red += 1
+    check(len(colours) > 20, f"{path} is not blank ({len(colours)} colours)")
+    check(red > 50, f"{path} shows the failing highlight in red ({red} sampled pixels): the inline CSS applied under the CSP")
+
+
+def main(argv):
+    cmd, args = argv[1], argv[2:]
+    try:
+        {
+            "free-port": free_port,
+            "wait-ready": wait_ready,
+            "post": post,
+            "wait-failing": wait_failing,
+            "fetch": fetch,
+            "check-dom": check_dom,
+            "check-console": check_console,
+            "check-png": check_png,
+        }[cmd](*args)
+    except Failed as e:
+        print(f"  FAILED: {e}", file=sys.stderr)
+        return 1
+    except (OSError, urllib.error.URLError, KeyError, ValueError, StopIteration) as e:
+        print(f"  FAILED: {cmd}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
