@@ -234,6 +234,28 @@ impl Upstream {
         &self.base_url
     }
 
+    /// The same handle (client, limiter, timeouts, retries) authenticating
+    /// with `auth` instead of the supplier's configured auth: an OAuth2
+    /// access token, or client credentials for the token endpoint.
+    pub fn using_auth(&self, auth: Auth) -> Upstream {
+        let mut secrets: Vec<String> = self.secrets.as_ref().clone();
+        secrets.extend(auth.secrets().into_iter().map(String::from));
+        Upstream { auth, secrets: Arc::new(secrets), ..self.clone() }
+    }
+
+    /// The same handle sending to another base URL (e.g. a token endpoint on
+    /// another host). Credentials go only to this new origin.
+    pub fn at_base_url(&self, base_url: Url) -> Upstream {
+        Upstream { base_url, ..self.clone() }
+    }
+
+    /// Adds values to redact from upstream text (e.g. secret header values).
+    pub fn with_secrets(&self, extra: impl IntoIterator<Item = String>) -> Upstream {
+        let mut secrets: Vec<String> = self.secrets.as_ref().clone();
+        secrets.extend(extra.into_iter().filter(|s| s.len() >= 4));
+        Upstream { secrets: Arc::new(secrets), ..self.clone() }
+    }
+
     /// Removes every configured secret from text that came from upstream.
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
@@ -320,7 +342,11 @@ impl Upstream {
                 builder = self.with_auth(builder);
             }
             if let Some(b) = &body {
-                builder = builder.header(reqwest::header::CONTENT_TYPE, "application/json").body(b.clone());
+                // JSON unless the request names its own type (e.g. an OAuth2 form).
+                if !req.headers.iter().any(|(name, _)| name == reqwest::header::CONTENT_TYPE) {
+                    builder = builder.header(reqwest::header::CONTENT_TYPE, "application/json");
+                }
+                builder = builder.body(b.clone());
             }
             let resp = builder.send().await.map_err(|e| self.transport_error(e))?;
             let status = resp.status();

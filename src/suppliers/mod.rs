@@ -14,6 +14,7 @@ use crate::config::ConfigIssue;
 use crate::upstream::{PollError, Upstream};
 
 pub mod foxreload;
+pub mod json;
 pub mod novasend;
 pub mod vai247;
 
@@ -24,6 +25,8 @@ pub enum KindConfig {
     Foxreload(foxreload::FoxReloadConfig),
     Novasend(novasend::NovaSendConfig),
     Vai247(vai247::Vai247Config),
+    /// Any JSON balance API, described in the config (docs/json-kind.md).
+    Json(json::JsonConfig),
 }
 
 impl KindConfig {
@@ -33,6 +36,7 @@ impl KindConfig {
             KindConfig::Foxreload(_) => "foxreload",
             KindConfig::Novasend(_) => "novasend",
             KindConfig::Vai247(_) => "vai247",
+            KindConfig::Json(_) => "json",
         }
     }
 
@@ -42,6 +46,7 @@ impl KindConfig {
             KindConfig::Foxreload(_) => Some("https://api.foxreload.com"),
             KindConfig::Novasend(_) => Some("https://api.novasend.app"),
             KindConfig::Vai247(_) => None,
+            KindConfig::Json(_) => None,
         }
     }
 
@@ -54,6 +59,8 @@ impl KindConfig {
             KindConfig::Novasend(_) => Duration::from_secs(10),
             // undocumented; be gentle
             KindConfig::Vai247(_) => Duration::from_secs(1),
+            // unknown API; be gentle
+            KindConfig::Json(_) => Duration::from_secs(1),
         }
     }
 
@@ -63,6 +70,10 @@ impl KindConfig {
             KindConfig::Foxreload(c) => vec![("path", &c.path)],
             KindConfig::Novasend(c) => vec![("path", &c.path)],
             KindConfig::Vai247(c) => vec![("path", &c.path)],
+            KindConfig::Json(c) => {
+                c.validate(path, issues);
+                vec![]
+            }
         };
         for (key, value) in paths {
             if !value.starts_with('/') {
@@ -78,6 +89,7 @@ impl KindConfig {
             KindConfig::Foxreload(c) => foxreload::poll(c, upstream).await,
             KindConfig::Novasend(c) => novasend::poll(c, upstream).await,
             KindConfig::Vai247(c) => vai247::poll(c, upstream).await,
+            KindConfig::Json(c) => json::poll(c, upstream, memory).await,
         }
     }
 }

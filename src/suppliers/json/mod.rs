@@ -1,0 +1,660 @@
+//! The configurable `json` kind: any balance API described in YAML.
+//!
+//! One request (`method`, `path`, `query`, `headers`, `body`, optionally an
+//! OAuth2 client-credentials token), an optional in-body success check, then
+//! `rows`: JSONPath selectors (RFC 9535, `serde_json_path`) whose matches each
+//! give one contribution to an (account, currency). See docs/json-kind.md.
+//!
+//! Amounts are read exactly: numbers from their raw JSON text (see
+//! [`document`]), strings as decimal text, never through `f64`. Minor units
+//! scale by the ISO 4217 exponent (or `currency_exponents`).
+//!
+//! Merging: contributions to the same (account, currency) add up component by
+//! component (`balance`, `frozen`, `usable`); a component no contribution gave
+//! is derived from the other two, or else frozen is 0 (a lone `frozen` makes
+//! usable 0). `updated_at` is the latest given. A row that cannot be read is a
+//! row error; if its (account, currency) is known that balance is dropped
+//! whole rather than exported as a partial sum.
+
+pub mod document;
+pub mod oauth2;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{HeaderName, HeaderValue};
+use rust_decimal::Decimal;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json_path::JsonPath;
+
+use self::document::{display, join, Document, Location, Seg};
+use super::{parse_rfc3339, BalanceRow, KindMemory, PollOutput};
+use crate::amount::{currency_code, minor_to_major, parse_decimal_text, parse_json_amount, AmountError};
+use crate::config::ConfigIssue;
+use crate::upstream::{PollError, Reason, Request, Upstream};
+
+/// `kind: json` keys.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonConfig {
+    /// `GET` (default) or `POST`.
+    #[serde(default)]
+    pub method: HttpMethod,
+    /// Request path, joined to `base_url` (required; starts with `/`).
+    pub path: String,
+    /// Query parameters, added after any in `path`.
+    #[serde(default, deserialize_with = "scalar_map")]
+    pub query: BTreeMap<String, String>,
+    /// Extra request headers. Values are treated as secrets (redacted, never logged).
+    #[serde(default, deserialize_with = "scalar_map")]
+    pub headers: BTreeMap<String, String>,
+    /// Request body (POST only): a mapping or list is sent as JSON, a string verbatim.
+    #[serde(default)]
+    pub body: Option<Value>,
+    /// Fetch a bearer token first (replaces `auth`).
+    #[serde(default)]
+    pub oauth2_client_credentials: Option<oauth2::OAuth2Config>,
+    /// In-body success check; a mismatch fails the poll with reason `upstream_status`.
+    #[serde(default)]
+    pub success: Option<SuccessCheck>,
+    /// Row selectors (at least one).
+    pub rows: Vec<RowSelector>,
+    /// Unit of amounts: `major` (default) or `minor` (cents; scaled by the ISO 4217 exponent).
+    #[serde(default)]
+    pub unit: Unit,
+    /// Minor-unit exponents overriding ISO 4217, e.g. `{ISK: 2}` for Stripe.
+    #[serde(default, deserialize_with = "exponent_map")]
+    pub currency_exponents: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum HttpMethod {
+    #[default]
+    #[serde(rename = "GET", alias = "get")]
+    Get,
+    #[serde(rename = "POST", alias = "post")]
+    Post,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    #[default]
+    Major,
+    Minor,
+}
+
+/// `success: {path, equals, message}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuccessCheck {
+    /// Where the status is, e.g. `$.statusCode`.
+    pub path: Query,
+    /// The value meaning success. Numbers and numeric strings compare by value.
+    pub equals: Value,
+    /// Where the supplier's error message is, quoted (shortened) in the poll error.
+    #[serde(default)]
+    pub message: Option<Query>,
+}
+
+/// One `rows[]` entry: a selector and how each match maps to a balance.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RowSelector {
+    /// JSONPath selecting the rows, e.g. `$.balances[*]` or `$.data.*` (map values).
+    pub select: Query,
+    /// Currency code: a path, a fixed value, or a map key.
+    pub currency: Field,
+    /// Account label value (default `main`).
+    #[serde(default)]
+    pub account: Option<Field>,
+    /// Total, frozen included.
+    #[serde(default)]
+    pub balance: Option<Field>,
+    /// Held funds.
+    #[serde(default)]
+    pub frozen: Option<Field>,
+    /// Available now.
+    #[serde(default)]
+    pub usable: Option<Field>,
+    /// RFC 3339 text, or epoch seconds / milliseconds (number or string).
+    #[serde(default)]
+    pub updated_at: Option<Field>,
+    /// Overrides the kind's `unit` for this selector.
+    #[serde(default)]
+    pub unit: Option<Unit>,
+}
+
+/// A JSONPath expression, checked when the config loads.
+#[derive(Clone)]
+pub struct Query {
+    text: String,
+    path: JsonPath,
+}
+
+impl Query {
+    pub fn parse(text: &str) -> Result<Query, String> {
+        JsonPath::parse(text)
+            .map(|path| Query { text: text.to_string(), path })
+            .map_err(|e| format!("invalid JSONPath {text:?}: {e}"))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+    /// Matches under `root`, which lives at `base`; with absolute locations.
+    fn locate<'v>(&self, root: &'v Value, base: &[Seg]) -> Vec<(&'v Value, Location)> {
+        self.path.query_located(root).into_iter().map(|n| (n.node(), join(base, n.location()))).collect()
+    }
+}
+
+impl PartialEq for Query {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl fmt::Debug for Query {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Query {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Query::parse(&text).map_err(de::Error::custom)
+    }
+}
+
+/// Where a row's value comes from.
+///
+/// Short forms: a string starting with `$` is a path relative to the row
+/// (`$` is the row itself); any other string or number is a fixed value.
+/// Long form: exactly one of `{path: …}`, `{value: …}`, `{key: …}`, where
+/// `key: 0` (or `true`) is the map key the row sits under, `key: 1` its
+/// parent's key, and so on. `{path: …, optional: true}` lets the path be
+/// missing or null (the component is then not given).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field {
+    Path { query: Query, optional: bool },
+    Value(String),
+    Key(usize),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LongField {
+    path: Option<Query>,
+    #[serde(default, deserialize_with = "opt_scalar")]
+    value: Option<String>,
+    key: Option<KeyLevel>,
+    #[serde(default)]
+    optional: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum KeyLevel {
+    Own(bool),
+    Up(usize),
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FieldVisitor;
+        impl<'de> Visitor<'de> for FieldVisitor {
+            type Value = Field;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSONPath starting with `$`, a fixed value, or one of {path}, {value}, {key}")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Field, E> {
+                if s.starts_with('$') {
+                    Query::parse(s).map(|query| Field::Path { query, optional: false }).map_err(E::custom)
+                } else {
+                    Ok(Field::Value(s.to_string()))
+                }
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Field, E> {
+                Ok(Field::Value(n.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Field, E> {
+                Ok(Field::Value(n.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Field, E> {
+                Ok(Field::Value(n.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Field, A::Error> {
+                let f = LongField::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                match (f.path, f.value, f.key) {
+                    (Some(query), None, None) => Ok(Field::Path { query, optional: f.optional }),
+                    (None, Some(v), None) if !f.optional => Ok(Field::Value(v)),
+                    (None, None, Some(KeyLevel::Own(true))) if !f.optional => Ok(Field::Key(0)),
+                    (None, None, Some(KeyLevel::Up(n))) if !f.optional => Ok(Field::Key(n)),
+                    (None, None, Some(KeyLevel::Own(false))) => Err(de::Error::custom("key: false means nothing; use key: 0 (the row's own key) or key: N (N levels up)")),
+                    (p, _, _) if f.optional && p.is_none() => Err(de::Error::custom("optional applies to path only")),
+                    _ => Err(de::Error::custom("give exactly one of path, value, key")),
+                }
+            }
+        }
+        d.deserialize_any(FieldVisitor)
+    }
+}
+
+/// A YAML scalar (string, number, bool) as text.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Text(String),
+    Int(i64),
+    Uint(u64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl Scalar {
+    fn into_text(self) -> String {
+        match self {
+            Scalar::Text(s) => s,
+            Scalar::Int(n) => n.to_string(),
+            Scalar::Uint(n) => n.to_string(),
+            Scalar::Float(n) => n.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+fn scalar_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw: BTreeMap<String, Scalar> = Deserialize::deserialize(d)?;
+    Ok(raw.into_iter().map(|(k, v)| (k, v.into_text())).collect())
+}
+
+fn opt_scalar<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<Scalar>::deserialize(d)?.map(Scalar::into_text))
+}
+
+fn exponent_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, u32>, D::Error> {
+    let raw: BTreeMap<String, u32> = Deserialize::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| match currency_code(&k) {
+            Some(code) if v <= 9 => Ok((code, v)),
+            Some(_) => Err(de::Error::custom(format!("{k}: exponent {v} is larger than 9"))),
+            None => Err(de::Error::custom(format!("{k:?} is not a 3-letter currency code"))),
+        })
+        .collect()
+}
+
+impl JsonConfig {
+    /// Checks serde cannot: header syntax, fixed values, which components are given.
+    pub fn validate(&self, path: &str, issues: &mut Vec<ConfigIssue>) {
+        let mut issue = |key: String, message: String| issues.push(ConfigIssue { path: format!("{path}.{key}"), message });
+        if !self.path.starts_with('/') {
+            issue("path".into(), "must start with '/'".into());
+        }
+        for (name, value) in &self.headers {
+            if HeaderName::from_bytes(name.as_bytes()).is_err() {
+                issue(format!("headers.{name}"), "is not a valid header name".into());
+            } else if HeaderValue::from_str(value).is_err() {
+                // Never echo the value: headers may carry secrets.
+                issue(format!("headers.{name}"), "value is not a valid header value".into());
+            }
+        }
+        if self.body.is_some() && self.method != HttpMethod::Post {
+            issue("body".into(), "a body needs method: POST".into());
+        }
+        if self.rows.is_empty() {
+            issue("rows".into(), "give at least one row selector".into());
+        }
+        for (i, row) in self.rows.iter().enumerate() {
+            let p = format!("rows[{i}]");
+            if let Field::Value(v) = &row.currency {
+                if currency_code(v).is_none() {
+                    issue(format!("{p}.currency"), format!("{:?} is not a 3-letter currency code", v.chars().take(20).collect::<String>()));
+                }
+            }
+            if let Some(Field::Value(v)) = &row.account {
+                if v.trim().is_empty() {
+                    issue(format!("{p}.account"), "is empty".into());
+                }
+            }
+            let components = [("balance", &row.balance), ("frozen", &row.frozen), ("usable", &row.usable)];
+            if components.iter().all(|(_, f)| f.is_none()) {
+                issue(p.clone(), "give at least one of balance, frozen, usable".into());
+            }
+            for (key, field) in components {
+                if let Some(Field::Value(v)) = field {
+                    if let Err(e) = parse_decimal_text(v.trim()) {
+                        issue(format!("{p}.{key}"), e.to_string());
+                    }
+                }
+            }
+            if let Some(Field::Value(v)) = &row.updated_at {
+                if timestamp_text(v).is_err() {
+                    issue(format!("{p}.updated_at"), "expected RFC 3339 or epoch seconds/milliseconds".into());
+                }
+            }
+        }
+    }
+
+    fn request(&self) -> Request {
+        let mut req = match self.method {
+            HttpMethod::Get => Request::get(&self.path),
+            HttpMethod::Post => Request::post(&self.path),
+        };
+        req.query = self.query.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (name, value) in &self.headers {
+            // Checked by `validate`; both parse.
+            if let (Ok(name), Ok(mut value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+                value.set_sensitive(true);
+                req.headers.push((name, value));
+            }
+        }
+        req.body = self.body.as_ref().map(|b| match b {
+            Value::String(s) => s.clone().into(),
+            other => other.to_string().into(),
+        });
+        req
+    }
+}
+
+/// The `json` kind's memory between polls.
+#[derive(Debug, Default)]
+struct JsonMemory {
+    tokens: oauth2::TokenCache,
+}
+
+pub async fn poll(cfg: &JsonConfig, upstream: &Upstream, memory: &mut KindMemory) -> Result<PollOutput, PollError> {
+    let upstream = upstream.with_secrets(cfg.headers.values().cloned());
+    let req = cfg.request();
+    let resp = match &cfg.oauth2_client_credentials {
+        None => upstream.send(&req).await?,
+        Some(o) => oauth2::send(o, &upstream, &req, &mut memory.get::<JsonMemory>().tokens).await?,
+    };
+    parse(cfg, &upstream, &resp.body)
+}
+
+/// One row's addition to an (account, currency).
+#[derive(Debug, Default, Clone, Copy)]
+struct Contribution {
+    balance: Option<Decimal>,
+    frozen: Option<Decimal>,
+    usable: Option<Decimal>,
+    updated_at: Option<SystemTime>,
+}
+
+impl Contribution {
+    fn add(&mut self, other: Contribution) {
+        let sum = |a: Option<Decimal>, b: Option<Decimal>| match (a, b) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        self.balance = sum(self.balance, other.balance);
+        self.frozen = sum(self.frozen, other.frozen);
+        self.usable = sum(self.usable, other.usable);
+        self.updated_at = self.updated_at.max(other.updated_at);
+    }
+
+    /// Balance, frozen, usable: given ones as is, the rest derived.
+    fn resolve(self) -> (Decimal, Decimal, Decimal) {
+        match (self.balance, self.frozen, self.usable) {
+            (Some(b), Some(f), Some(u)) => (b, f, u),
+            (Some(b), Some(f), None) => (b, f, b - f),
+            (Some(b), None, Some(u)) => (b, b - u, u),
+            (None, Some(f), Some(u)) => (f + u, f, u),
+            (Some(b), None, None) => (b, Decimal::ZERO, b),
+            (None, None, Some(u)) => (u, Decimal::ZERO, u),
+            (None, Some(f), None) => (f, f, Decimal::ZERO),
+            (None, None, None) => (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO),
+        }
+    }
+}
+
+/// A row that could not be read; `key` when it is known which balance it poisons.
+struct RowError {
+    key: Option<(String, String)>,
+    message: String,
+}
+
+/// Reads a 200 body.
+pub fn parse(cfg: &JsonConfig, upstream: &Upstream, body: &[u8]) -> Result<PollOutput, PollError> {
+    let doc = Document::parse(body).map_err(|e| PollError::decode(format!("response is not JSON: {}", upstream.redact(&e.to_string()))))?;
+    if let Some(check) = &cfg.success {
+        check_success(check, &doc, upstream)?;
+    }
+    let mut merged: BTreeMap<(String, String), Contribution> = BTreeMap::new();
+    let mut poisoned = BTreeSet::new();
+    let mut out = PollOutput::default();
+    let mut matched = 0usize;
+    for row in &cfg.rows {
+        for (node, loc) in row.select.locate(&doc.value, &[]) {
+            matched += 1;
+            match read_row(cfg, row, &doc, node, &loc, upstream) {
+                Ok((key, c)) => merged.entry(key).or_default().add(c),
+                Err(e) => {
+                    poisoned.extend(e.key);
+                    out.row_errors.push(e.message);
+                }
+            }
+        }
+    }
+    for ((account, currency), c) in merged {
+        if poisoned.contains(&(account.clone(), currency.clone())) {
+            continue;
+        }
+        let (balance, frozen, usable) = c.resolve();
+        out.balances.push(BalanceRow { account, currency, balance, frozen, usable, updated_at: c.updated_at });
+    }
+    if out.balances.is_empty() {
+        let detail = if !out.row_errors.is_empty() {
+            out.row_errors.join("; ")
+        } else if matched == 0 {
+            let selects: Vec<&str> = cfg.rows.iter().map(|r| r.select.as_str()).collect();
+            format!("no rows: {} matched nothing", selects.join(", "))
+        } else {
+            "no rows".to_string()
+        };
+        return Err(PollError::decode(detail));
+    }
+    Ok(out)
+}
+
+fn check_success(check: &SuccessCheck, doc: &Document, upstream: &Upstream) -> Result<(), PollError> {
+    let found = check.path.locate(&doc.value, &[]);
+    let ok = match found.as_slice() {
+        [(value, loc)] => same_value(value, doc.number_text(loc), &check.equals),
+        _ => false,
+    };
+    if ok {
+        return Ok(());
+    }
+    let shown = match found.as_slice() {
+        [] => "nothing".to_string(),
+        [(value, _)] => upstream.snippet(value.to_string().as_bytes()),
+        many => format!("{} values", many.len()),
+    };
+    let mut message = format!("{}: expected {}, found {shown}", check.path.as_str(), check.equals);
+    if let Some(q) = &check.message {
+        if let Some((Value::String(m), _)) = q.locate(&doc.value, &[]).first() {
+            message.push_str(": ");
+            message.push_str(&upstream.snippet(m.as_bytes()));
+        }
+    }
+    Err(PollError::new(Reason::UpstreamStatus, message))
+}
+
+/// Equality for the success check: numbers and numeric strings by value.
+fn same_value(found: &Value, number_text: Option<&str>, expected: &Value) -> bool {
+    let as_decimal = |v: &Value, raw: Option<&str>| match v {
+        Value::Number(n) => parse_json_amount(raw.map_or_else(|| n.to_string(), str::to_string).as_str()).ok(),
+        Value::String(s) => parse_decimal_text(s.trim()).ok(),
+        _ => None,
+    };
+    match (as_decimal(found, number_text), as_decimal(expected, None)) {
+        (Some(a), Some(b)) => a == b,
+        _ => found == expected,
+    }
+}
+
+fn read_row(
+    cfg: &JsonConfig,
+    row: &RowSelector,
+    doc: &Document,
+    node: &Value,
+    loc: &Location,
+    upstream: &Upstream,
+) -> Result<((String, String), Contribution), RowError> {
+    let no_key = |message: String| RowError { key: None, message };
+    let currency = match read_text(&row.currency, node, loc, doc, upstream).map_err(no_key)? {
+        Some((text, at)) => currency_code(&text)
+            .ok_or_else(|| no_key(format!("{at}: {:?} is not a currency code", upstream.snippet(text.as_bytes()))))?,
+        None => return Err(no_key(format!("{}: currency missing", display(loc)))),
+    };
+    let account = match &row.account {
+        None => "main".to_string(),
+        Some(field) => match read_text(field, node, loc, doc, upstream).map_err(no_key)? {
+            Some((text, _)) if !text.trim().is_empty() => text.trim().to_string(),
+            Some((_, at)) => return Err(no_key(format!("{at}: empty account"))),
+            None => return Err(no_key(format!("{}: account missing", display(loc)))),
+        },
+    };
+    let key = (account, currency);
+    let keyed = |message: String| RowError { key: Some(key.clone()), message };
+    let unit = row.unit.unwrap_or(cfg.unit);
+    let amount = |field: &Option<Field>| -> Result<Option<Decimal>, RowError> {
+        let Some(field) = field else { return Ok(None) };
+        let Some((value, at)) = read_amount(field, node, loc, doc).map_err(&keyed)? else { return Ok(None) };
+        match unit {
+            Unit::Major => Ok(Some(value)),
+            Unit::Minor => minor_to_major(value, &key.1, &cfg.currency_exponents).map(Some).map_err(|e| keyed(format!("{at}: {e}"))),
+        }
+    };
+    let contribution = Contribution {
+        balance: amount(&row.balance)?,
+        frozen: amount(&row.frozen)?,
+        usable: amount(&row.usable)?,
+        updated_at: match &row.updated_at {
+            None => None,
+            Some(field) => read_timestamp(field, node, loc, doc, upstream).map_err(&keyed)?,
+        },
+    };
+    Ok((key, contribution))
+}
+
+/// What a field found: a value at an absolute location, nothing (optional
+/// path), or the row's key.
+enum Found<'v> {
+    Node(&'v Value, Location),
+    Fixed(&'v str),
+    Key(String, Location),
+    Absent,
+}
+
+fn find<'v>(field: &'v Field, node: &'v Value, loc: &Location) -> Result<Found<'v>, String> {
+    match field {
+        Field::Value(v) => Ok(Found::Fixed(v)),
+        Field::Key(level) => {
+            let at = loc.len().checked_sub(level + 1).ok_or_else(|| format!("{}: no map key {level} level(s) up", display(loc)))?;
+            match &loc[at] {
+                Seg::Name(name) => Ok(Found::Key(name.clone(), loc[..=at].to_vec())),
+                Seg::Index(_) => Err(format!("{}: is an array element, not a map key", display(&loc[..=at]))),
+            }
+        }
+        Field::Path { query, optional } => {
+            let mut hits = query.locate(node, loc);
+            match hits.len() {
+                0 if *optional => Ok(Found::Absent),
+                0 => Err(format!("{}{}: expected a value, found nothing", display(loc), query.as_str().trim_start_matches('$'))),
+                1 => {
+                    let (value, at) = hits.remove(0);
+                    if value.is_null() && *optional {
+                        return Ok(Found::Absent);
+                    }
+                    Ok(Found::Node(value, at))
+                }
+                n => Err(format!("{}{}: expected one value, found {n}", display(loc), query.as_str().trim_start_matches('$'))),
+            }
+        }
+    }
+}
+
+/// A text value (currency, account) and where it was found.
+fn read_text(field: &Field, node: &Value, loc: &Location, doc: &Document, upstream: &Upstream) -> Result<Option<(String, String)>, String> {
+    match find(field, node, loc)? {
+        Found::Absent => Ok(None),
+        Found::Fixed(v) => Ok(Some((v.to_string(), "value".to_string()))),
+        Found::Key(k, at) => Ok(Some((k, display(&at)))),
+        Found::Node(Value::String(s), at) => Ok(Some((s.clone(), display(&at)))),
+        // Numeric account ids are fine as labels; their JSON text is exact.
+        Found::Node(Value::Number(n), at) => Ok(Some((doc.number_text(&at).map_or_else(|| n.to_string(), str::to_string), display(&at)))),
+        Found::Node(other, at) => Err(format!("{}: expected a string, found {}", display(&at), kind_of(other, upstream))),
+    }
+}
+
+/// An exact amount and where it was found.
+fn read_amount(field: &Field, node: &Value, loc: &Location, doc: &Document) -> Result<Option<(Decimal, String)>, String> {
+    let (parsed, at) = match find(field, node, loc)? {
+        Found::Absent => return Ok(None),
+        Found::Fixed(v) => (parse_decimal_text(v.trim()), "value".to_string()),
+        Found::Key(k, at) => (parse_decimal_text(k.trim()), display(&at)),
+        Found::Node(Value::Number(_), at) => match doc.number_text(&at) {
+            Some(text) => (parse_json_amount(text), display(&at)),
+            None => return Err(format!("{}: number text not found", display(&at))),
+        },
+        Found::Node(Value::String(s), at) => (parse_decimal_text(s.trim()), display(&at)),
+        Found::Node(other, at) => (Err(AmountError::NotANumber(type_name(other))), display(&at)),
+    };
+    parsed.map(|d| Some((d, at.clone()))).map_err(|e| format!("{at}: {e}"))
+}
+
+fn read_timestamp(field: &Field, node: &Value, loc: &Location, doc: &Document, upstream: &Upstream) -> Result<Option<SystemTime>, String> {
+    let (parsed, at) = match find(field, node, loc)? {
+        Found::Absent => return Ok(None),
+        Found::Fixed(v) => (timestamp_text(v), "value".to_string()),
+        Found::Key(k, at) => (timestamp_text(&k), display(&at)),
+        Found::Node(Value::Number(_), at) => match doc.number_text(&at) {
+            Some(text) => (timestamp_text(text), display(&at)),
+            None => return Err(format!("{}: number text not found", display(&at))),
+        },
+        Found::Node(Value::String(s), at) => (timestamp_text(s), display(&at)),
+        Found::Node(other, at) => return Err(format!("{}: expected a timestamp, found {}", display(&at), kind_of(other, upstream))),
+    };
+    parsed.map(Some).map_err(|e| format!("{at}: {e}"))
+}
+
+/// RFC 3339, or epoch seconds; values of 10^11 and more are milliseconds
+/// (10^11 seconds is the year 5138; 10^11 ms is 1973).
+fn timestamp_text(text: &str) -> Result<SystemTime, String> {
+    let text = text.trim();
+    if let Ok(n) = parse_decimal_text(text) {
+        let millis = if n.abs() >= Decimal::from(100_000_000_000u64) { n } else { n * Decimal::from(1000) };
+        let millis: u64 = millis.trunc().try_into().map_err(|_| format!("epoch time {text:?} out of range"))?;
+        return Ok(SystemTime::UNIX_EPOCH + Duration::from_millis(millis));
+    }
+    parse_rfc3339(text).ok_or_else(|| {
+        format!("expected RFC 3339 or epoch seconds/milliseconds, found {:?}", text.chars().take(40).collect::<String>())
+    })
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// What was found, for messages: scalars shown (shortened, redacted), containers by type.
+fn kind_of(v: &Value, upstream: &Upstream) -> String {
+    match v {
+        Value::Number(_) | Value::Bool(_) | Value::String(_) => format!("{} {}", type_name(v), upstream.snippet(v.to_string().as_bytes())),
+        _ => type_name(v).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
