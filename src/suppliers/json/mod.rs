@@ -176,10 +176,12 @@ impl<'de> Deserialize<'de> for Query {
 /// Long form: exactly one of `{path: …}`, `{value: …}`, `{key: …}`, where
 /// `key: 0` (or `true`) is the map key the row sits under, `key: 1` its
 /// parent's key, and so on. `{path: …, optional: true}` lets the path be
-/// missing or null (the component is then not given).
+/// missing or null (the component is then not given); `{path: …, root: true}`
+/// evaluates the path on the whole body instead of the row (e.g. a top-level
+/// `last_refresh_time` shared by every row).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Field {
-    Path { query: Query, optional: bool },
+    Path { query: Query, optional: bool, root: bool },
     Value(String),
     Key(usize),
 }
@@ -193,6 +195,8 @@ struct LongField {
     key: Option<KeyLevel>,
     #[serde(default)]
     optional: bool,
+    #[serde(default)]
+    root: bool,
 }
 
 #[derive(Deserialize)]
@@ -212,7 +216,7 @@ impl<'de> Deserialize<'de> for Field {
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Field, E> {
                 if s.starts_with('$') {
-                    Query::parse(s).map(|query| Field::Path { query, optional: false }).map_err(E::custom)
+                    Query::parse(s).map(|query| Field::Path { query, optional: false, root: false }).map_err(E::custom)
                 } else {
                     Ok(Field::Value(s.to_string()))
                 }
@@ -228,8 +232,11 @@ impl<'de> Deserialize<'de> for Field {
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Field, A::Error> {
                 let f = LongField::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                if f.root && f.path.is_none() {
+                    return Err(de::Error::custom("root applies to path only"));
+                }
                 match (f.path, f.value, f.key) {
-                    (Some(query), None, None) => Ok(Field::Path { query, optional: f.optional }),
+                    (Some(query), None, None) => Ok(Field::Path { query, optional: f.optional, root: f.root }),
                     (None, Some(v), None) if !f.optional => Ok(Field::Value(v)),
                     (None, None, Some(KeyLevel::Own(true))) if !f.optional => Ok(Field::Key(0)),
                     (None, None, Some(KeyLevel::Up(n))) if !f.optional => Ok(Field::Key(n)),
@@ -551,7 +558,7 @@ enum Found<'v> {
     Absent,
 }
 
-fn find<'v>(field: &'v Field, node: &'v Value, loc: &Location) -> Result<Found<'v>, String> {
+fn find<'v>(field: &'v Field, node: &'v Value, loc: &'v [Seg], doc: &'v Document) -> Result<Found<'v>, String> {
     match field {
         Field::Value(v) => Ok(Found::Fixed(v)),
         Field::Key(level) => {
@@ -561,11 +568,12 @@ fn find<'v>(field: &'v Field, node: &'v Value, loc: &Location) -> Result<Found<'
                 Seg::Index(_) => Err(format!("{}: is an array element, not a map key", display(&loc[..=at]))),
             }
         }
-        Field::Path { query, optional } => {
-            let mut hits = query.locate(node, loc);
+        Field::Path { query, optional, root } => {
+            let (base, base_loc): (&Value, &[Seg]) = if *root { (&doc.value, &[]) } else { (node, loc) };
+            let mut hits = query.locate(base, base_loc);
             match hits.len() {
                 0 if *optional => Ok(Found::Absent),
-                0 => Err(format!("{}{}: expected a value, found nothing", display(loc), query.as_str().trim_start_matches('$'))),
+                0 => Err(format!("{}{}: expected a value, found nothing", display(base_loc), query.as_str().trim_start_matches('$'))),
                 1 => {
                     let (value, at) = hits.remove(0);
                     if value.is_null() && *optional {
@@ -573,7 +581,7 @@ fn find<'v>(field: &'v Field, node: &'v Value, loc: &Location) -> Result<Found<'
                     }
                     Ok(Found::Node(value, at))
                 }
-                n => Err(format!("{}{}: expected one value, found {n}", display(loc), query.as_str().trim_start_matches('$'))),
+                n => Err(format!("{}{}: expected one value, found {n}", display(base_loc), query.as_str().trim_start_matches('$'))),
             }
         }
     }
@@ -581,7 +589,7 @@ fn find<'v>(field: &'v Field, node: &'v Value, loc: &Location) -> Result<Found<'
 
 /// A text value (currency, account) and where it was found.
 fn read_text(field: &Field, node: &Value, loc: &Location, doc: &Document, upstream: &Upstream) -> Result<Option<(String, String)>, String> {
-    match find(field, node, loc)? {
+    match find(field, node, loc, doc)? {
         Found::Absent => Ok(None),
         Found::Fixed(v) => Ok(Some((v.to_string(), "value".to_string()))),
         Found::Key(k, at) => Ok(Some((k, display(&at)))),
@@ -594,7 +602,7 @@ fn read_text(field: &Field, node: &Value, loc: &Location, doc: &Document, upstre
 
 /// An exact amount and where it was found.
 fn read_amount(field: &Field, node: &Value, loc: &Location, doc: &Document) -> Result<Option<(Decimal, String)>, String> {
-    let (parsed, at) = match find(field, node, loc)? {
+    let (parsed, at) = match find(field, node, loc, doc)? {
         Found::Absent => return Ok(None),
         Found::Fixed(v) => (parse_decimal_text(v.trim()), "value".to_string()),
         Found::Key(k, at) => (parse_decimal_text(k.trim()), display(&at)),
@@ -609,7 +617,7 @@ fn read_amount(field: &Field, node: &Value, loc: &Location, doc: &Document) -> R
 }
 
 fn read_timestamp(field: &Field, node: &Value, loc: &Location, doc: &Document, upstream: &Upstream) -> Result<Option<SystemTime>, String> {
-    let (parsed, at) = match find(field, node, loc)? {
+    let (parsed, at) = match find(field, node, loc, doc)? {
         Found::Absent => return Ok(None),
         Found::Fixed(v) => (timestamp_text(v), "value".to_string()),
         Found::Key(k, at) => (timestamp_text(&k), display(&at)),

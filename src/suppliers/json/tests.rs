@@ -223,3 +223,12 @@ fn request_carries_method_query_headers_and_body() {
     let c = cfg("method: POST\npath: /api\nbody: 'a=1&b=2'\nrows:\n  - {select: '$', currency: USD, balance: '$.b'}\n");
     assert_eq!(c.request().body.as_deref(), Some(&b"a=1&b=2"[..]));
 }
+
+#[test]
+fn root_paths_reach_outside_the_row() {
+    let c = cfg("path: /b\nrows:\n  - {select: '$.balances[*]', currency: '$.currency', balance: '$.total.value', updated_at: {path: '$.last_refresh_time', root: true}}\n");
+    let out = parse(&c, &upstream(), br#"{"balances": [{"currency": "USD", "total": {"value": "1000.00"}}], "last_refresh_time": "2026-05-01T13:45:22Z"}"#).unwrap();
+    assert_eq!(out.balances[0].updated_at, crate::suppliers::parse_rfc3339("2026-05-01T13:45:22Z"));
+    let err = parse(&c, &upstream(), br#"{"balances": [{"currency": "USD", "total": {"value": "1"}}]}"#).unwrap_err();
+    assert_eq!(err.message, "$.last_refresh_time: expected a value, found nothing");
+}
