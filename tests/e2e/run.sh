@@ -98,6 +98,7 @@ start alertmanager "$ALERTMANAGER" --config.file="$TMP/alertmanager.yml" --stora
 
 # ---- the exporter, demo mode ---------------------------------------------------------------
 start exporter "$BIN" --demo --web.listen-address="127.0.0.1:$EXPORTER_PORT" --log.level=info
+wait_http "http://127.0.0.1:$EXPORTER_PORT/-/ready" 20
 
 # ---- Prometheus: examples/prometheus.yml, 2s intervals, rules with the test override ------
 echo "e2e: rules with the test override (shipped files untouched):"
@@ -106,10 +107,19 @@ python3 "$HERE/render_configs.py" prometheus "$ROOT/examples/prometheus.yml" "$T
   --exporter "127.0.0.1:$EXPORTER_PORT" --alertmanager "127.0.0.1:$AM_PORT" \
   --rules "$TMP/rules/*.rules.yml" --interval 2s
 "$PROMTOOL" check config "$TMP/prometheus.yml" >"$TMP/promtool.log" 2>&1 || { cat "$TMP/promtool.log"; die "test Prometheus config invalid"; }
+# History for the baselines that need days of it (see backfill.py), as TSDB blocks
+# in the new Prometheus's data dir, labelled like the live series.
+BACKFILLED=$(python3 "$HERE/backfill.py" "$TMP/rules" "http://127.0.0.1:$EXPORTER_PORT/metrics" \
+  balance_exporter "127.0.0.1:$EXPORTER_PORT" "$TMP/history.om")
+if [ -n "$BACKFILLED" ]; then
+  mkdir -p "$TMP/prom-data"
+  "$PROMTOOL" tsdb create-blocks-from openmetrics --max-block-duration=24h "$TMP/history.om" "$TMP/prom-data" \
+    >"$TMP/backfill.log" 2>&1 || { cat "$TMP/backfill.log"; die "backfill failed"; }
+  echo "e2e: backfilled 4.5 days of: $BACKFILLED"
+fi
 start prometheus "$PROMETHEUS" --config.file="$TMP/prometheus.yml" --storage.tsdb.path="$TMP/prom-data" \
   --web.listen-address="127.0.0.1:$PROM_PORT" --log.level=info
 
-wait_http "http://127.0.0.1:$EXPORTER_PORT/-/healthy" 20
 wait_http "http://127.0.0.1:$AM_PORT/-/ready" 30
 wait_http "http://127.0.0.1:$PROM_PORT/-/ready" 30
 echo "e2e: exporter :$EXPORTER_PORT, prometheus :$PROM_PORT, alertmanager :$AM_PORT, webhook $WEBHOOK (up in $((SECONDS - START))s)"
@@ -120,6 +130,7 @@ E2E_WEBHOOK_LOG="$TMP/webhook.jsonl" \
 E2E_AM_SHIPPED="$AM_EXAMPLE" \
 E2E_RECEIVERS_JSON="$TMP/receivers.json" \
 E2E_RULES_SRC="$ROOT/alerts" \
+E2E_BACKFILLED="$BACKFILLED" \
 E2E_DEMO_CONFIG="$ROOT/src/demo/demo.yml" \
 E2E_EXAMPLE_CONFIG="$ROOT/examples/balance_exporter.yml" \
 AMTOOL="$AMTOOL" \
