@@ -3,6 +3,8 @@
 
     python3 deploy/kubernetes/gen-prometheusrule.py           # rewrite the file
     python3 deploy/kubernetes/gen-prometheusrule.py --check   # exit 1 if it is out of date
+    ... [--alerts DIR]   read the rule files from DIR instead of alerts/ (e.g. an
+                         exported commit: git archive HEAD alerts | tar -x -C /tmp/x)
 
 The rule files are embedded as text, not re-serialised: every line of a file after
 its top-level `groups:` key is indented under the PrometheusRule's `spec.groups`, so
@@ -42,9 +44,12 @@ spec:
 """
 
 
+ALERTS = os.path.join(ROOT, "alerts")
+
+
 def embed(path):
     """The lines of one rule file, re-indented to sit under spec.groups."""
-    rel = os.path.relpath(path, ROOT)
+    rel = "alerts/" + os.path.basename(path)
     with open(path, encoding="utf-8") as f:
         lines = f.read().splitlines()
     starts = [i for i, l in enumerate(lines) if re.match(r"groups:\s*(#.*)?$", l)]
@@ -83,7 +88,7 @@ def embed(path):
 
 
 def render():
-    files = sorted(glob.glob(os.path.join(ROOT, "alerts", "*.rules.yml")))
+    files = sorted(glob.glob(os.path.join(ALERTS, "*.rules.yml")))
     if not files:
         sys.exit("no alerts/*.rules.yml found")
     parts = []
@@ -93,8 +98,12 @@ def render():
 
 
 def main():
+    global ALERTS
+    argv = sys.argv[1:]
+    if len(argv) >= 2 and argv[-2] == "--alerts":
+        ALERTS, argv = argv[-1], argv[:-2]
     text = render()
-    if sys.argv[1:] == ["--check"]:
+    if argv == ["--check"]:
         try:
             with open(OUT, encoding="utf-8") as f:
                 current = f.read()
@@ -109,8 +118,8 @@ def main():
             return 1
         print("prometheusrule.yaml is up to date with alerts/*.rules.yml")
         return 0
-    if sys.argv[1:]:
-        sys.exit("usage: gen-prometheusrule.py [--check]")
+    if argv:
+        sys.exit("usage: gen-prometheusrule.py [--check] [--alerts DIR]")
     with open(OUT, "w", encoding="utf-8") as f:
         f.write(text)
     print(f"wrote {os.path.relpath(OUT, ROOT)}")
