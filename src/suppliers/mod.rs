@@ -17,6 +17,7 @@ pub mod foxreload;
 pub mod json;
 pub mod novasend;
 pub mod vai247;
+pub mod balanced_orders;
 
 /// The `kind:` of a supplier and that kind's own keys.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -27,6 +28,8 @@ pub enum KindConfig {
     Vai247(vai247::Vai247Config),
     /// Any JSON balance API, described in the config (docs/json-kind.md).
     Json(json::JsonConfig),
+    /// Balanced marketplace escrow orders, API revision 1.1.
+    BalancedOrders(balanced_orders::BalancedOrdersConfig),
 }
 
 impl KindConfig {
@@ -37,6 +40,7 @@ impl KindConfig {
             KindConfig::Novasend(_) => "novasend",
             KindConfig::Vai247(_) => "vai247",
             KindConfig::Json(_) => "json",
+            KindConfig::BalancedOrders(_) => "balanced_orders",
         }
     }
 
@@ -47,6 +51,7 @@ impl KindConfig {
             KindConfig::Novasend(_) => Some("https://api.novasend.app"),
             KindConfig::Vai247(_) => None,
             KindConfig::Json(_) => None,
+            KindConfig::BalancedOrders(_) => Some("https://api.balancedpayments.com"),
         }
     }
 
@@ -61,6 +66,8 @@ impl KindConfig {
             KindConfig::Vai247(_) => Duration::from_secs(1),
             // unknown API; be gentle
             KindConfig::Json(_) => Duration::from_secs(1),
+            // undocumented (the service is defunct); be gentle, pages included
+            KindConfig::BalancedOrders(_) => Duration::from_secs(1),
         }
     }
 
@@ -71,6 +78,10 @@ impl KindConfig {
             KindConfig::Novasend(c) => vec![("path", &c.path)],
             KindConfig::Vai247(c) => vec![("path", &c.path)],
             KindConfig::Json(c) => {
+                c.validate(path, issues);
+                vec![]
+            }
+            KindConfig::BalancedOrders(c) => {
                 c.validate(path, issues);
                 vec![]
             }
@@ -90,6 +101,7 @@ impl KindConfig {
             KindConfig::Novasend(c) => novasend::poll(c, upstream).await,
             KindConfig::Vai247(c) => vai247::poll(c, upstream).await,
             KindConfig::Json(c) => json::poll(c, upstream, memory).await,
+            KindConfig::BalancedOrders(c) => balanced_orders::poll(c, upstream).await,
         }
     }
 }

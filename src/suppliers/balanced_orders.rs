@@ -1,0 +1,397 @@
+//! Balanced (marketplace escrow "Orders", API revision 1.1): `GET /orders`.
+//!
+//! Basic auth with the API secret as username and an **empty password**
+//! (`auth: {basic: {username: ${BALANCED_SECRET}}}`); every request sends
+//! `Accept: application/vnd.api+json;revision=1.1`. Pages are
+//! `GET /orders?limit=&offset=0`, then `meta.next` (an href relative to the
+//! API root, joined to `base_url`) until it is null.
+//!
+//! An order holds funds for exactly one merchant (`links.merchant`), so each
+//! (merchant, currency) is one balance row: `balance` = `frozen` = the sum of
+//! `amount_escrowed` over the merchant's orders, `usable` = 0 (escrow is not
+//! free for any other use). Amounts are integers in minor units (cents).
+//! Gauges: `supplier_escrow_orders` (orders with escrow above zero) and
+//! `supplier_escrow_debited` (sum of `amount`, what buyers paid in). Flows are
+//! inferred from the escrow total: decreases are payouts (spend), increases
+//! are buyer debits into escrow (top-ups).
+//!
+//! Error answers carry `{"errors": [{"status_code", "category_code",
+//! "description", …}]}`; [`error_from_envelope`] maps them onto `reason`.
+
+use std::collections::{BTreeMap, HashSet};
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{decode_json, BalanceRow, ExtraSample, PollOutput};
+use crate::amount::{currency_code, minor_to_major};
+use crate::upstream::{PollError, Reason, Request, Upstream};
+
+/// The media type of API revision 1.1, sent as `Accept` on every request.
+pub const ACCEPT_REVISION: &str = "application/vnd.api+json;revision=1.1";
+
+/// `kind: balanced_orders` keys.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BalancedOrdersConfig {
+    /// Orders collection path (default `/orders`).
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// Orders per page, the `limit` query parameter (default 100, 1–1000).
+    #[serde(default = "default_limit")]
+    pub limit: u32,
+    /// Stop with reason `decode` after this many pages in one poll (default 1000):
+    /// a `meta.next` that never ends must not keep a poll running forever.
+    #[serde(default = "default_max_pages")]
+    pub max_pages: u32,
+    /// Minor-unit exponents overriding ISO 4217, e.g. `{USD: 2}`.
+    #[serde(default)]
+    pub currency_exponents: BTreeMap<String, u32>,
+}
+
+fn default_path() -> String {
+    "/orders".into()
+}
+fn default_limit() -> u32 {
+    100
+}
+fn default_max_pages() -> u32 {
+    1000
+}
+
+impl BalancedOrdersConfig {
+    /// Checks beyond serde, reported under `path`.
+    pub fn validate(&self, path: &str, issues: &mut Vec<crate::config::ConfigIssue>) {
+        let mut issue = |key: &str, message: &str| {
+            issues.push(crate::config::ConfigIssue { path: format!("{path}.{key}"), message: message.into() })
+        };
+        if !self.path.starts_with('/') {
+            issue("path", "must start with '/'");
+        }
+        if !(1..=1000).contains(&self.limit) {
+            issue("limit", "must be between 1 and 1000");
+        }
+        if self.max_pages == 0 {
+            issue("max_pages", "must be greater than 0");
+        }
+        for code in self.currency_exponents.keys() {
+            if currency_code(code).as_deref() != Some(code.as_str()) {
+                issue("currency_exponents", &format!("{code:?} is not an upper-case 3-letter currency code"));
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Page {
+    /// Each order is read on its own: one bad order spoils its merchant's row, not the poll.
+    orders: Vec<Box<RawValue>>,
+    #[serde(default)]
+    meta: Option<Meta>,
+}
+
+#[derive(Deserialize)]
+struct Meta {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Order {
+    id: String,
+    #[serde(deserialize_with = "crate::amount::exact")]
+    amount: Decimal,
+    #[serde(deserialize_with = "crate::amount::exact")]
+    amount_escrowed: Decimal,
+    currency: String,
+    links: OrderLinks,
+}
+
+#[derive(Deserialize)]
+struct OrderLinks {
+    merchant: Option<String>,
+}
+
+/// Running totals of one (merchant, currency), in minor units until the end.
+#[derive(Default)]
+struct Totals {
+    escrowed: Decimal,
+    debited: Decimal,
+    orders_with_escrow: u64,
+}
+
+pub async fn poll(cfg: &BalancedOrdersConfig, upstream: &Upstream) -> Result<PollOutput, PollError> {
+    let mut walk = Walk::default();
+    let mut request = get(&cfg.path).query("limit", cfg.limit).query("offset", 0);
+    let mut hrefs_seen = HashSet::new();
+    for page_number in 0.. {
+        if page_number >= cfg.max_pages {
+            return Err(PollError::decode(format!("more than {} pages of orders (max_pages)", cfg.max_pages)));
+        }
+        let resp = upstream.send(&request).await.map_err(|e| error_from_envelope(upstream, e))?;
+        let next = walk.page(upstream, &resp.body, page_number)?;
+        let Some(next) = next else { break };
+        let path = next_path(upstream, &next)?;
+        if !hrefs_seen.insert(path.clone()) {
+            return Err(PollError::decode(format!("meta.next repeats an earlier page ({})", upstream.snippet(path.as_bytes()))));
+        }
+        request = get(path);
+    }
+    walk.finish(cfg)
+}
+
+/// A GET asking for API revision 1.1.
+fn get(path: impl Into<String>) -> Request {
+    Request::get(path).header(reqwest::header::ACCEPT, ACCEPT_REVISION)
+}
+
+/// What the pages of one poll add up to.
+#[derive(Default)]
+struct Walk {
+    totals: BTreeMap<(String, String), Totals>,
+    /// (merchant, currency) rows with an unreadable order: not exported this poll,
+    /// since a partial sum would read as a payout.
+    spoiled: BTreeMap<(String, String), String>,
+    order_ids: HashSet<String>,
+    row_errors: Vec<String>,
+}
+
+impl Walk {
+    /// Reads one 200 page; returns `meta.next`.
+    fn page(&mut self, upstream: &Upstream, body: &[u8], page_number: u32) -> Result<Option<String>, PollError> {
+        let page: Page = decode_json(upstream, body).map_err(|e| PollError::decode(format!("page {page_number}: {}", e.message)))?;
+        for (i, raw) in page.orders.iter().enumerate() {
+            let at = format!("page {page_number} $.orders[{i}]");
+            self.order(upstream, raw.get(), &at);
+        }
+        Ok(page.meta.and_then(|m| m.next).filter(|n| !n.is_empty()))
+    }
+
+    fn order(&mut self, upstream: &Upstream, raw: &str, at: &str) {
+        let mut de = serde_json::Deserializer::from_str(raw);
+        let order: Order = match serde_path_to_error::deserialize(&mut de) {
+            Ok(o) => o,
+            Err(e) => {
+                let path = e.path().to_string();
+                let message = upstream.redact(&e.into_inner().to_string());
+                // Spoil the merchant's row if the order still says whose it is.
+                let merchant = serde_json::from_str::<serde_json::Value>(raw).ok().and_then(|v| {
+                    let m = v.pointer("/links/merchant")?.as_str()?.to_string();
+                    let c = currency_code(v.get("currency")?.as_str()?)?;
+                    Some((m, c))
+                });
+                let text = format!("{at}.{path}: {message}");
+                match merchant {
+                    Some(key) => {
+                        self.spoiled.entry(key).or_insert_with(|| text.clone());
+                    }
+                    None => self.row_errors.push(text),
+                }
+                return;
+            }
+        };
+        // Offset paging can shift while orders are created: count each order once.
+        if !self.order_ids.insert(order.id.clone()) {
+            return;
+        }
+        let Some(merchant) = order.links.merchant.filter(|m| !m.is_empty()) else {
+            self.row_errors.push(format!("{at}.links.merchant: missing; order {} not attributed", upstream.snippet(order.id.as_bytes())));
+            return;
+        };
+        let Some(currency) = currency_code(&order.currency) else {
+            self.row_errors.push(format!("{at}.currency: not a currency code"));
+            return;
+        };
+        let key = (merchant, currency);
+        if order.amount < Decimal::ZERO || order.amount_escrowed < Decimal::ZERO {
+            self.spoiled.entry(key).or_insert_with(|| format!("{at}: negative amount"));
+            return;
+        }
+        let t = self.totals.entry(key).or_default();
+        t.escrowed += order.amount_escrowed;
+        t.debited += order.amount;
+        if order.amount_escrowed > Decimal::ZERO {
+            t.orders_with_escrow += 1;
+        }
+    }
+
+    fn finish(mut self, cfg: &BalancedOrdersConfig) -> Result<PollOutput, PollError> {
+        let mut out = PollOutput::default();
+        for (key, reason) in &self.spoiled {
+            self.totals.remove(key);
+            out.row_errors.push(format!("{} {}: not exported this poll: {reason}", key.0, key.1));
+        }
+        for ((merchant, currency), t) in self.totals {
+            let major = |minor: Decimal| minor_to_major(minor, &currency, &cfg.currency_exponents);
+            let (escrowed, debited) = match (major(t.escrowed), major(t.debited)) {
+                (Ok(e), Ok(d)) => (e, d),
+                (Err(e), _) | (_, Err(e)) => {
+                    out.row_errors.push(format!("{merchant} {currency}: {e}"));
+                    continue;
+                }
+            };
+            let labels = vec![("account", merchant.clone()), ("currency", currency.clone())];
+            out.gauges.push(ExtraSample {
+                name: "supplier_escrow_orders",
+                help: "Orders holding escrow above zero, per merchant (escrow suppliers).",
+                labels: labels.clone(),
+                value: t.orders_with_escrow as f64,
+            });
+            out.gauges.push(ExtraSample {
+                name: "supplier_escrow_debited",
+                help: "Sum of amounts debited into the merchant's orders, in major units (escrow suppliers).",
+                labels,
+                value: crate::metrics::to_f64(debited),
+            });
+            out.balances.push(BalanceRow { account: merchant, currency, balance: escrowed, frozen: escrowed, usable: Decimal::ZERO, updated_at: None });
+        }
+        out.row_errors.extend(self.row_errors);
+        if out.balances.is_empty() && !out.row_errors.is_empty() {
+            return Err(PollError::decode(out.row_errors.join("; ")));
+        }
+        Ok(out)
+    }
+}
+
+/// Turns `meta.next` into a path for [`Upstream::url_for`]. Relative hrefs
+/// are joined to `base_url`; an absolute one must point at `base_url`'s origin
+/// (credentials never follow a link elsewhere).
+fn next_path(upstream: &Upstream, next: &str) -> Result<String, PollError> {
+    if next.starts_with('/') && !next.starts_with("//") {
+        return Ok(next.to_string());
+    }
+    let bad = || PollError::decode(format!("meta.next {:?} is not a path on base_url", upstream.snippet(next.as_bytes())));
+    let url = reqwest::Url::parse(next).map_err(|_| bad())?;
+    if url.origin() != upstream.base_url().origin() {
+        return Err(bad());
+    }
+    // An absolute link already includes base_url's path prefix.
+    let prefix = upstream.base_url().path().trim_end_matches('/');
+    let path = url.path().strip_prefix(prefix).filter(|p| p.starts_with('/')).ok_or_else(bad)?;
+    Ok(match url.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    })
+}
+
+/// The first error of a Balanced `errors[]` envelope, read tolerantly: the
+/// driver hands kinds only a short (redacted) snippet of an error body, so
+/// this reads the fields it can find even in a truncated document.
+#[derive(Debug, Default, PartialEq)]
+pub struct Envelope {
+    pub status_code: Option<u16>,
+    pub category_code: Option<String>,
+    pub description: Option<String>,
+}
+
+impl Envelope {
+    /// Reads `text` (a whole body or a truncated prefix); `None` unless it
+    /// looks like an `errors[]` envelope.
+    pub fn read(text: &str) -> Option<Envelope> {
+        let start = text.find("\"errors\"")?;
+        let text = &text[start..];
+        let env = Envelope {
+            status_code: field_raw(text, "status_code").and_then(|v| v.trim_end_matches(|c: char| !c.is_ascii_digit()).parse().ok()),
+            category_code: field_string(text, "category_code"),
+            description: field_string(text, "description"),
+        };
+        (env.status_code.is_some() || env.category_code.is_some()).then_some(env)
+    }
+
+    /// The `reason` label for this error: from the envelope's `status_code`
+    /// (the HTTP status when absent); category `not-found` is `not_found`
+    /// whatever the status. Business refusals (402 funding, 409
+    /// `insufficient-funds`, 400 `request`) are `upstream_status`.
+    pub fn reason(&self, http_reason: Reason) -> Reason {
+        if self.category_code.as_deref() == Some("not-found") {
+            return Reason::NotFound;
+        }
+        match self.status_code {
+            Some(401) => Reason::Auth,
+            Some(403) => Reason::Forbidden,
+            Some(404) => Reason::NotFound,
+            Some(429) => Reason::RateLimited,
+            Some(500..=599) => Reason::ServerError,
+            Some(400..=499) => Reason::UpstreamStatus,
+            _ => http_reason,
+        }
+    }
+}
+
+/// Rewrites a driver error whose body is an `errors[]` envelope: the reason
+/// from the envelope, the message `http 409 insufficient-funds: <description>`.
+pub fn error_from_envelope(upstream: &Upstream, err: PollError) -> PollError {
+    let Some(envelope) = Envelope::read(&err.message) else { return err };
+    let http = err.message.split(':').next().unwrap_or("http").to_string();
+    let mut message = http;
+    if let Some(c) = &envelope.category_code {
+        message.push(' ');
+        message.push_str(c);
+    }
+    if let Some(d) = &envelope.description {
+        message.push_str(": ");
+        message.push_str(&upstream.snippet(d.as_bytes()));
+    }
+    let mut out = PollError::new(envelope.reason(err.reason), message);
+    out.retry_after = err.retry_after;
+    out
+}
+
+/// The raw text after `"key":` (whitespace skipped), if present.
+fn field_raw<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let quoted = format!("\"{key}\"");
+    let after = &text[text.find(&quoted)? + quoted.len()..];
+    let after = after.trim_start().strip_prefix(':')?.trim_start();
+    Some(after.split([',', '}', ']']).next().unwrap_or(after).trim())
+}
+
+/// A JSON string value of `key`, unescaped; a string cut off by truncation
+/// is returned as far as it goes.
+fn field_string(text: &str, key: &str) -> Option<String> {
+    let quoted = format!("\"{key}\"");
+    let after = &text[text.find(&quoted)? + quoted.len()..];
+    let rest = after.trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    let mut out = String::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => match chars.next() {
+                Some('n') => out.push(' '),
+                Some(c) => out.push(c),
+                None => break,
+            },
+            c => out.push(c),
+        }
+    }
+    Some(out.trim_end().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_maps_status_and_category() {
+        let body = r#"{"errors": [{"status": "Conflict", "status_code": 409, "category_code": "insufficient-funds", "description": "Order has insufficient funds. Your request id is OHM123.", "request_id": "OHM123"}]}"#;
+        let env = Envelope::read(body).unwrap();
+        assert_eq!(env.status_code, Some(409));
+        assert_eq!(env.category_code.as_deref(), Some("insufficient-funds"));
+        assert_eq!(env.description.as_deref(), Some("Order has insufficient funds. Your request id is OHM123."));
+        assert_eq!(env.reason(Reason::UpstreamStatus), Reason::UpstreamStatus);
+        let nf = Envelope::read(r#"{"errors":[{"status":"Not Found","status_code":404,"category_code":"not-found","description":"x"}]}"#).unwrap();
+        assert_eq!(nf.reason(Reason::UpstreamStatus), Reason::NotFound);
+        let auth = Envelope::read(r#"http 401: {"errors": [{"status": "Unauthorized", "status_code": 401, "category_code": "authentication-requ"#).unwrap();
+        assert_eq!(auth.reason(Reason::UpstreamStatus), Reason::Auth);
+        assert_eq!(auth.category_code.as_deref(), Some("authentication-requ"));
+        assert_eq!(Envelope::read(r#"{"error": "nope"}"#), None);
+    }
+
+    #[test]
+    fn truncated_fields_are_read_as_far_as_they_go() {
+        assert_eq!(field_string(r#""description": "Paying out more than"#, "description").as_deref(), Some("Paying out more than"));
+        assert_eq!(field_raw(r#""status_code" : 402 }"#, "status_code"), Some("402"));
+        assert_eq!(field_string(r#""description": null"#, "description"), None);
+    }
+}
