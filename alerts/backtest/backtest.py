@@ -25,6 +25,7 @@ Usage: backtest.py [--rules-dir DIR] [--keep]
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import glob
 import json
 import os
@@ -65,6 +66,7 @@ class Prometheus:
                        "rule_files": rule_files}, f)
         self.proc = None
         self.url = None
+        self.timings: dict[str, float] = {}
 
     def start(self):
         port = free_port()
@@ -108,27 +110,41 @@ class Prometheus:
             sys.exit(f"{path} failed: {body}")
         return body["data"]
 
-    def query_range(self, query: str, start: int, end: int, step: int):
-        """{labels-tuple: {timestamp: value}} over [start, end], chunked."""
-        out: dict[tuple, dict[int, float]] = {}
+    def query_range_many(self, queries: list[str], start: int, end: int, step: int):
+        """Evaluate several queries over [start, end] in chunks of at most MAX_STEPS
+        steps, a few chunks at a time. Returns one {labels: {ts: value}} per query."""
+        chunks = []
         t = start
         while t <= end:
-            chunk_end = min(end, t + (MAX_STEPS - 1) * step)
-            for r in self.api("/api/v1/query_range", query=query, start=t,
-                              end=chunk_end, step=step)["result"]:
-                key = tuple(sorted(r["metric"].items()))
-                vals = out.setdefault(key, {})
-                for ts, v in r["values"]:
-                    vals[int(round(float(ts)))] = float(v)
-            t = chunk_end + step
-        return out
+            chunks.append((t, min(end, t + (MAX_STEPS - 1) * step)))
+            t = chunks[-1][1] + step
+
+        def run(job):
+            query, (a, b) = job
+            t0 = time.time()
+            result = self.api("/api/v1/query_range", query=query, start=a, end=b,
+                              step=step)["result"]
+            return query, time.time() - t0, result
+
+        outs = {q: {} for q in queries}
+        jobs = [(q, c) for q in queries for c in chunks]
+        with concurrent.futures.ThreadPoolExecutor(max(2, os.cpu_count() or 2)) as pool:
+            for query, seconds, result in pool.map(run, jobs):
+                self.timings[query] = self.timings.get(query, 0) + seconds
+                out = outs[query]
+                for r in result:
+                    key = tuple(sorted(r["metric"].items()))
+                    vals = out.setdefault(key, {})
+                    for ts, v in r["values"]:
+                        vals[int(round(float(ts)))] = float(v)
+        return [outs[q] for q in queries]
 
 
 def import_openmetrics(path: str, data_dir: str):
     out = path + ".blocks"
     shutil.rmtree(out, ignore_errors=True)
     subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", "-q",
-                    "--max-block-duration=744h", path, out],
+                    "--max-block-duration=1458h", path, out],
                    check=True, stdout=subprocess.DEVNULL)
     for block in os.listdir(out):
         shutil.move(os.path.join(out, block), os.path.join(data_dir, block))
@@ -321,11 +337,12 @@ def main() -> int:
         for i, rnd in enumerate(dependency_rounds(recording), 1):
             path = os.path.join(work, f"rules{i}.om")
             with open(path, "w") as out:
-                for rule in rnd:
+                results = prom.query_range_many([r["query"] for r in rnd], first, last, EVAL)
+                for rule, result in zip(rnd, results):
                     name = rule["name"]
                     out.write(f"# TYPE {name} gauge\n")
                     merged: dict[str, dict] = {}  # a rule's result keeps no __name__
-                    for key, points in prom.query_range(rule["query"], first, last, EVAL).items():
+                    for key, points in result.items():
                         labels = dict(key)
                         labels.pop("__name__", None)
                         labels.update(rule.get("labels") or {})
@@ -341,8 +358,9 @@ def main() -> int:
                   f"({time.time() - t_begin:.0f}s)", flush=True)
 
         episodes = []
-        for rule in alerting:
-            episodes += alert_episodes(rule, prom.query_range(rule["query"], first, last, EVAL), grid)
+        results = prom.query_range_many([r["query"] for r in alerting], first, last, EVAL)
+        for rule, result in zip(alerting, results):
+            episodes += alert_episodes(rule, result, grid)
         print(f"evaluated {len(alerting)} alerting rules ({time.time() - t_begin:.0f}s)\n", flush=True)
     finally:
         cleanup()
@@ -413,6 +431,9 @@ def main() -> int:
         print(f"  FALSE day {day} {time.strftime('%a %H:%M', time.gmtime(start))} "
               f"for {hm((end or start) - start)}: "
               + ",".join(f"{k}={v}" for k, v in sorted(labels.items())))
+    if args.verbose:
+        for q, sec in sorted(prom.timings.items(), key=lambda kv: -kv[1])[:8]:
+            print(f"  {sec:5.1f}s  {' '.join(q.split())[:100]}")
     print(f"\nbacktest finished in {time.time() - t_begin:.0f}s")
     if failures or false_alerts:
         print(f"BACKTEST FAILED: {failures} incident(s) missed or late, "

@@ -24,7 +24,9 @@ import random
 from array import array
 from dataclasses import dataclass, field
 
-START = 1704067200  # 2024-01-01T00:00:00Z, a Monday
+# 2024-01-22T00:00:00Z, a Monday. The month lies inside one 1458h TSDB block range,
+# so promtool writes (and parses the input for) a single block.
+START = 1705881600
 DAYS = 30
 MINUTES = DAYS * 1440
 SCRAPE = 60
