@@ -38,7 +38,7 @@ use crate::upstream::{PollError, Reason, Request, Upstream};
 
 /// `kind: json` keys.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct JsonConfig {
     /// `GET` (default) or `POST`.
     #[serde(default)]
@@ -128,25 +128,53 @@ pub struct RowSelector {
     pub unit: Option<Unit>,
 }
 
-/// A JSONPath expression, checked when the config loads.
+// The kind's keys arrive through serde's internally tagged `KindConfig`,
+// which buffers them and loses the key path of an error. Re-reading them
+// through `serde_path_to_error` puts the path back into the message
+// ("rows[2].currency: give exactly one of path, value, key").
+impl<'de> Deserialize<'de> for JsonConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(d)?;
+        let mut track = serde_path_to_error::Track::new();
+        JsonConfig::deserialize(serde_path_to_error::Deserializer::new(value, &mut track)).map_err(|e| {
+            let path = track.path().to_string();
+            if path == "." {
+                de::Error::custom(e)
+            } else {
+                de::Error::custom(format!("{path}: {e}"))
+            }
+        })
+    }
+}
+
+/// A JSONPath expression. Syntax errors are kept and reported by
+/// [`JsonConfig::validate`] under the key's full path, so `--config.check`
+/// names `suppliers[0].rows[1].select`.
 #[derive(Clone)]
 pub struct Query {
     text: String,
-    path: JsonPath,
+    path: Result<JsonPath, String>,
 }
 
 impl Query {
-    pub fn parse(text: &str) -> Result<Query, String> {
-        JsonPath::parse(text)
-            .map(|path| Query { text: text.to_string(), path })
-            .map_err(|e| format!("invalid JSONPath {text:?}: {e}"))
+    pub fn parse(text: &str) -> Query {
+        let path = JsonPath::parse(text).map_err(|e| format!("invalid JSONPath {text:?}: {e}"));
+        Query { text: text.to_string(), path }
     }
     pub fn as_str(&self) -> &str {
         &self.text
     }
+    /// The syntax error, if any.
+    pub fn error(&self) -> Option<&str> {
+        self.path.as_ref().err().map(String::as_str)
+    }
     /// Matches under `root`, which lives at `base`; with absolute locations.
+    /// (An invalid query never gets here: the config is rejected at load.)
     fn locate<'v>(&self, root: &'v Value, base: &[Seg]) -> Vec<(&'v Value, Location)> {
-        self.path.query_located(root).into_iter().map(|n| (n.node(), join(base, n.location()))).collect()
+        match &self.path {
+            Ok(path) => path.query_located(root).into_iter().map(|n| (n.node(), join(base, n.location()))).collect(),
+            Err(_) => vec![],
+        }
     }
 }
 
@@ -164,8 +192,7 @@ impl fmt::Debug for Query {
 
 impl<'de> Deserialize<'de> for Query {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        Query::parse(&text).map_err(de::Error::custom)
+        Ok(Query::parse(&String::deserialize(d)?))
     }
 }
 
@@ -216,7 +243,7 @@ impl<'de> Deserialize<'de> for Field {
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Field, E> {
                 if s.starts_with('$') {
-                    Query::parse(s).map(|query| Field::Path { query, optional: false, root: false }).map_err(E::custom)
+                    Ok(Field::Path { query: Query::parse(s), optional: false, root: false })
                 } else {
                     Ok(Field::Value(s.to_string()))
                 }
@@ -314,8 +341,34 @@ impl JsonConfig {
         if self.rows.is_empty() {
             issue("rows".into(), "give at least one row selector".into());
         }
+        if let Some(check) = &self.success {
+            let queries = [("success.path", Some(&check.path)), ("success.message", check.message.as_ref())];
+            for (key, query) in queries {
+                if let Some(e) = query.and_then(Query::error) {
+                    issue(key.into(), e.to_string());
+                }
+            }
+        }
         for (i, row) in self.rows.iter().enumerate() {
             let p = format!("rows[{i}]");
+            if let Some(e) = row.select.error() {
+                issue(format!("{p}.select"), e.to_string());
+            }
+            let fields = [
+                ("currency", Some(&row.currency)),
+                ("account", row.account.as_ref()),
+                ("balance", row.balance.as_ref()),
+                ("frozen", row.frozen.as_ref()),
+                ("usable", row.usable.as_ref()),
+                ("updated_at", row.updated_at.as_ref()),
+            ];
+            for (key, field) in fields {
+                if let Some(Field::Path { query, .. }) = field {
+                    if let Some(e) = query.error() {
+                        issue(format!("{p}.{key}"), e.to_string());
+                    }
+                }
+            }
             if let Field::Value(v) = &row.currency {
                 if currency_code(v).is_none() {
                     issue(format!("{p}.currency"), format!("{:?} is not a 3-letter currency code", v.chars().take(20).collect::<String>()));

@@ -186,14 +186,16 @@ fn filters_still_compare_numbers() {
 
 #[test]
 fn config_errors_name_the_key() {
-    let value: serde_yaml::Value = serde_yaml::from_str("path: /b\nrows:\n  - {select: '$.data[', currency: USD, balance: '$.b'}\n").unwrap();
-    let err = crate::config::deserialize_at::<JsonConfig>(value, "suppliers[0]").unwrap_err();
-    assert_eq!(err.path, "suppliers[0].rows[0].select");
-    assert!(err.message.starts_with("invalid JSONPath \"$.data[\""), "{}", err.message);
     let value: serde_yaml::Value = serde_yaml::from_str("path: /b\nrows:\n  - {select: '$', currency: {path: '$.c', key: 0}, balance: '$.b'}\n").unwrap();
-    let err = crate::config::deserialize_at::<JsonConfig>(value, "").unwrap_err();
-    assert_eq!(err.path, "rows[0].currency");
-    assert_eq!(err.message, "give exactly one of path, value, key");
+    let err = crate::config::deserialize_at::<JsonConfig>(value, "suppliers[0]").unwrap_err();
+    assert_eq!(err.to_string(), "suppliers[0]: rows[0].currency: give exactly one of path, value, key");
+    let mut issues = vec![];
+    cfg("path: /b\nsuccess: {path: 'statusCode', equals: 200}\nrows:\n  - {select: '$.data[', currency: '$.c[', balance: '$.b'}\n").validate("s", &mut issues);
+    let shown: Vec<String> = issues.iter().map(|i| i.to_string()).collect();
+    assert_eq!(shown.len(), 3, "{shown:?}");
+    assert!(shown[0].starts_with("s.success.path: invalid JSONPath \"statusCode\""), "{shown:?}");
+    assert!(shown[1].starts_with("s.rows[0].select: invalid JSONPath \"$.data[\""), "{shown:?}");
+    assert!(shown[2].starts_with("s.rows[0].currency: invalid JSONPath \"$.c[\""), "{shown:?}");
     let mut issues = vec![];
     cfg("path: b\nbody: {a: 1}\nheaders: {'bad header': x}\nrows:\n  - {select: '$', currency: US, frozen: 'abc'}\n  - {select: '$', currency: USD}\n")
         .validate("s", &mut issues);
