@@ -18,6 +18,7 @@ pub mod json;
 pub mod novasend;
 pub mod vai247;
 pub mod balanced_orders;
+pub mod dodo_wallets;
 
 /// The `kind:` of a supplier and that kind's own keys.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -30,6 +31,8 @@ pub enum KindConfig {
     Json(json::JsonConfig),
     /// Balanced marketplace escrow orders, API revision 1.1.
     BalancedOrders(balanced_orders::BalancedOrdersConfig),
+    /// Dodo Payments customer wallets and their ledgers.
+    DodoWallets(dodo_wallets::DodoWalletsConfig),
 }
 
 impl KindConfig {
@@ -41,6 +44,7 @@ impl KindConfig {
             KindConfig::Vai247(_) => "vai247",
             KindConfig::Json(_) => "json",
             KindConfig::BalancedOrders(_) => "balanced_orders",
+            KindConfig::DodoWallets(_) => "dodo_wallets",
         }
     }
 
@@ -52,6 +56,8 @@ impl KindConfig {
             KindConfig::Vai247(_) => None,
             KindConfig::Json(_) => None,
             KindConfig::BalancedOrders(_) => Some("https://api.balancedpayments.com"),
+            // live; the test environment is https://test.dodopayments.com
+            KindConfig::DodoWallets(_) => Some("https://live.dodopayments.com"),
         }
     }
 
@@ -68,6 +74,8 @@ impl KindConfig {
             KindConfig::Json(_) => Duration::from_secs(1),
             // undocumented (the service is defunct); be gentle, pages included
             KindConfig::BalancedOrders(_) => Duration::from_secs(1),
+            // default tier 240 requests/min (40/s bursts fit inside it)
+            KindConfig::DodoWallets(_) => Duration::from_millis(250),
         }
     }
 
@@ -82,6 +90,10 @@ impl KindConfig {
                 vec![]
             }
             KindConfig::BalancedOrders(c) => {
+                c.validate(path, issues);
+                vec![]
+            }
+            KindConfig::DodoWallets(c) => {
                 c.validate(path, issues);
                 vec![]
             }
@@ -102,6 +114,7 @@ impl KindConfig {
             KindConfig::Vai247(c) => vai247::poll(c, upstream).await,
             KindConfig::Json(c) => json::poll(c, upstream, memory).await,
             KindConfig::BalancedOrders(c) => balanced_orders::poll(c, upstream).await,
+            KindConfig::DodoWallets(c) => dodo_wallets::poll(c, upstream, memory).await,
         }
     }
 }

@@ -1,0 +1,666 @@
+//! Dodo Payments customer wallets, Bearer auth.
+//!
+//! `GET /customers/{id}/wallets` →
+//! `{"items": [{"balance": 1050, "currency": "USD", "customer_id", "created_at", "updated_at"}], "total_balance_usd"}`.
+//! Balances are integers in the currency's smallest unit, exported in major
+//! units through the ISO 4217 table (`currency_exponents` overrides it); a
+//! currency without an exponent is a row error for that wallet only.
+//!
+//! Two modes:
+//!
+//! - `customers: [cus_…]` — one balance row per (customer, currency), and the
+//!   wallet's ledger (`GET /customers/{id}/wallets/ledger-entries?currency=&page_number=&page_size=`)
+//!   gives exact flows: new debits add to `supplier_balance_spent_total`, new
+//!   credits to `supplier_balance_topped_up_total`, each entry once. Also
+//!   `supplier_ledger_entries_total{direction, event_type}` and
+//!   `supplier_ledger_duplicate_suspects_total`.
+//! - `all_customers: true` — walks `GET /customers?page_number=&page_size=`
+//!   and exports bounded per-currency aggregates (`supplier_wallets`,
+//!   `supplier_wallets_balance_sum`, `supplier_wallets_below_threshold`) plus
+//!   the `lowest` N wallets of each currency as balance rows. No ledgers are
+//!   read (one request per wallet is already the cost of a poll): spend of
+//!   those rows is inferred from their balance changes while they stay among
+//!   the lowest, and platform-wide net flow is the change of
+//!   `supplier_wallets_balance_sum`.
+//!
+//! Every request, pages included, goes through the supplier's limiter: a poll
+//! of N customers costs about N + N/page_size (+ ledger pages) × `min_interval`.
+//!
+//! Ledger bookkeeping ([`WalletLedger`], kept in [`KindMemory`] across polls
+//! and restarts of the poll loop): the first poll of a wallet reads the newest
+//! page only and takes it as the baseline — history is not spend, counters
+//! start at 0, but its debits seed the duplicate detector. Later polls read
+//! pages from 0 and stop at the first page whose oldest entry was already
+//! accounted (the API lists newest first; if a page is oldest-first the walk
+//! goes on to the empty page instead). An entry is new when its id was not
+//! seen and it is newer than the wallet's `floor`; ids are remembered for
+//! [`RETENTION`] past the newest entry, older ones fall under the floor.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::{Duration, SystemTime};
+
+use rust_decimal::Decimal;
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+use super::{decode_json, parse_rfc3339, BalanceRow, ExtraSample, FlowDelta, Flows, KindMemory, PollOutput};
+use crate::amount::{currency_code, minor_to_major, AmountError};
+use crate::config::ConfigIssue;
+use crate::upstream::{PollError, Reason, Request, Upstream};
+
+/// Ids of accounted entries are kept this long past a wallet's newest entry
+/// (at least `duplicate_window`); an entry that shows up later than this
+/// after its own `created_at` is not counted.
+pub const RETENTION: Duration = Duration::from_secs(3600);
+/// At most this many ids per wallet, whatever the entry rate.
+const MAX_SEEN_PER_WALLET: usize = 20_000;
+/// Ledger pages read per wallet and poll before giving up on that wallet.
+const MAX_LEDGER_PAGES: u32 = 1000;
+
+/// `kind: dodo_wallets` keys.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DodoWalletsConfig {
+    /// Customer ids to watch, each with per-wallet series and its ledger.
+    #[serde(default)]
+    pub customers: Vec<String>,
+    /// Walk every customer of the business instead, exporting aggregates (give this or `customers`).
+    #[serde(default)]
+    pub all_customers: bool,
+    /// `page_size` of list requests (customers, ledger entries): 1–100, default 100.
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// Debits repeating an earlier debit's amount and reference within this
+    /// window count as duplicate suspects (default 10m).
+    #[serde(default = "default_window", deserialize_with = "duration")]
+    pub duplicate_window: Duration,
+    /// `all_customers` only: the N lowest wallets of each currency exported as balance rows (default 10).
+    #[serde(default = "default_lowest")]
+    pub lowest: usize,
+    /// `all_customers` only: wallets below this balance (major units) count in
+    /// `supplier_wallets_below_threshold`. One number for every currency, or a
+    /// map per currency (`{USD: 5, INR: 400}`); absent, that gauge is not exported.
+    #[serde(default)]
+    pub low: Option<LowThreshold>,
+    /// Minor-unit exponents overriding ISO 4217, e.g. `{USD: 2}`.
+    #[serde(default)]
+    pub currency_exponents: BTreeMap<String, u32>,
+}
+
+fn default_page_size() -> u32 {
+    100
+}
+fn default_window() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_lowest() -> usize {
+    10
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(text.trim()).map_err(|e| de::Error::custom(format!("invalid duration {text:?}: {e}")))
+}
+
+/// `low:` — one threshold for all currencies, or one per currency.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum LowThreshold {
+    All(DecimalText),
+    PerCurrency(BTreeMap<String, DecimalText>),
+}
+
+impl LowThreshold {
+    fn for_currency(&self, currency: &str) -> Option<Decimal> {
+        match self {
+            LowThreshold::All(d) => Some(d.0),
+            LowThreshold::PerCurrency(m) => m.get(currency).map(|d| d.0),
+        }
+    }
+}
+
+/// A decimal read from the text of a config number or string, never via `f64` arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecimalText(pub Decimal);
+
+impl<'de> Deserialize<'de> for DecimalText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = DecimalText;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DecimalText, E> {
+                Ok(DecimalText(Decimal::from(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DecimalText, E> {
+                Ok(DecimalText(Decimal::from(v)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<DecimalText, E> {
+                // The shortest text that round-trips is what was written in the file.
+                self.visit_str(&v.to_string())
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DecimalText, E> {
+                crate::amount::parse_decimal_text(v.trim()).map(DecimalText).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl DodoWalletsConfig {
+    /// Checks beyond serde, reported under `path`.
+    pub fn validate(&self, path: &str, issues: &mut Vec<ConfigIssue>) {
+        let mut issue = |key: &str, message: String| issues.push(ConfigIssue { path: format!("{path}.{key}"), message });
+        match (self.customers.is_empty(), self.all_customers) {
+            (true, false) => issue("customers", "give `customers: [...]` or `all_customers: true`".into()),
+            (false, true) => issue("customers", "give either `customers` or `all_customers: true`, not both".into()),
+            _ => {}
+        }
+        let mut seen = HashSet::new();
+        for (i, c) in self.customers.iter().enumerate() {
+            if c.is_empty() || c.len() > 128 || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b)) {
+                issue(&format!("customers[{i}]"), "must be a customer id (letters, digits, '_' and '-')".into());
+            } else if !seen.insert(c) {
+                issue(&format!("customers[{i}]"), format!("duplicate customer {c:?}"));
+            }
+        }
+        if !(1..=100).contains(&self.page_size) {
+            issue("page_size", "must be between 1 and 100".into());
+        }
+        if self.duplicate_window.is_zero() {
+            issue("duplicate_window", "must be greater than 0".into());
+        }
+        if !self.all_customers && (self.low.is_some() || self.lowest != default_lowest()) {
+            issue(if self.low.is_some() { "low" } else { "lowest" }, "only applies with `all_customers: true`".into());
+        }
+        if let Some(LowThreshold::PerCurrency(m)) = &self.low {
+            for code in m.keys().filter(|c| currency_code(c).as_deref() != Some(c.as_str())) {
+                issue("low", format!("{code:?} is not an upper-case 3-letter currency code"));
+            }
+        }
+        for code in self.currency_exponents.keys().filter(|c| currency_code(c).as_deref() != Some(c.as_str())) {
+            issue("currency_exponents", format!("{code:?} is not an upper-case 3-letter currency code"));
+        }
+    }
+}
+
+// ---- wire shapes ----
+
+#[derive(Deserialize)]
+struct Wallets {
+    items: Vec<Wallet>,
+}
+
+#[derive(Deserialize)]
+struct Wallet {
+    #[serde(deserialize_with = "crate::amount::exact")]
+    balance: Decimal,
+    currency: String,
+    #[serde(default)]
+    updated_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Items<T> {
+    items: Vec<T>,
+}
+
+#[derive(Deserialize)]
+struct Customer {
+    customer_id: String,
+}
+
+#[derive(Deserialize)]
+struct RawEntry {
+    id: String,
+    #[serde(deserialize_with = "crate::amount::exact")]
+    amount: Decimal,
+    is_credit: bool,
+    #[serde(default)]
+    event_type: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    reference_object_id: Option<String>,
+    #[serde(default)]
+    currency: Option<String>,
+    created_at: String,
+}
+
+/// A ledger entry read and checked.
+#[derive(Debug, Clone)]
+struct Entry {
+    id: String,
+    /// Major units, magnitude; the direction is `is_credit`.
+    amount: Decimal,
+    is_credit: bool,
+    event_type: String,
+    /// What makes two debits "the same": the reference, else the reason.
+    same_as: Option<String>,
+    created_at: SystemTime,
+}
+
+// ---- memory ----
+
+/// What is remembered of one wallet's ledger between polls.
+#[derive(Debug, Clone, Default)]
+pub struct WalletLedger {
+    /// False until the first walk set the baseline.
+    initialized: bool,
+    /// Entries created at or before this instant are accounted for.
+    floor: Option<SystemTime>,
+    /// Accounted entries newer than `floor`: id → created_at.
+    seen: HashMap<String, SystemTime>,
+    /// Debits within `duplicate_window` of the newest: (amount, same_as, created_at).
+    recent_debits: Vec<(Decimal, String, SystemTime)>,
+    /// Ids of unreadable entries already reported (so each is logged once).
+    reported_bad: HashSet<String>,
+}
+
+impl WalletLedger {
+    fn is_new(&self, e: &Entry) -> bool {
+        self.initialized && self.floor.is_none_or(|f| e.created_at > f) && !self.seen.contains_key(&e.id)
+    }
+
+    /// Forgets ids older than the retention (raising the floor over them) and old debits.
+    fn prune(&mut self, window: Duration) {
+        let Some(newest) = self.seen.values().max().copied() else { return };
+        let mut cutoff = newest.checked_sub(RETENTION.max(window)).unwrap_or(SystemTime::UNIX_EPOCH);
+        if self.seen.len() > MAX_SEEN_PER_WALLET {
+            let mut times: Vec<SystemTime> = self.seen.values().copied().collect();
+            times.sort_unstable();
+            cutoff = cutoff.max(times[times.len() - MAX_SEEN_PER_WALLET]);
+        }
+        self.seen.retain(|_, t| *t > cutoff);
+        self.floor = Some(self.floor.map_or(cutoff, |f| f.max(cutoff)));
+        let oldest_debit = newest.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH);
+        self.recent_debits.retain(|(_, _, t)| *t >= oldest_debit);
+    }
+}
+
+/// This kind's [`KindMemory`]: per (customer, currency).
+#[derive(Debug, Clone, Default)]
+pub struct DodoMemory {
+    ledgers: BTreeMap<(String, String), WalletLedger>,
+}
+
+// ---- polling ----
+
+pub async fn poll(cfg: &DodoWalletsConfig, upstream: &Upstream, memory: &mut KindMemory) -> Result<PollOutput, PollError> {
+    if cfg.all_customers {
+        return poll_aggregate(cfg, upstream).await;
+    }
+    // Work on a copy: a failed poll must not mark entries as counted.
+    let mem = memory.get::<DodoMemory>();
+    let mut next = DodoMemory { ledgers: BTreeMap::new() };
+    let mut out = PollOutput::default();
+    let mut deltas = Vec::new();
+    for customer in &cfg.customers {
+        let wallets = match fetch_wallets(upstream, customer).await {
+            Ok(w) => w,
+            // A deleted customer is that customer's problem, not the poll's.
+            Err(e) if e.reason == Reason::NotFound => {
+                out.row_errors.push(format!("customer {customer}: {}", e.message));
+                // Keep what its ledgers taught us, in case it is only briefly missing.
+                next.ledgers.extend(mem.ledgers.iter().filter(|(k, _)| &k.0 == customer).map(|(k, v)| (k.clone(), v.clone())));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for (i, w) in wallets.items.into_iter().enumerate() {
+            let Some(currency) = currency_code(&w.currency) else {
+                out.row_errors.push(format!("customer {customer} $.items[{i}].currency: not a currency code"));
+                continue;
+            };
+            let balance = match minor_to_major(w.balance, &currency, &cfg.currency_exponents) {
+                Ok(b) => b,
+                Err(e) => {
+                    out.row_errors.push(format!("customer {customer} wallet {currency}: {e}"));
+                    continue;
+                }
+            };
+            let key = (customer.clone(), currency.clone());
+            if out.balances.iter().any(|b: &BalanceRow| b.account == key.0 && b.currency == key.1) {
+                out.row_errors.push(format!("customer {customer}: two {currency} wallets"));
+                continue;
+            }
+            out.balances.push(BalanceRow {
+                account: customer.clone(),
+                currency: currency.clone(),
+                balance,
+                frozen: Decimal::ZERO,
+                usable: balance,
+                updated_at: w.updated_at.as_deref().and_then(parse_rfc3339),
+            });
+            let mut ledger = mem.ledgers.get(&key).cloned().unwrap_or_default();
+            let found = walk_ledger(cfg, upstream, customer, &currency, &mut ledger, &mut out.row_errors).await?;
+            deltas.push(found.account(&key, &mut out));
+            next.ledgers.insert(key, ledger);
+        }
+    }
+    out.flows = Flows::Ledger(deltas);
+    // Wallets that vanished are forgotten; everything else is replaced at once.
+    *mem = next;
+    if out.balances.is_empty() && !out.row_errors.is_empty() {
+        return Err(PollError::decode(out.row_errors.join("; ")));
+    }
+    Ok(out)
+}
+
+async fn fetch_wallets(upstream: &Upstream, customer: &str) -> Result<Wallets, PollError> {
+    let resp = upstream.send(&Request::get(format!("/customers/{customer}/wallets"))).await?;
+    decode_json(upstream, &resp.body).map_err(|e| PollError::decode(format!("customer {customer} wallets: {}", e.message)))
+}
+
+/// What one ledger walk found new.
+#[derive(Default)]
+struct Found {
+    spent: Decimal,
+    topped_up: Decimal,
+    /// (direction, event_type) → entries; zero for types seen only in history.
+    entries: BTreeMap<(&'static str, String), u64>,
+    duplicate_suspects: u64,
+}
+
+impl Found {
+    /// Adds this wallet's counter increments to `out` and returns its flow.
+    fn account(self, key: &(String, String), out: &mut PollOutput) -> FlowDelta {
+        for ((direction, event_type), n) in self.entries {
+            out.counter_increments.push(ExtraSample {
+                name: "supplier_ledger_entries_total",
+                help: "Ledger entries counted since the exporter started watching the wallet, by direction and event type.",
+                labels: vec![("account", key.0.clone()), ("currency", key.1.clone()), ("direction", direction.to_string()), ("event_type", event_type)],
+                value: n as f64,
+            });
+        }
+        out.counter_increments.push(ExtraSample {
+            name: "supplier_ledger_duplicate_suspects_total",
+            help: "Ledger debits repeating an earlier debit's amount and reference (or reason) within duplicate_window.",
+            labels: vec![("account", key.0.clone()), ("currency", key.1.clone())],
+            value: self.duplicate_suspects as f64,
+        });
+        FlowDelta { account: key.0.clone(), currency: key.1.clone(), spent: self.spent, topped_up: self.topped_up }
+    }
+}
+
+/// Reads a wallet's ledger as far as needed and accounts the new entries.
+async fn walk_ledger(
+    cfg: &DodoWalletsConfig,
+    upstream: &Upstream,
+    customer: &str,
+    currency: &str,
+    ledger: &mut WalletLedger,
+    row_errors: &mut Vec<String>,
+) -> Result<Found, PollError> {
+    let path = format!("/customers/{customer}/wallets/ledger-entries");
+    let mut read: Vec<Entry> = Vec::new();
+    let mut ids = HashSet::new();
+    for page_number in 0.. {
+        if page_number >= MAX_LEDGER_PAGES {
+            row_errors.push(format!("customer {customer} {currency} ledger: stopped after {MAX_LEDGER_PAGES} pages"));
+            break;
+        }
+        let req = Request::get(&path).query("currency", currency).query("page_number", page_number).query("page_size", cfg.page_size);
+        let resp = upstream.send(&req).await?;
+        let page: Items<Box<serde_json::value::RawValue>> = decode_json(upstream, &resp.body)
+            .map_err(|e| PollError::decode(format!("customer {customer} {currency} ledger page {page_number}: {}", e.message)))?;
+        if page.items.is_empty() {
+            break;
+        }
+        let mut entries = Vec::with_capacity(page.items.len());
+        for (i, raw) in page.items.iter().enumerate() {
+            match entry(raw.get(), currency, &cfg.currency_exponents) {
+                Ok(e) => entries.push(e),
+                Err((id, message)) => {
+                    // Not counted; reported once per id.
+                    if id.as_ref().is_none_or(|id| !ledger.reported_bad.contains(id)) {
+                        row_errors.push(format!("customer {customer} {currency} ledger page {page_number} $.items[{i}]: {message}"));
+                    }
+                    if let Some(id) = id {
+                        if ledger.reported_bad.len() >= 1000 {
+                            ledger.reported_bad.clear();
+                        }
+                        ledger.reported_bad.insert(id);
+                    }
+                }
+            }
+        }
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else { continue };
+        let newest_first = first.created_at >= last.created_at;
+        let oldest_known = !ledger.is_new(last);
+        let baseline = !ledger.initialized;
+        read.extend(entries.into_iter().filter(|e| ids.insert(e.id.clone())));
+        // Newest first: everything past an accounted entry is accounted too.
+        if newest_first && (baseline || oldest_known) {
+            break;
+        }
+    }
+    let mut found = Found::default();
+    let baseline = !ledger.initialized;
+    let mut fresh: Vec<Entry> = read.iter().filter(|e| ledger.is_new(e)).cloned().collect();
+    fresh.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    // History seeds the duplicate detector and names the event types, counting nothing.
+    let fresh_ids: HashSet<&str> = fresh.iter().map(|e| e.id.as_str()).collect();
+    for e in read.iter().filter(|e| !fresh_ids.contains(e.id.as_str())) {
+        found.entries.entry((direction(e), e.event_type.clone())).or_default();
+        if !e.is_credit && !ledger.seen.contains_key(&e.id) {
+            if let Some(same) = &e.same_as {
+                ledger.recent_debits.push((e.amount, same.clone(), e.created_at));
+            }
+        }
+        ledger.seen.insert(e.id.clone(), e.created_at);
+    }
+    for e in fresh {
+        *found.entries.entry((direction(&e), e.event_type.clone())).or_default() += 1;
+        if e.is_credit {
+            found.topped_up += e.amount;
+        } else {
+            found.spent += e.amount;
+            if let Some(same) = &e.same_as {
+                let repeat = ledger.recent_debits.iter().any(|(amount, s, t)| {
+                    *amount == e.amount && s == same && e.created_at.duration_since(*t).unwrap_or_else(|d| d.duration()) <= cfg.duplicate_window
+                });
+                if repeat {
+                    found.duplicate_suspects += 1;
+                }
+                ledger.recent_debits.push((e.amount, same.clone(), e.created_at));
+            }
+        }
+        ledger.seen.insert(e.id.clone(), e.created_at);
+    }
+    if baseline {
+        ledger.initialized = true;
+        ledger.floor = read.iter().map(|e| e.created_at).min();
+    }
+    ledger.prune(cfg.duplicate_window);
+    Ok(found)
+}
+
+fn direction(e: &Entry) -> &'static str {
+    if e.is_credit { "credit" } else { "debit" }
+}
+
+/// Reads one ledger entry; on failure, its id (if readable) and why.
+fn entry(raw: &str, currency: &str, exponents: &BTreeMap<String, u32>) -> Result<Entry, (Option<String>, String)> {
+    let mut de = serde_json::Deserializer::from_str(raw);
+    let e: RawEntry = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let id = serde_json::from_str::<serde_json::Value>(raw).ok().and_then(|v| v.get("id")?.as_str().map(String::from));
+        let path = err.path().to_string();
+        (id, format!("{path}: {}", err.into_inner()))
+    })?;
+    let fail = |m: String| (Some(e.id.clone()), m);
+    if let Some(c) = e.currency.as_deref().filter(|c| currency_code(c).as_deref() != Some(currency)) {
+        return Err(fail(format!("currency {c:?} in the {currency} ledger")));
+    }
+    let created_at = parse_rfc3339(&e.created_at).ok_or_else(|| fail("created_at: not an RFC 3339 time".into()))?;
+    let amount = minor_to_major(e.amount.abs(), currency, exponents).map_err(|err: AmountError| fail(err.to_string()))?;
+    let same_as = match (e.reference_object_id.filter(|r| !r.is_empty()), e.reason.filter(|r| !r.is_empty())) {
+        (Some(r), _) => Some(format!("ref:{r}")),
+        (None, Some(r)) => Some(format!("reason:{r}")),
+        (None, None) => None,
+    };
+    Ok(Entry { id: e.id, amount, is_credit: e.is_credit, event_type: event_type_label(e.event_type.as_deref()), same_as, created_at })
+}
+
+/// `event_type` as a label value: short snake-case words pass, anything else is `other`.
+fn event_type_label(raw: Option<&str>) -> String {
+    match raw {
+        Some(t) if !t.is_empty() && t.len() <= 48 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) => t.to_ascii_lowercase(),
+        Some(_) => "other".into(),
+        None => "unknown".into(),
+    }
+}
+
+// ---- aggregate mode ----
+
+/// Per-currency totals of a walk over every customer, with the lowest wallets.
+#[derive(Default)]
+struct CurrencyAggregate {
+    wallets: u64,
+    sum: Decimal,
+    below: u64,
+    /// The `lowest` smallest (balance, customer), kept sorted.
+    lowest: BTreeSet<(Decimal, String)>,
+    updated_at: HashMap<String, Option<SystemTime>>,
+}
+
+async fn poll_aggregate(cfg: &DodoWalletsConfig, upstream: &Upstream) -> Result<PollOutput, PollError> {
+    let mut customers = Vec::new();
+    let mut ids = HashSet::new();
+    for page_number in 0.. {
+        let req = Request::get("/customers").query("page_number", page_number).query("page_size", cfg.page_size);
+        let resp = upstream.send(&req).await?;
+        let page: Items<Customer> = decode_json(upstream, &resp.body).map_err(|e| PollError::decode(format!("customers page {page_number}: {}", e.message)))?;
+        if page.items.is_empty() {
+            break;
+        }
+        // Pages may shift while customers sign up: each customer once.
+        customers.extend(page.items.into_iter().map(|c| c.customer_id).filter(|id| ids.insert(id.clone())));
+    }
+    let mut by_currency: BTreeMap<String, CurrencyAggregate> = BTreeMap::new();
+    let mut problems: BTreeMap<String, u64> = BTreeMap::new();
+    for customer in &customers {
+        let wallets = match fetch_wallets(upstream, customer).await {
+            Ok(w) => w,
+            Err(e) if e.reason == Reason::NotFound => {
+                *problems.entry("customers gone between list and wallets".into()).or_default() += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for w in wallets.items {
+            let Some(currency) = currency_code(&w.currency) else {
+                *problems.entry("wallets with an invalid currency code".into()).or_default() += 1;
+                continue;
+            };
+            let balance = match minor_to_major(w.balance, &currency, &cfg.currency_exponents) {
+                Ok(b) => b,
+                Err(e) => {
+                    *problems.entry(format!("wallets skipped: {e}")).or_default() += 1;
+                    continue;
+                }
+            };
+            let agg = by_currency.entry(currency.clone()).or_default();
+            agg.wallets += 1;
+            agg.sum += balance;
+            if cfg.low.as_ref().and_then(|l| l.for_currency(&currency)).is_some_and(|low| balance < low) {
+                agg.below += 1;
+            }
+            if cfg.lowest > 0 {
+                agg.lowest.insert((balance, customer.clone()));
+                if agg.lowest.len() > cfg.lowest {
+                    let largest = agg.lowest.iter().next_back().cloned().expect("non-empty");
+                    agg.lowest.remove(&largest);
+                    agg.updated_at.remove(&largest.1);
+                }
+                if agg.lowest.iter().any(|(_, c)| c == customer) {
+                    agg.updated_at.insert(customer.clone(), w.updated_at.as_deref().and_then(parse_rfc3339));
+                }
+            }
+        }
+    }
+    let mut out = PollOutput::default();
+    for (problem, n) in problems {
+        out.row_errors.push(format!("{n} {problem}"));
+    }
+    for (currency, agg) in by_currency {
+        let labels = vec![("currency", currency.clone())];
+        out.gauges.push(ExtraSample { name: "supplier_wallets", help: "Customer wallets in this currency (all_customers mode).", labels: labels.clone(), value: agg.wallets as f64 });
+        out.gauges.push(ExtraSample {
+            name: "supplier_wallets_balance_sum",
+            help: "Sum of all customer wallet balances in this currency, in major units (all_customers mode).",
+            labels: labels.clone(),
+            value: crate::metrics::to_f64(agg.sum),
+        });
+        if cfg.low.as_ref().and_then(|l| l.for_currency(&currency)).is_some() {
+            out.gauges.push(ExtraSample {
+                name: "supplier_wallets_below_threshold",
+                help: "Customer wallets whose balance is below the configured `low` (all_customers mode).",
+                labels,
+                value: agg.below as f64,
+            });
+        }
+        for (balance, customer) in agg.lowest {
+            let updated_at = agg.updated_at.get(&customer).copied().flatten();
+            out.balances.push(BalanceRow { account: customer, currency: currency.clone(), balance, frozen: Decimal::ZERO, usable: balance, updated_at });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
+    }
+
+    fn e(id: &str, secs: u64) -> Entry {
+        Entry { id: id.into(), amount: Decimal::ONE, is_credit: false, event_type: "x".into(), same_as: None, created_at: at(secs) }
+    }
+
+    #[test]
+    fn entries_are_new_above_the_floor_and_unseen() {
+        let mut l = WalletLedger::default();
+        assert!(!l.is_new(&e("a", 0)), "nothing is new before the baseline");
+        l.initialized = true;
+        assert!(l.is_new(&e("a", 0)), "an empty baseline makes every entry new");
+        l.floor = Some(at(100));
+        l.seen.insert("b".into(), at(200));
+        assert!(!l.is_new(&e("old", 100)));
+        assert!(!l.is_new(&e("b", 200)));
+        assert!(l.is_new(&e("c", 101)));
+        // Ids fall under the floor once the newest is RETENTION ahead.
+        l.seen.insert("z".into(), at(200 + RETENTION.as_secs()));
+        l.prune(Duration::from_secs(600));
+        assert!(!l.seen.contains_key("b"));
+        assert_eq!(l.floor, Some(at(200)));
+        assert!(!l.is_new(&e("b", 200)));
+    }
+
+    #[test]
+    fn ledger_entry_reads_minor_units_and_direction() {
+        let none = BTreeMap::new();
+        let raw = r#"{"id": "wle_1", "amount": 1500000, "before_balance": 0, "after_balance": 1500000, "is_credit": true, "event_type": "manual_credit", "reason": "welcome", "reference_object_id": null, "currency": "INR", "customer_id": "cus_1", "business_id": "bus_1", "created_at": "2026-05-01T13:45:22Z"}"#;
+        let x = entry(raw, "INR", &none).unwrap();
+        assert_eq!(x.amount, Decimal::new(15000, 0));
+        assert!(x.is_credit);
+        assert_eq!(x.same_as.as_deref(), Some("reason:welcome"));
+        let bad = raw.replace("\"INR\"", "\"USD\"");
+        assert_eq!(entry(&bad, "INR", &none).unwrap_err().0.as_deref(), Some("wle_1"));
+        assert_eq!(event_type_label(Some("Payment")), "payment");
+        assert_eq!(event_type_label(Some("a b")), "other");
+    }
+
+    #[test]
+    fn low_is_one_number_or_a_map() {
+        let one: LowThreshold = serde_json::from_str("5.50").unwrap();
+        assert_eq!(one.for_currency("INR"), Some(Decimal::new(550, 2)));
+        let map: LowThreshold = serde_json::from_str(r#"{"USD": 5, "INR": "400.25"}"#).unwrap();
+        assert_eq!(map.for_currency("INR"), Some(Decimal::new(40025, 2)));
+        assert_eq!(map.for_currency("EUR"), None);
+    }
+}
