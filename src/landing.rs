@@ -1,17 +1,36 @@
 //! The landing page `/`: one table per supplier, trouble first.
 //!
-//! Self-contained HTML (no external assets, works offline), refreshes itself,
-//! readable on a phone. Shows balances and health only: no config values, so
-//! no secret can appear here.
+//! Self-contained HTML (no external assets, no script: it works offline and
+//! under the server's `default-src 'none'; style-src 'unsafe-inline'` CSP),
+//! refreshes itself every 30 s with a meta refresh, and turns each table row
+//! into a card on a phone. Shows names, balances, health and the (already
+//! redacted) last error text only: no config value, so no secret, appears here.
+//!
+//! Order: failing suppliers, then stale ones, then those with a balance under
+//! its `low` threshold (or a runway under its `runway_days`), then the ones not
+//! polled yet, then the healthy ones; by name within each group. Within a
+//! table, rows in trouble come first, then by account and currency.
+//!
+//! Stable hooks for tests and scrapers: `section.supplier` carries
+//! `data-supplier`, `data-status` (`failing`/`stale`/`low`/`pending`/`ok`)
+//! and `data-stale`; rows carry `data-account`/`data-currency` and the classes
+//! `low`, `short-runway`, `stale`; cells are classed by column.
 
 use std::fmt::Write;
 use std::time::{Duration, SystemTime};
 
-use rust_decimal::Decimal;
+use rust_decimal::{Decimal, RoundingStrategy};
 
-use crate::snapshot::{Store, SupplierSlot, SupplierState};
+use crate::config::Threshold;
+use crate::snapshot::{Balance, BalanceKey, Store, SupplierSlot, SupplierState};
 
-/// Health of a supplier as the page shows it.
+/// Seconds between automatic reloads of the page.
+pub const REFRESH_SECONDS: u32 = 30;
+
+/// Longest error text shown; the rest is cut (the full text is in the logs).
+const MAX_ERROR_CHARS: usize = 240;
+
+/// Health of a supplier's polling as the page shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Health {
     Failing,
@@ -21,7 +40,7 @@ pub enum Health {
 }
 
 impl Health {
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Health::Failing => "failing",
             Health::Stale => "stale",
@@ -31,21 +50,144 @@ impl Health {
     }
 }
 
+/// Where a supplier sorts on the page, most urgent first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Attention {
+    /// The last poll failed.
+    Failing,
+    /// Polls succeed but not often enough: the data is old.
+    Stale,
+    /// Polling is fine but a balance is under its threshold (low, short runway, negative).
+    Low,
+    /// Not polled yet.
+    Pending,
+    Ok,
+}
+
+impl Attention {
+    pub fn of(health: Health, any_row_trouble: bool) -> Attention {
+        match health {
+            Health::Failing => Attention::Failing,
+            Health::Stale => Attention::Stale,
+            Health::Ok if any_row_trouble => Attention::Low,
+            Health::Pending => Attention::Pending,
+            Health::Ok => Attention::Ok,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Attention::Failing => "failing",
+            Attention::Stale => "stale",
+            Attention::Low => "low",
+            Attention::Pending => "pending",
+            Attention::Ok => "ok",
+        }
+    }
+
+    /// Needs a person to look.
+    pub fn is_trouble(self) -> bool {
+        matches!(self, Attention::Failing | Attention::Stale | Attention::Low)
+    }
+}
+
+/// Whether the last success is older than three poll intervals (the same rule
+/// as the staleness alert); `true` when there never was one.
+pub fn data_stale(poll_interval: Duration, state: &SupplierState, now: SystemTime) -> bool {
+    match state.last_success {
+        None => true,
+        Some(t) => now.duration_since(t).unwrap_or_default() > poll_interval * 3,
+    }
+}
+
 /// Failing when the last poll failed, stale when the last success is older
-/// than three poll intervals (the same rule as the staleness alert).
+/// than three poll intervals.
 pub fn health(slot: &SupplierSlot, state: &SupplierState, now: SystemTime) -> Health {
+    health_of(slot.poll_interval, state, now)
+}
+
+fn health_of(poll_interval: Duration, state: &SupplierState, now: SystemTime) -> Health {
     if !state.polled_once {
         return Health::Pending;
     }
-    let stale = match state.last_success {
-        None => true,
-        Some(t) => now.duration_since(t).unwrap_or_default() > slot.poll_interval * 3,
-    };
-    match (state.up, stale) {
+    match (state.up, data_stale(poll_interval, state, now)) {
         (false, _) => Health::Failing,
         (true, true) => Health::Stale,
         (true, false) => Health::Ok,
     }
+}
+
+/// The threshold that applies to a balance: one naming the account wins over
+/// a currency-wide one.
+pub fn threshold_for<'a>(thresholds: &'a [Threshold], key: &BalanceKey) -> Option<&'a Threshold> {
+    thresholds
+        .iter()
+        .filter(|t| t.currency == key.1 && t.account.as_ref().is_none_or(|a| *a == key.0))
+        .max_by_key(|t| t.account.is_some())
+}
+
+/// What one balance row shows besides its amounts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RowView {
+    /// Usable under the `low` threshold.
+    pub low: bool,
+    /// Runway under the `runway_days` threshold.
+    pub short_runway: bool,
+    /// Usable below zero.
+    pub negative: bool,
+    /// Days the usable balance lasts at the recent spend rate, when known.
+    pub runway_days: Option<Decimal>,
+    /// The spend per day behind `runway_days`.
+    pub spend_per_day: Option<Decimal>,
+    pub low_threshold: Option<Decimal>,
+    pub runway_threshold: Option<Decimal>,
+}
+
+impl RowView {
+    pub fn of(thresholds: &[Threshold], state: &SupplierState, key: &BalanceKey, b: &Balance, now: SystemTime) -> RowView {
+        let t = threshold_for(thresholds, key);
+        let spent = state.spent_total.get(key).copied().unwrap_or_default();
+        let window = state.spend_windows.get(key);
+        let spend_per_day = window.and_then(|w| w.per_day(now, spent)).filter(|r| *r > Decimal::ZERO);
+        let runway_days = window.and_then(|w| w.runway_days(now, spent, b.row.usable));
+        let low_threshold = t.and_then(|t| t.low);
+        let runway_threshold = t.and_then(|t| t.runway_days);
+        RowView {
+            low: low_threshold.is_some_and(|low| b.row.usable < low),
+            short_runway: matches!((runway_days, runway_threshold), (Some(r), Some(min)) if r < min),
+            negative: b.row.usable < Decimal::ZERO,
+            runway_days,
+            spend_per_day,
+            low_threshold,
+            runway_threshold,
+        }
+    }
+
+    pub fn trouble(&self) -> bool {
+        self.low || self.short_runway || self.negative
+    }
+}
+
+/// One supplier as the page shows it.
+pub struct SupplierView<'a> {
+    pub slot: &'a SupplierSlot,
+    pub state: std::sync::Arc<SupplierState>,
+    pub health: Health,
+    pub attention: Attention,
+    /// The balances shown are older than three poll intervals.
+    pub stale: bool,
+    /// Rows in display order.
+    pub rows: Vec<(&'a BalanceKey, &'a Balance, RowView)>,
+}
+
+/// Orders rows: trouble first, then account and currency.
+pub fn sort_rows<T>(rows: &mut [(&BalanceKey, T, RowView)]) {
+    rows.sort_by(|a, b| (!a.2.trouble(), a.0).cmp(&(!b.2.trouble(), b.0)));
+}
+
+/// Orders suppliers: most urgent first, then by name.
+pub fn sort_suppliers<T>(items: &mut [(Attention, &str, T)]) {
+    items.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
 }
 
 /// "4 min ago", "2 h ago", "just now".
@@ -57,6 +199,20 @@ pub fn ago(then: SystemTime, now: SystemTime) -> String {
         60..=3599 => format!("{} min ago", secs / 60),
         3600..=172_799 => format!("{} h ago", secs / 3600),
         _ => format!("{} days ago", secs / 86_400),
+    }
+}
+
+/// "6 h", "2.3 d", "45 d", "> 1 y".
+pub fn runway_text(days: Decimal) -> String {
+    if days < Decimal::ONE {
+        let hours = (days * Decimal::from(24)).floor().normalize();
+        format!("{hours} h")
+    } else if days < Decimal::TEN {
+        format!("{} d", days.round_dp_with_strategy(1, RoundingStrategy::MidpointAwayFromZero).normalize())
+    } else if days < Decimal::from(365) {
+        format!("{} d", days.floor())
+    } else {
+        "> 1 y".into()
     }
 }
 
@@ -73,6 +229,13 @@ fn esc(s: &str) -> String {
         }
     }
     out
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
 }
 
 /// Groups digits in thousands, keeping the exact decimal digits.
@@ -93,104 +256,328 @@ fn money(d: Decimal) -> String {
     }
 }
 
-const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;padding:1rem;background:#f6f7f9;color:#1d232b}
-h1{font-size:1.4rem;margin:0 0 .25rem}h2{font-size:1.1rem;margin:0;display:flex;gap:.5rem;align-items:center;flex-wrap:wrap}
-.meta{color:#5a6572;font-size:.85rem;margin-bottom:1rem}
-section{background:#fff;border:1px solid #d9dee4;border-left:6px solid #2e9d58;border-radius:6px;padding:.75rem;margin-bottom:1rem}
-section.failing{border-left-color:#c62828;background:#fff5f5}section.stale{border-left-color:#ef8f00;background:#fffaf0}section.pending{border-left-color:#8795a1}
-.badge{font-size:.75rem;padding:.1rem .45rem;border-radius:3px;background:#2e9d58;color:#fff;text-transform:uppercase;letter-spacing:.03em}
-.failing .badge{background:#c62828}.stale .badge{background:#b26a00}.pending .badge{background:#8795a1}
-.kind{color:#5a6572;font-size:.8rem;font-weight:normal}.err{color:#a31515;font-size:.85rem;margin:.35rem 0 0;overflow-wrap:anywhere}
+fn utc(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+const STYLE: &str = "*{box-sizing:border-box}
+body{font-family:system-ui,-apple-system,\"Segoe UI\",Roboto,\"DejaVu Sans\",sans-serif;margin:0;padding:1rem;background:#f4f5f7;color:#1d232b;line-height:1.35}
+main,header,footer{max-width:72rem;margin:0 auto}
+h1{font-size:1.35rem;margin:0 0 .35rem}h2{font-size:1.1rem;margin:0;display:flex;gap:.4rem;align-items:center;flex-wrap:wrap}
+.meta{color:#58636f;font-size:.82rem;margin:.15rem 0 .5rem}.meta a{color:inherit}
+.summary{display:flex;flex-wrap:wrap;gap:.35rem;margin:.4rem 0 .9rem;padding:0;list-style:none}
+.summary li{font-size:.85rem;padding:.15rem .55rem;border-radius:1rem;background:#e3e7eb;color:#1d232b}
+.summary .failing{background:#c62828;color:#fff}.summary .stale{background:#b26a00;color:#fff}.summary .low{background:#fbe0dc;color:#8e1b1b}.summary .ok{background:#d9f0e1;color:#1d5e36}
+section{background:#fff;border:1px solid #d9dee4;border-left:8px solid #2e9d58;border-radius:6px;padding:.7rem .8rem;margin-bottom:1rem}
+section.failing{border-left-color:#c62828;background:#fff4f4;border-color:#efb7b7;border-left-color:#c62828}
+section.stale{border-left-color:#e08600;background:#fff8ec}section.failing.stale{background:#fff4f4;border-left-color:#c62828}
+section.low{border-left-color:#e0533a}section.pending{border-left-color:#8795a1}
+.badge,.tag{display:inline-block;font-size:.72rem;line-height:1.4;padding:0 .45rem;border-radius:3px;text-transform:uppercase;letter-spacing:.03em;font-weight:600;white-space:nowrap}
+.badge{background:#2e9d58;color:#fff}.badge.failing{background:#c62828}.badge.stale{background:#b26a00}.badge.low{background:#d84a32}.badge.pending{background:#8795a1}
+.badge.reason,.tag.reason{background:#fff;color:#a31515;border:1px solid #c62828;text-transform:none}
+.tag{background:#e3e7eb;color:#33404c}.tag.ok{background:#d9f0e1;color:#1d5e36}.tag.failing{background:#c62828;color:#fff}.tag.stale{background:#f6dcae;color:#6b4000}.tag.low,.tag.negative{background:#c62828;color:#fff}.tag.short-runway{background:#f6dcae;color:#6b4000}.tag.pending{background:#e3e7eb}
+.kind{color:#58636f;font-size:.8rem;font-weight:normal}
+.err{color:#8e1b1b;background:#fde8e8;border-radius:4px;font-size:.85rem;margin:.4rem 0 0;padding:.3rem .5rem;overflow-wrap:anywhere}
 .scroll{overflow-x:auto}table{border-collapse:collapse;width:100%;margin-top:.5rem;font-size:.9rem}
-th,td{padding:.3rem .5rem;border-bottom:1px solid #e6e9ed;text-align:right;white-space:nowrap}th:first-child,td:first-child,th:nth-child(2),td:nth-child(2){text-align:left}
-th{color:#5a6572;font-weight:600;font-size:.8rem}tr.low td{background:#fdecea;font-weight:600}td.neg{color:#c62828}
-@media (max-width:600px){body{padding:.5rem}th,td{padding:.25rem .3rem;font-size:.8rem}}
-@media (prefers-color-scheme:dark){body{background:#14171b;color:#dfe3e8}section{background:#1d2127;border-color:#333a42}section.failing{background:#2a1a1a}section.stale{background:#2a2416}th{color:#9aa5b1}td,th{border-color:#2c3238}tr.low td{background:#3a1f1f}}";
+th,td{padding:.32rem .5rem;border-bottom:1px solid #e6e9ed;text-align:right;white-space:nowrap;vertical-align:middle}
+th.account,td.account,th.currency,td.currency,th.status,td.status{text-align:left}td.status{white-space:normal}
+th{color:#58636f;font-weight:600;font-size:.78rem}td.total,td.frozen,td.usable,td.runway{font-variant-numeric:tabular-nums}
+tr.low td,tr.negative td{background:#fdecea}tr.low td.usable,tr.negative td.usable{color:#b71c1c;font-weight:700}tr.short-runway td.runway{color:#9a5b00;font-weight:700}
+tr.stale td.total,tr.stale td.frozen,tr.stale td.usable,tr.stale td.updated{color:#8a6d3b;font-style:italic}td.neg{color:#c62828}
+.none{color:#58636f}footer{color:#58636f;font-size:.78rem;margin-top:1rem}footer p{margin:.2rem 0}
+@media (max-width:640px){body{padding:.5rem}h1{font-size:1.15rem}section{padding:.55rem .6rem}
+table,tbody,tr,td{display:block;width:100%}thead{display:none}
+tr{display:grid;grid-template-columns:1fr 1fr;column-gap:.75rem;padding:.4rem 0;border-bottom:1px solid #e6e9ed}
+td{display:flex;justify-content:space-between;gap:.5rem;border:0;padding:.12rem 0;font-size:.88rem;text-align:right}
+td::before{content:attr(data-label);color:#58636f;font-size:.75rem;font-weight:normal;font-style:normal;text-align:left}
+td.account,td.currency{font-weight:700;font-size:.95rem}td.status{grid-column:1/-1;order:1;justify-content:flex-start;flex-wrap:wrap;gap:.3rem}td.status::before{margin-right:auto}
+tr.low td,tr.negative td{background:none}tr.low,tr.negative{background:#fdecea;border-radius:4px;padding-left:.35rem;padding-right:.35rem}}
+@media (prefers-color-scheme:dark){body{background:#14171b;color:#dfe3e8}section{background:#1d2127;border-color:#333a42}section.failing,section.failing.stale{background:#2a1a1a;border-color:#5a2a2a}section.stale{background:#2a2416}
+th,.meta,.kind,footer,.none,td::before{color:#9aa5b1}td,th{border-color:#2c3238}tr.low td,tr.negative td,tr.low,tr.negative{background:#3a1f1f}
+.err{background:#3a1f1f;color:#ffb4b4}.summary li,.tag{background:#2c3238;color:#dfe3e8}.badge.reason,.tag.reason{background:#1d2127;color:#ff8a80}}";
 
 /// Renders the page for `now`.
 pub fn render(store: &Store, telemetry_path: &str, now: SystemTime) -> String {
     let slots = store.slots();
-    let mut entries: Vec<_> = slots.iter().map(|slot| {
-        let state = slot.state();
-        (health(slot, &state, now), slot.clone(), state)
-    }).collect();
-    entries.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
-    let trouble = entries.iter().filter(|e| matches!(e.0, Health::Failing | Health::Stale)).count();
+    let states: Vec<_> = slots.iter().map(|slot| slot.state()).collect();
+    let mut views: Vec<SupplierView> = slots
+        .iter()
+        .zip(&states)
+        .map(|(slot, state)| {
+            let health = health(slot, state, now);
+            let mut rows: Vec<_> = state
+                .balances
+                .iter()
+                .map(|(key, b)| (key, b, RowView::of(&slot.thresholds, state, key, b, now)))
+                .collect();
+            sort_rows(&mut rows);
+            let attention = Attention::of(health, rows.iter().any(|r| r.2.trouble()));
+            let stale = state.polled_once && health != Health::Ok && data_stale(slot.poll_interval, state, now);
+            SupplierView { slot: slot.as_ref(), state: state.clone(), health, attention, stale, rows }
+        })
+        .collect();
+    views.sort_by(|a, b| (a.attention, &a.slot.name).cmp(&(b.attention, &b.slot.name)));
 
-    let mut html = String::with_capacity(8192);
+    let count = |a: Attention| views.iter().filter(|v| v.attention == a).count();
+    let trouble = views.iter().filter(|v| v.attention.is_trouble()).count();
+    let title = if trouble > 0 { format!("({trouble}) balance_exporter: {trouble} need attention") } else { "balance_exporter: all ok".into() };
+
+    let mut html = String::with_capacity(16 * 1024);
     let _ = write!(
         html,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <meta http-equiv=\"refresh\" content=\"30\"><title>balance_exporter</title><style>{STYLE}</style></head><body>\
-         <h1>balance_exporter</h1><div class=\"meta\">{} suppliers, <span id=\"trouble\">{trouble}</span> need attention · refreshes every 30 s · \
-         <a href=\"{}\">metrics</a> · version {}</div>",
-        entries.len(),
+         <meta http-equiv=\"refresh\" content=\"{REFRESH_SECONDS}\"><meta name=\"referrer\" content=\"no-referrer\"><title>{title}</title><style>{STYLE}</style></head><body>\
+         <header><h1>Supplier balances</h1><ul class=\"summary\" id=\"summary\"><li class=\"total\">{} suppliers</li>",
+        views.len(),
+    );
+    for a in [Attention::Failing, Attention::Stale, Attention::Low, Attention::Pending, Attention::Ok] {
+        let n = count(a);
+        if n > 0 {
+            let text = match a {
+                Attention::Low => "low balance",
+                _ => a.label(),
+            };
+            let _ = write!(html, "<li class=\"{}\">{n} {text}</li>", a.label());
+        }
+    }
+    let _ = write!(
+        html,
+        "</ul><p class=\"meta\"><span id=\"trouble\" data-count=\"{trouble}\">{trouble} need attention</span> · as of <time datetime=\"{at}\">{at}</time> · refreshes every {REFRESH_SECONDS} s · <a href=\"{}\">metrics</a> · balance_exporter {}</p></header><main>",
         esc(telemetry_path),
         esc(crate::metrics::VERSION),
+        at = utc(now),
     );
-    for (h, slot, state) in &entries {
-        let _ = write!(
-            html,
-            "<section class=\"supplier {cls}\" data-supplier=\"{name}\" data-status=\"{cls}\"><h2>{name} <span class=\"kind\">{kind}</span> <span class=\"badge\">{cls}</span></h2>",
-            cls = h.label(),
-            name = esc(&slot.name),
-            kind = esc(slot.kind),
-        );
-        let last = state.last_success.map_or("never".to_string(), |t| ago(t, now));
-        let _ = write!(html, "<div class=\"meta\">last success {last} · polled every {}</div>", humantime::format_duration(slot.poll_interval));
-        if let (false, Some(err)) = (state.up, &state.last_error) {
-            let _ = write!(html, "<p class=\"err\">last error: <b class=\"reason\">{}</b> {} ({})</p>", err.reason.as_str(), esc(&err.message), ago(err.at, now));
-        }
-        html.push_str("<div class=\"scroll\"><table><thead><tr><th>account</th><th>currency</th><th>total</th><th>frozen</th><th>usable</th><th>updated</th><th>runway</th></tr></thead><tbody>");
-        let mut rows: Vec<_> = state.balances.iter().collect();
-        // Lowest usable relative to its threshold first.
-        rows.sort_by_key(|(key, b)| (!below_low(slot, key, b.row.usable), b.row.usable));
-        for (key, b) in rows {
-            let runway = state
-                .spend_windows
-                .get(key)
-                .and_then(|w| w.runway_days(now, state.spent_total.get(key).copied().unwrap_or_default(), b.row.usable))
-                .map_or("–".to_string(), |d| format!("{} d", d.round_dp(1)));
-            let low = below_low(slot, key, b.row.usable);
-            let _ = write!(
-                html,
-                "<tr class=\"balance{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td><td title=\"{}\">{}</td><td>{}</td></tr>",
-                if low { " low" } else { "" },
-                esc(&key.0),
-                esc(&key.1),
-                money(b.row.balance),
-                money(b.row.frozen),
-                if b.row.usable < Decimal::ZERO { " class=\"neg\"" } else { "" },
-                money(b.row.usable),
-                humantime::format_rfc3339_seconds(b.updated_at()),
-                ago(b.updated_at(), now),
-                runway,
-            );
-        }
-        if state.balances.is_empty() {
-            html.push_str("<tr><td colspan=\"7\">no balances yet</td></tr>");
-        }
-        html.push_str("</tbody></table></div></section>");
+    for v in &views {
+        render_supplier(&mut html, v, now);
     }
-    html.push_str("</body></html>");
+    if views.is_empty() {
+        html.push_str("<p class=\"none\">No suppliers configured.</p>");
+    }
+    html.push_str(
+        "</main><footer><p>Failing: the last poll failed (the balances shown are from the last success). \
+         Stale: no successful poll for three poll intervals. Low: usable under the supplier's <code>low</code> threshold, \
+         or runway under its <code>runway_days</code>. Runway is usable ÷ the spend of the last 12–24 h, shown after an hour of history.</p></footer></body></html>",
+    );
     html
 }
 
-fn below_low(slot: &SupplierSlot, key: &(String, String), usable: Decimal) -> bool {
-    slot.thresholds
-        .iter()
-        .filter(|t| t.currency == key.1 && t.account.as_ref().is_none_or(|a| *a == key.0))
-        .max_by_key(|t| t.account.is_some())
-        .and_then(|t| t.low)
-        .is_some_and(|low| usable < low)
+fn render_supplier(html: &mut String, v: &SupplierView, now: SystemTime) {
+    let (slot, state) = (v.slot, &v.state);
+    let cls = v.attention.label();
+    let failing_reason = match (v.health, &state.last_error) {
+        (Health::Failing, Some(err)) => Some(err),
+        _ => None,
+    };
+    let _ = write!(
+        html,
+        "<section class=\"supplier {cls}{stale}\" id=\"supplier-{name}\" data-supplier=\"{name}\" data-status=\"{cls}\" data-stale=\"{v_stale}\">\
+         <h2><span class=\"name\">{name}</span> <span class=\"kind\">{kind}</span> <span class=\"badge {cls}\">{cls}</span>",
+        stale = if v.stale && v.attention != Attention::Stale { " stale" } else { "" },
+        v_stale = v.stale,
+        name = esc(&slot.name),
+        kind = esc(slot.kind),
+    );
+    if let Some(err) = failing_reason {
+        let _ = write!(html, " <span class=\"badge reason\">{}</span>", err.reason.as_str());
+    }
+    if v.stale && v.attention != Attention::Stale {
+        html.push_str(" <span class=\"badge stale\">stale</span>");
+    }
+    let last = match state.last_success {
+        Some(t) => format!("<time datetime=\"{at}\" title=\"{at}\">{}</time>", ago(t, now), at = utc(t)),
+        None => "never".into(),
+    };
+    let _ = write!(
+        html,
+        "</h2><p class=\"meta\">last success {last} · polled every {} · {} poll{}</p>",
+        humantime::format_duration(slot.poll_interval),
+        state.polls_total,
+        if state.polls_total == 1 { "" } else { "s" },
+    );
+    if let Some(err) = failing_reason {
+        let _ = write!(
+            html,
+            "<p class=\"err\">last error <b class=\"reason\">{}</b>: <span class=\"message\">{}</span> (<time datetime=\"{at}\" title=\"{at}\">{}</time>)</p>",
+            err.reason.as_str(),
+            esc(&truncate(&err.message, MAX_ERROR_CHARS)),
+            ago(err.at, now),
+            at = utc(err.at),
+        );
+    }
+    html.push_str(
+        "<div class=\"scroll\"><table><thead><tr><th class=\"account\">account</th><th class=\"currency\">currency</th><th class=\"total\">total</th>\
+         <th class=\"frozen\">frozen</th><th class=\"usable\">usable</th><th class=\"updated\">updated</th><th class=\"status\">status</th>\
+         <th class=\"runway\">runway</th></tr></thead><tbody>",
+    );
+    for (key, b, row) in &v.rows {
+        let mut classes = vec!["balance"];
+        if row.low {
+            classes.push("low");
+        }
+        if row.negative {
+            classes.push("negative");
+        }
+        if row.short_runway {
+            classes.push("short-runway");
+        }
+        if v.stale {
+            classes.push("stale");
+        }
+        let (account, currency) = (esc(&key.0), esc(&key.1));
+        let updated = utc(b.updated_at());
+        let _ = write!(
+            html,
+            "<tr class=\"{}\" data-account=\"{account}\" data-currency=\"{currency}\"><td class=\"account\" data-label=\"account\">{account}</td>\
+             <td class=\"currency\" data-label=\"currency\">{currency}</td><td class=\"total\" data-label=\"total\">{}</td>\
+             <td class=\"frozen\" data-label=\"frozen\">{}</td><td class=\"usable{}\" data-label=\"usable\"{}>{}</td>\
+             <td class=\"updated\" data-label=\"updated\" title=\"{updated}\"><time datetime=\"{updated}\">{}</time></td><td class=\"status\" data-label=\"status\">",
+            classes.join(" "),
+            money(b.row.balance),
+            money(b.row.frozen),
+            if row.negative { " neg" } else { "" },
+            row.low_threshold.map_or(String::new(), |l| format!(" title=\"low threshold {}\"", money(l))),
+            money(b.row.usable),
+            ago(b.updated_at(), now),
+        );
+        let mut tags: Vec<String> = Vec::new();
+        match v.health {
+            Health::Failing => {
+                tags.push("<span class=\"tag failing\">failing</span>".into());
+                if let Some(err) = failing_reason {
+                    tags.push(format!("<span class=\"tag reason\">{}</span>", err.reason.as_str()));
+                }
+            }
+            Health::Stale => {}
+            Health::Pending => tags.push("<span class=\"tag pending\">pending</span>".into()),
+            Health::Ok => {}
+        }
+        if v.stale {
+            tags.push("<span class=\"tag stale\">stale</span>".into());
+        }
+        if row.negative {
+            tags.push("<span class=\"tag negative\">negative</span>".into());
+        } else if row.low {
+            tags.push(format!("<span class=\"tag low\" title=\"usable under {}\">low</span>", row.low_threshold.map(money).unwrap_or_default()));
+        }
+        if row.short_runway {
+            let min = row.runway_threshold.map(|d| d.normalize().to_string()).unwrap_or_default();
+            tags.push(format!("<span class=\"tag short-runway\">runway &lt; {min} d</span>"));
+        }
+        if tags.is_empty() {
+            tags.push("<span class=\"tag ok\">ok</span>".into());
+        }
+        html.push_str(&tags.join(" "));
+        match (row.runway_days, row.spend_per_day) {
+            (Some(days), Some(per_day)) => {
+                let _ = write!(
+                    html,
+                    "</td><td class=\"runway\" data-label=\"runway\" title=\"at {} {currency}/day, the spend of the last 12–24 h\">{}</td></tr>",
+                    money(per_day.round_dp(2)),
+                    runway_text(days),
+                );
+            }
+            _ => html.push_str("</td><td class=\"runway none\" data-label=\"runway\" title=\"not known yet: needs an hour of history and some spend\">–</td></tr>"),
+        }
+    }
+    if v.rows.is_empty() {
+        let text = if state.polled_once { "no balances yet" } else { "waiting for the first poll" };
+        let _ = write!(html, "<tr class=\"empty\"><td colspan=\"8\" class=\"none\">{text}</td></tr>");
+    }
+    html.push_str("</tbody></table></div></section>");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::suppliers::{BalanceRow, PollOutput};
+    use crate::upstream::{PollError, Reason};
+
+    fn dec(s: &str) -> Decimal {
+        Decimal::from_str_exact(s).unwrap()
+    }
+
+    fn row(account: &str, currency: &str, balance: &str, frozen: &str) -> BalanceRow {
+        let (b, f) = (dec(balance), dec(frozen));
+        BalanceRow { account: account.into(), currency: currency.into(), balance: b, frozen: f, usable: b - f, updated_at: None }
+    }
+
+    fn ok(rows: Vec<BalanceRow>) -> Result<PollOutput, PollError> {
+        Ok(PollOutput { balances: rows, ..Default::default() })
+    }
+
+    const CONFIG: &str = "
+suppliers:
+  - {name: alpha, kind: foxreload, poll_interval: 10s, auth: {bearer_token: tok_SECRET_alpha}}
+  - {name: bravo, kind: foxreload, poll_interval: 10s, auth: {bearer_token: tok_SECRET_bravo}}
+  - name: charlie
+    kind: foxreload
+    poll_interval: 10s
+    thresholds:
+      - {currency: USD, low: 100, runway_days: 3}
+      - {currency: USD, account: vip, low: 1000}
+  - {name: delta, kind: foxreload, poll_interval: 10s}
+  - {name: echo, kind: foxreload, poll_interval: 10s}
+  - {name: aardvark, kind: foxreload, poll_interval: 10s}
+";
+
+    /// alpha ok, bravo failing (auth), charlie low, delta pending, echo stale, aardvark failing for long.
+    fn store(now: SystemTime) -> Store {
+        let config = crate::config::load_str(CONFIG, &|_: &str| None::<String>).expect("test config loads");
+        let store = Store::default();
+        let slots = store.set_suppliers(&config.suppliers);
+        let d = Duration::from_millis(20);
+        let recent = now - Duration::from_secs(5);
+        let by = |n: &str| slots.iter().find(|s| s.name == n).unwrap().clone();
+        let base = SupplierState::default();
+        store.publish(&by("alpha"), base.after_poll(ok(vec![row("main", "USD", "500.00", "0")]), d, recent));
+        let bravo = base.after_poll(ok(vec![row("main", "USD", "284.50", "0")]), d, now - Duration::from_secs(15));
+        store.publish(&by("bravo"), bravo.after_poll(Err(PollError::new(Reason::Auth, "http 401 <b>invalid</b> key")), d, recent));
+        let charlie = vec![
+            row("main", "USD", "150.00", "0"),
+            row("aaa", "USD", "5000.00", "0"),
+            row("vip", "USD", "900.00", "0"),
+            row("main", "EUR", "3.00", "0"),
+            row("neg", "USD", "10.00", "20.00"),
+        ];
+        store.publish(&by("charlie"), base.after_poll(ok(charlie), d, recent));
+        store.publish(&by("echo"), base.after_poll(ok(vec![row("main", "USD", "700", "0")]), d, now - Duration::from_secs(600)));
+        let aardvark = base.after_poll(ok(vec![row("main", "USD", "1", "0")]), d, now - Duration::from_secs(3600));
+        store.publish(&by("aardvark"), aardvark.after_poll(Err(PollError::new(Reason::ServerError, "http 500")), d, recent));
+        store
+    }
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_763_000_000)
+    }
+
+    /// `(data-supplier, class)` of every section, in page order.
+    fn sections(html: &str) -> Vec<(String, String)> {
+        html.split("<section class=\"")
+            .skip(1)
+            .map(|s| {
+                let class = s.split('"').next().unwrap().to_string();
+                let name = s.split("data-supplier=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+                (name, class)
+            })
+            .collect()
+    }
+
+    /// `(data-account, data-currency, class)` of the rows of one supplier's section.
+    fn rows(html: &str, supplier: &str) -> Vec<(String, String, String)> {
+        let section = html.split(&format!("data-supplier=\"{supplier}\"")).nth(1).unwrap().split("</section>").next().unwrap();
+        section
+            .split("<tr class=\"")
+            .skip(1)
+            .filter(|s| s.contains("data-account"))
+            .map(|s| {
+                let attr = |k: &str| s.split(&format!("{k}=\"")).nth(1).unwrap().split('"').next().unwrap().to_string();
+                (attr("data-account"), attr("data-currency"), s.split('"').next().unwrap().to_string())
+            })
+            .collect()
+    }
 
     #[test]
-    fn formats_money_and_ages() {
+    fn formats_money_ages_and_runway() {
         assert_eq!(money(Decimal::new(475000000, 2)), "4,750,000.00");
         assert_eq!(money(Decimal::new(-32, 1)), "-3.2");
         assert_eq!(money(Decimal::new(4676, 0)), "4,676");
@@ -198,10 +585,127 @@ mod tests {
         assert_eq!(ago(t, t + Duration::from_secs(245)), "4 min ago");
         assert_eq!(ago(t, t + Duration::from_secs(3)), "just now");
         assert_eq!(ago(t, t + Duration::from_secs(7300)), "2 h ago");
+        assert_eq!(runway_text(dec("0.25")), "6 h");
+        assert_eq!(runway_text(dec("2.25")), "2.3 d");
+        assert_eq!(runway_text(dec("3")), "3 d");
+        assert_eq!(runway_text(dec("45.9")), "45 d");
+        assert_eq!(runway_text(dec("800")), "> 1 y");
+        assert_eq!(truncate("abcdef", 3), "abc…");
+        assert_eq!(truncate("abc", 3), "abc");
     }
 
     #[test]
     fn escapes_html() {
         assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+    }
+
+    #[test]
+    fn attention_order_and_trouble() {
+        use Attention::*;
+        assert!(Failing < Stale && Stale < Low && Low < Pending && Pending < Ok);
+        assert_eq!(Attention::of(Health::Ok, true), Low);
+        assert_eq!(Attention::of(Health::Ok, false), Ok);
+        assert_eq!(Attention::of(Health::Failing, true), Failing);
+        assert_eq!(Attention::of(Health::Pending, false), Pending);
+        assert!(Low.is_trouble() && !Pending.is_trouble() && !Ok.is_trouble());
+        let mut items = vec![(Ok, "a", ()), (Low, "z", ()), (Failing, "y", ()), (Pending, "b", ()), (Failing, "b", ()), (Stale, "c", ())];
+        sort_suppliers(&mut items);
+        let order: Vec<_> = items.iter().map(|i| (i.0, i.1)).collect();
+        assert_eq!(order, vec![(Failing, "b"), (Failing, "y"), (Stale, "c"), (Low, "z"), (Pending, "b"), (Ok, "a")]);
+    }
+
+    #[test]
+    fn health_and_staleness() {
+        let t = now();
+        let i = Duration::from_secs(10);
+        assert_eq!(health_of(i, &SupplierState::default(), t), Health::Pending);
+        let s = SupplierState::default().after_poll(ok(vec![]), Duration::ZERO, t - Duration::from_secs(30));
+        assert_eq!(health_of(i, &s, t), Health::Ok, "exactly three intervals is not stale yet");
+        assert_eq!(health_of(i, &s, t + Duration::from_secs(1)), Health::Stale);
+        let f = s.after_poll(Err(PollError::new(Reason::Timeout, "timed out")), Duration::ZERO, t);
+        assert_eq!(health_of(i, &f, t), Health::Failing);
+        assert!(!data_stale(i, &f, t));
+        assert!(data_stale(i, &f, t + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn account_threshold_wins_over_currency_one() {
+        let config = crate::config::load_str(CONFIG, &|_: &str| None::<String>).unwrap();
+        let th = &config.suppliers.iter().find(|s| s.name == "charlie").unwrap().thresholds;
+        assert_eq!(threshold_for(th, &("vip".into(), "USD".into())).unwrap().low, Some(dec("1000")));
+        assert_eq!(threshold_for(th, &("main".into(), "USD".into())).unwrap().low, Some(dec("100")));
+        assert!(threshold_for(th, &("main".into(), "EUR".into())).is_none());
+    }
+
+    #[test]
+    fn page_puts_trouble_first() {
+        let html = render(&store(now()), "/metrics", now());
+        let order: Vec<_> = sections(&html).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(order, ["aardvark", "bravo", "echo", "charlie", "delta", "alpha"]);
+        let classes: std::collections::BTreeMap<_, _> = sections(&html).into_iter().collect();
+        assert_eq!(classes["aardvark"], "supplier failing stale");
+        assert_eq!(classes["bravo"], "supplier failing");
+        assert_eq!(classes["echo"], "supplier stale");
+        assert_eq!(classes["charlie"], "supplier low");
+        assert_eq!(classes["delta"], "supplier pending");
+        assert_eq!(classes["alpha"], "supplier ok");
+        assert!(html.contains("data-supplier=\"bravo\" data-status=\"failing\" data-stale=\"false\""));
+        assert!(html.contains("data-supplier=\"aardvark\" data-status=\"failing\" data-stale=\"true\""));
+        assert!(html.contains("<title>(4) balance_exporter: 4 need attention</title>"), "{html}");
+        assert!(html.contains("<li class=\"failing\">2 failing</li>"));
+        assert!(html.contains("<li class=\"low\">1 low balance</li>"));
+        assert!(html.contains(&format!("<meta http-equiv=\"refresh\" content=\"{REFRESH_SECONDS}\">")));
+    }
+
+    #[test]
+    fn rows_in_trouble_first_and_highlighted() {
+        let html = render(&store(now()), "/metrics", now());
+        let r = rows(&html, "charlie");
+        let got: Vec<_> = r.iter().map(|(a, c, cls)| (a.as_str(), c.as_str(), cls.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("neg", "USD", "balance low negative"),
+                ("vip", "USD", "balance low"),
+                ("aaa", "USD", "balance"),
+                ("main", "EUR", "balance"),
+                ("main", "USD", "balance"),
+            ]
+        );
+        // A stale failing supplier's rows say so; a fresh failing one's do not.
+        assert_eq!(rows(&html, "aardvark")[0].2, "balance stale");
+        assert_eq!(rows(&html, "bravo")[0].2, "balance");
+        let bravo = html.split("data-supplier=\"bravo\"").nth(1).unwrap().split("</section>").next().unwrap();
+        assert!(bravo.contains("<span class=\"tag failing\">failing</span> <span class=\"tag reason\">auth</span>"), "{bravo}");
+        assert!(bravo.contains("<b class=\"reason\">auth</b>"));
+        assert!(bravo.contains("http 401 &lt;b&gt;invalid&lt;/b&gt; key"), "error text is escaped");
+        assert!(bravo.contains("<td class=\"total\" data-label=\"total\">284.50</td>"));
+        assert!(html.contains("waiting for the first poll"));
+    }
+
+    #[test]
+    fn runway_shown_when_known_and_flagged_under_threshold() {
+        let config = crate::config::load_str(CONFIG, &|_: &str| None::<String>).unwrap();
+        let store = Store::default();
+        let slots = store.set_suppliers(&config.suppliers);
+        let charlie = slots.iter().find(|s| s.name == "charlie").unwrap();
+        let t0 = now() - Duration::from_secs(6 * 3600);
+        let s = SupplierState::default().after_poll(ok(vec![row("main", "USD", "1000", "0")]), Duration::ZERO, t0);
+        // 100 spent in 6 h = 400/day; 200 usable lasts half a day, under the 3-day threshold.
+        let s = s.after_poll(ok(vec![row("main", "USD", "900", "700")]), Duration::ZERO, now());
+        store.publish(charlie, s);
+        let html = render(&store, "/metrics", now());
+        assert_eq!(rows(&html, "charlie")[0].2, "balance short-runway");
+        assert!(html.contains("title=\"at 400 USD/day, the spend of the last 12–24 h\">12 h</td>"), "{html}");
+        assert!(html.contains("runway &lt; 3 d"));
+        assert_eq!(sections(&html)[0], ("charlie".to_string(), "supplier low".to_string()));
+    }
+
+    #[test]
+    fn page_has_no_secret_and_no_external_asset() {
+        let html = render(&store(now()), "/metrics", now());
+        assert!(!html.contains("SECRET"), "{html}");
+        assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<script") && !html.contains("<link"));
+        assert!(!html.contains("url("), "no CSS url() at all");
     }
 }
