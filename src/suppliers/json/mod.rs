@@ -56,10 +56,10 @@ pub struct JsonConfig {
     pub body: Option<Value>,
     /// Fetch a bearer token first (replaces `auth`).
     #[serde(default)]
-    pub oauth2_client_credentials: Option<oauth2::OAuth2Config>,
+    pub oauth2_client_credentials: Option<Box<oauth2::OAuth2Config>>,
     /// In-body success check; a mismatch fails the poll with reason `upstream_status`.
     #[serde(default)]
-    pub success: Option<SuccessCheck>,
+    pub success: Option<Box<SuccessCheck>>,
     /// Row selectors (at least one).
     pub rows: Vec<RowSelector>,
     /// Unit of amounts: `major` (default) or `minor` (cents; scaled by the ISO 4217 exponent).

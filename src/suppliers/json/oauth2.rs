@@ -246,12 +246,13 @@ mod tests {
             scopes: vec![],
             client_auth: ClientAuth::Basic,
         };
-        let mut cache = TokenCache::default();
-        cache.cached = Some(CachedToken {
-            token: Secret::new("tok"),
-            refresh_at: Some(Instant::now() + refresh_after(Duration::from_secs(3600))),
-            credentials: (cfg.token_url.clone(), cfg.client_id.clone()),
-        });
+        let mut cache = TokenCache {
+            cached: Some(CachedToken {
+                token: Secret::new("tok"),
+                refresh_at: Some(Instant::now() + refresh_after(Duration::from_secs(3600))),
+                credentials: (cfg.token_url.clone(), cfg.client_id.clone()),
+            }),
+        };
         assert_eq!(cache.valid(&cfg), Some(Secret::new("tok")));
         tokio::time::advance(Duration::from_secs(3539)).await;
         assert!(cache.valid(&cfg).is_some());
