@@ -7,12 +7,15 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/balance-alerts-test.XXXXXX")
-AM_PID=
+AM_PID= BT_PID=
 cleanup() {
-  if [ -n "$AM_PID" ] && kill -0 "$AM_PID" 2>/dev/null; then
-    kill "$AM_PID" 2>/dev/null || true
-    wait "$AM_PID" 2>/dev/null || true
-  fi
+  # the backtest stops its own Prometheus on SIGTERM
+  for pid in $AM_PID $BT_PID; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
   rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -136,6 +139,9 @@ fi
 echo ok
 
 step "backtest (simulated month, real Prometheus)"
-python3 backtest/backtest.py
+python3 backtest/backtest.py &
+BT_PID=$!
+wait "$BT_PID"
+BT_PID=
 
 step "all alert checks passed"
