@@ -26,6 +26,8 @@ use crate::config::{Config, ConfigError};
 mod sim_foxreload;
 mod sim_novasend;
 mod sim_vai247;
+mod sim_dodo;
+mod sim_balanced;
 
 /// The demo's embedded config. `${DEMO_*}` are filled with the simulated
 /// suppliers' addresses and freshly generated keys.
@@ -132,6 +134,8 @@ impl Demo {
             Arc::new(sim_foxreload::FoxReloadSim::new()),
             Arc::new(sim_novasend::NovaSendSim::new()),
             Arc::new(sim_vai247::Vai247Sim::new()),
+            Arc::new(sim_dodo::DodoSim::new()),
+            Arc::new(sim_balanced::BalancedSim::new()),
         ];
         let stop = CancellationToken::new();
         let mut running = Vec::new();
