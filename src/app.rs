@@ -15,9 +15,10 @@ use crate::metrics::Renderer;
 use crate::scheduler::Scheduler;
 use crate::server::{self, Action, ServerState};
 use crate::snapshot::Store;
+use crate::web_config::{self, WebConfig};
 
 /// How the exporter is started.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// `None` with `demo: true`.
     pub config_file: Option<PathBuf>,
@@ -33,6 +34,8 @@ pub enum StartError {
     Config(#[source] ConfigError),
     #[error("starting the demo suppliers")]
     Demo(#[source] DemoError),
+    #[error("loading the web config {path}")]
+    WebConfig { path: String, source: ConfigError },
     #[error("listening on {addr}")]
     Listen { addr: String, source: std::io::Error },
 }
@@ -57,6 +60,25 @@ fn log_warnings(config: &Config) {
 impl App {
     /// Loads the config (or starts the demo), starts polling and serving.
     pub async fn start(opts: Options) -> Result<App, StartError> {
+        App::start_with_web_config(opts, None).await
+    }
+
+    /// [`App::start`] with `--web.config.file` (TLS, basic auth, headers),
+    /// which is re-read on every reload with the config.
+    pub async fn start_with_web_config(opts: Options, web_config_file: Option<PathBuf>) -> Result<App, StartError> {
+        let web = match &web_config_file {
+            None => WebConfig::default(),
+            Some(path) => {
+                let p = path.clone();
+                let loaded = tokio::task::spawn_blocking(move || web_config::load_file(&p)).await;
+                let loaded = loaded.unwrap_or_else(|e| Err(ConfigError::Yaml(format!("web config loader panicked: {e}"))));
+                loaded.map_err(|source| StartError::WebConfig { path: path.display().to_string(), source })?
+            }
+        };
+        for w in &web.warnings {
+            tracing::warn!(warning = %w, "web config");
+        }
+        let web = Arc::new(arc_swap::ArcSwap::from_pointee(web));
         let store = Arc::new(Store::default());
         let scheduler = Arc::new(Scheduler::new(store.clone()));
         let (demo, initial) = if opts.demo {
@@ -73,8 +95,10 @@ impl App {
 
         let reload: Action = {
             let (store, scheduler, file, demo) = (store.clone(), scheduler.clone(), opts.config_file.clone(), demo.clone());
+            let (web, web_file) = (web.clone(), web_config_file.clone());
             Arc::new(move || {
                 let (store, scheduler, file, demo) = (store.clone(), scheduler.clone(), file.clone(), demo.clone());
+                let (web, web_file) = (web.clone(), web_file.clone());
                 Box::pin(async move {
                     let loaded = match (&demo, &file) {
                         (Some(demo), _) => Ok(demo.config.clone()),
@@ -86,17 +110,28 @@ impl App {
                         }
                         (None, None) => config::load_file(std::path::Path::new("balance_exporter.yml")),
                     };
-                    match loaded {
-                        Ok(config) => {
+                    let loaded = loaded.map_err(|e| error_chain(&e));
+                    // The web config is re-read too; if either is invalid, both old ones stay.
+                    let new_web = match &web_file {
+                        None => Ok(None),
+                        Some(path) => reload_web_config(path.clone(), &web.load()).await.map(Some),
+                    };
+                    match loaded.and_then(|c| new_web.map(|w| (c, w))) {
+                        Ok((config, new_web)) => {
+                            if let Some(w) = new_web {
+                                for warning in &w.warnings {
+                                    tracing::warn!(warning = %warning, "web config");
+                                }
+                                web.store(Arc::new(w));
+                            }
                             log_warnings(&config);
                             scheduler.apply(&config);
                             store.set_reload_result(true);
                             tracing::info!(suppliers = config.suppliers.len(), "config reloaded");
                             Ok(format!("reloaded: {} suppliers", config.suppliers.len()))
                         }
-                        Err(e) => {
+                        Err(text) => {
                             store.set_reload_result(false);
-                            let text = error_chain(&e);
                             tracing::error!(error = %text, "config reload failed; keeping the previous config");
                             Err(format!("config reload failed, keeping the previous config: {text}"))
                         }
@@ -119,6 +154,7 @@ impl App {
             telemetry_path: opts.telemetry_path.clone(),
             reload: reload.clone(),
             extra_routes,
+            web,
         });
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(server::serve(listener, state, shutdown.clone()));
@@ -145,6 +181,23 @@ impl App {
             d.stop();
         }
     }
+}
+
+/// Re-reads the web config for a reload. Switching TLS on or off needs a
+/// restart: a reload must never silently downgrade a TLS listener to plain HTTP.
+async fn reload_web_config(path: PathBuf, current: &WebConfig) -> Result<WebConfig, String> {
+    let p = path.clone();
+    let loaded = tokio::task::spawn_blocking(move || web_config::load_file(&p)).await;
+    let loaded = loaded.unwrap_or_else(|e| Err(ConfigError::Yaml(format!("web config loader panicked: {e}"))));
+    let new = loaded.map_err(|e| format!("web config {}: {}", path.display(), error_chain(&e)))?;
+    if new.tls.is_some() != current.tls.is_some() {
+        return Err(format!(
+            "web config {}: tls_server_config was {}; switching TLS on or off needs a restart",
+            path.display(),
+            if new.tls.is_some() { "added" } else { "removed" }
+        ));
+    }
+    Ok(new)
 }
 
 /// An error with its causes, one line.

@@ -411,7 +411,7 @@ fn validate_supplier(
         (Ok(c), Ok(k)) => (c, k),
         (c, k) => {
             issues.extend(c.err());
-            issues.extend(k.err());
+            issues.extend(k.err().map(|i| with_common_keys(i, path)));
             return None;
         }
     };
@@ -473,6 +473,23 @@ fn validate_supplier(
     })
 }
 
+/// serde, seeing only the kind's part of a supplier, says "unknown field
+/// `colour`, expected `path`", as if `path` were the only key: name the
+/// common keys too.
+fn with_common_keys(mut issue: ConfigIssue, path: &str) -> ConfigIssue {
+    let rewritten = issue.message.strip_prefix("unknown field `").and_then(|rest| rest.split_once("`, expected ")).map(|(field, expected)| {
+        let kind_keys = match expected.strip_prefix("one of ").unwrap_or(expected) {
+            "there are no fields" => "none".to_string(),
+            keys => keys.replace('`', ""),
+        };
+        format!("unknown field `{field}` (common keys: {}; keys of this kind: {kind_keys})", COMMON_KEYS.join(", "))
+    });
+    if let (true, Some(message)) = (issue.path == path, rewritten) {
+        issue.message = message;
+    }
+    issue
+}
+
 fn parse_base_url(s: &str) -> Result<Url, String> {
     let url = Url::parse(s).map_err(|e| format!("invalid URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -495,12 +512,14 @@ fn validate_thresholds(raw: Vec<FileThreshold>, path: &str, issues: &mut Vec<Con
             issues.push(ConfigIssue { path: format!("{p}.currency"), message: format!("{:?} is not a 3-letter currency code", t.currency) });
             continue;
         };
+        let given = t.low.is_some() || t.runway_days.is_some();
         let low = t.low.and_then(|v| decimal_value(v, &format!("{p}.low"), issues));
         let runway_days = t.runway_days.and_then(|v| decimal_value(v, &format!("{p}.runway_days"), issues));
         if runway_days.is_some_and(|d| d <= Decimal::ZERO) {
             issues.push(ConfigIssue { path: format!("{p}.runway_days"), message: "must be greater than 0".into() });
         }
-        if low.is_none() && runway_days.is_none() {
+        // Only when neither is given: an invalid one already has its own error.
+        if !given {
             issues.push(ConfigIssue { path: p.clone(), message: "needs `low`, `runway_days` or both".into() });
         }
         out.push(Threshold { currency, account: t.account, low, runway_days });

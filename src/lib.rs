@@ -25,3 +25,4 @@ pub mod server;
 pub mod snapshot;
 pub mod suppliers;
 pub mod upstream;
+pub mod web_config;

@@ -28,6 +28,9 @@ struct Flags {
     /// Path under which to expose metrics.
     #[arg(long = "web.telemetry-path", default_value = "/metrics")]
     telemetry_path: String,
+    /// TLS, basic auth and extra headers (Prometheus exporter-toolkit format).
+    #[arg(long = "web.config.file")]
+    web_config_file: Option<PathBuf>,
     /// Log level: error, warn, info, debug.
     #[arg(long = "log.level", default_value = "info")]
     log_level: String,
@@ -53,25 +56,42 @@ fn init_logging(flags: &Flags) -> Result<(), String> {
     Ok(())
 }
 
+/// `--config.check`: the config, then the web config when one is given.
 fn check_config(flags: &Flags) -> ExitCode {
-    match config::load_file(&flags.config_file) {
-        Ok(cfg) => {
-            for w in &cfg.warnings {
+    let config = check_one(&flags.config_file, config::load_file(&flags.config_file).map(|cfg| {
+        (format!("{} suppliers", cfg.suppliers.len()), cfg.warnings)
+    }));
+    let web = match &flags.web_config_file {
+        None => true,
+        Some(path) => check_one(path, balance_exporter::web_config::load_file(path).map(|w| (w.summary(), w.warnings))),
+    };
+    if config && web {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Prints one file's result; true when it is valid.
+fn check_one(file: &std::path::Path, loaded: Result<(String, Vec<String>), config::ConfigError>) -> bool {
+    match loaded {
+        Ok((summary, warnings)) => {
+            for w in &warnings {
                 eprintln!("warning: {w}");
             }
-            println!("{}: OK, {} suppliers", flags.config_file.display(), cfg.suppliers.len());
-            ExitCode::SUCCESS
+            println!("{}: OK, {summary}", file.display());
+            true
         }
         Err(config::ConfigError::Invalid(issues)) => {
-            eprintln!("{}: {} problem(s):", flags.config_file.display(), issues.len());
+            eprintln!("{}: {} problem(s):", file.display(), issues.len());
             for issue in issues {
                 eprintln!("  {issue}");
             }
-            ExitCode::FAILURE
+            false
         }
         Err(e) => {
-            eprintln!("{}: {}", flags.config_file.display(), error_chain(&e));
-            ExitCode::FAILURE
+            eprintln!("{}: {}", file.display(), error_chain(&e));
+            false
         }
     }
 }
@@ -109,7 +129,7 @@ async fn run(flags: Flags) -> ExitCode {
         listen_address: flags.listen_address.clone(),
         telemetry_path: flags.telemetry_path.clone(),
     };
-    let app = match App::start(opts).await {
+    let app = match App::start_with_web_config(opts, flags.web_config_file.clone()).await {
         Ok(app) => app,
         Err(e) => {
             tracing::error!(error = %error_chain(&e), "cannot start");

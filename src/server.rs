@@ -3,6 +3,9 @@
 //!
 //! hyper 1 with a read timer, so a slow client cannot hold a connection
 //! open forever. `/metrics` serves the cached rendering, gzip when asked.
+//! The web config ([`crate::web_config`]) adds TLS (rustls, handshake in the
+//! connection's own task with a timeout), basic auth on every route, and
+//! extra response headers; it is swapped on reload.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -24,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Renderer;
 use crate::snapshot::Store;
+use crate::web_config::WebConfig;
 
 /// A boxed async action returning a message or an error text.
 pub type Action = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> + Send + Sync>;
@@ -38,6 +42,8 @@ pub struct ServerState {
     pub telemetry_path: String,
     pub reload: Action,
     pub extra_routes: Option<ExtraRoutes>,
+    /// TLS, basic auth and headers; replaced on reload.
+    pub web: Arc<arc_swap::ArcSwap<WebConfig>>,
 }
 
 type Body = Full<Bytes>;
@@ -63,13 +69,30 @@ fn wants_gzip(req: &Request<Incoming>) -> bool {
         })
 }
 
+/// Basic auth (when configured) before any route, then the configured headers on every answer.
 async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let web = state.web.load_full();
+    let mut response = match &web.basic_auth {
+        Some(auth) if !auth.check(req.headers().get(hyper::header::AUTHORIZATION)).await => {
+            let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+            r.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"balance_exporter\", charset=\"UTF-8\""));
+            r
+        }
+        _ => route(state, req).await,
+    };
+    for (name, value) in &web.headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    Ok(response)
+}
+
+async fn route(state: Arc<ServerState>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let method = req.method().clone();
     if let Some(extra) = &state.extra_routes {
         if let Some((status, body)) = extra(&method, &path, &query) {
-            return Ok(text(status, body));
+            return text(status, body);
         }
     }
     let response = match (method, path.as_str()) {
@@ -116,7 +139,7 @@ async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Result<Respo
         }
         _ => text(StatusCode::NOT_FOUND, "Not found\n"),
     };
-    Ok(response)
+    response
 }
 
 /// Binds the listen address; `:9866` means all interfaces.
@@ -125,11 +148,14 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
+/// How long a client may take to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves until `shutdown`, then drains open connections for up to 5 s.
+/// Whether a connection is TLS follows the web config current when it is
+/// accepted (the app refuses reloads that switch TLS on or off).
 pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: CancellationToken) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
     loop {
         let (stream, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -143,12 +169,40 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: Can
             },
         };
         let _ = stream.set_nodelay(true);
+        let web = state.web.load_full();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
+        if !web.http2 {
+            builder = builder.http1_only();
+        }
         let state = state.clone();
         let service = service_fn(move |req| handle(state.clone(), req));
-        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let result = match &web.tls {
+                None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await,
+                Some(tls) => {
+                    // The handshake runs here, not in the accept loop: a slow client delays no one.
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+                    let stream = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        hs = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => match hs {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        },
+                    };
+                    watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with error");
             }
         });

@@ -442,19 +442,29 @@ impl Upstream {
     }
 }
 
-/// Reads `retry-after-ms`, then `Retry-After` as seconds or an HTTP date.
+/// The longest wait a supplier's `Retry-After` can impose. Longer values are
+/// capped: a hostile or broken header (`Retry-After: 18446744073709551615`)
+/// overflowed `Instant + Duration` and killed the supplier's poll task; and a
+/// supplier silenced for longer than this shows as stale anyway.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Reads `retry-after-ms`, then `Retry-After` as seconds or an HTTP date,
+/// capped at [`MAX_RETRY_AFTER`].
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    if let Some(ms) = headers.get("retry-after-ms").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok()) {
-        if ms.is_finite() && ms >= 0.0 {
-            return Some(Duration::from_secs_f64(ms / 1000.0));
+    let read = || {
+        if let Some(ms) = headers.get("retry-after-ms").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok()) {
+            if ms.is_finite() && ms >= 0.0 {
+                return Some(Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(MAX_RETRY_AFTER));
+            }
         }
-    }
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+        let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+        if let Ok(secs) = value.parse::<u64>() {
+            return Some(Duration::from_secs(secs));
+        }
+        let when = httpdate::parse_http_date(value).ok()?;
+        Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+    };
+    read().map(|d| d.min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -476,6 +486,24 @@ mod tests {
         past.insert("retry-after", HeaderValue::from_str(&httpdate::fmt_http_date(now - Duration::from_secs(5))).unwrap());
         assert_eq!(retry_after(&past, now), Some(Duration::ZERO));
         assert_eq!(retry_after(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn absurd_retry_after_values_are_capped() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for (name, value) in [
+            ("retry-after", "18446744073709551615"),
+            ("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT"),
+            ("retry-after-ms", "1e300"),
+            ("retry-after-ms", "18446744073709551615000"),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static(value));
+            assert_eq!(retry_after(&h, now), Some(MAX_RETRY_AFTER), "{name}: {value}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert("retry-after-ms", HeaderValue::from_static("-5"));
+        assert_eq!(retry_after(&h, now), None);
     }
 
     #[test]
