@@ -14,6 +14,7 @@ use crate::demo::{Demo, DemoError};
 use crate::metrics::Renderer;
 use crate::scheduler::Scheduler;
 use crate::server::{self, Action, ServerState};
+use crate::shard::Shard;
 use crate::snapshot::Store;
 use crate::web_config::{self, WebConfig};
 
@@ -25,6 +26,16 @@ pub struct Options {
     pub demo: bool,
     pub listen_address: String,
     pub telemetry_path: String,
+    /// Poll only this replica's share of the suppliers.
+    pub shard: Option<Shard>,
+}
+
+/// Keeps the suppliers this replica polls.
+fn for_this_replica(mut config: Config, shard: Option<Shard>) -> Config {
+    if let Some(shard) = shard {
+        config.suppliers.retain(|s| shard.owns(&s.name));
+    }
+    config
 }
 
 /// Why the exporter could not start.
@@ -89,12 +100,13 @@ impl App {
             let path = opts.config_file.clone().unwrap_or_else(|| PathBuf::from("balance_exporter.yml"));
             (None, config::load_file(&path).map_err(StartError::Config)?)
         };
+        let initial = for_this_replica(initial, opts.shard);
         log_warnings(&initial);
         scheduler.apply(&initial);
         tracing::info!(suppliers = initial.suppliers.len(), demo = opts.demo, "config loaded");
 
         let reload: Action = {
-            let (store, scheduler, file, demo) = (store.clone(), scheduler.clone(), opts.config_file.clone(), demo.clone());
+            let (store, scheduler, file, demo, shard) = (store.clone(), scheduler.clone(), opts.config_file.clone(), demo.clone(), opts.shard);
             let (web, web_file) = (web.clone(), web_config_file.clone());
             Arc::new(move || {
                 let (store, scheduler, file, demo) = (store.clone(), scheduler.clone(), file.clone(), demo.clone());
@@ -110,7 +122,7 @@ impl App {
                         }
                         (None, None) => config::load_file(std::path::Path::new("balance_exporter.yml")),
                     };
-                    let loaded = loaded.map_err(|e| error_chain(&e));
+                    let loaded = loaded.map(|c| for_this_replica(c, shard)).map_err(|e| error_chain(&e));
                     // The web config is re-read too; if either is invalid, both old ones stay.
                     let new_web = match &web_file {
                         None => Ok(None),

@@ -732,11 +732,12 @@ mod tests {
         let errs = issues(
             "suppliers:\n  - {name: a, kind: foxreload, poll_interval: 5x}\n  - {name: b, kind: novasend, colour: red}\n  - {name: c, kind: nope}\n  - {name: a, kind: vai247, base_url: 'ftp://x'}\n",
         );
-        assert_eq!(errs.len(), 4, "{errs:?}");
+        assert_eq!(errs.len(), 5, "{errs:?}");
         assert!(errs[0].starts_with("suppliers[0].poll_interval: invalid duration \"5x\""), "{errs:?}");
         assert!(errs[1].starts_with("suppliers[1]: unknown field `colour`"), "{errs:?}");
         assert!(errs[2].starts_with("suppliers[2].kind: unknown variant `nope`") || errs[2].starts_with("suppliers[2]: unknown variant `nope`"), "{errs:?}");
-        assert_eq!(errs[3], "suppliers[3].base_url: scheme must be http or https, found \"ftp\"");
+        assert_eq!(errs[3], "suppliers[3].name: duplicate supplier name \"a\" (first used by suppliers[0])");
+        assert_eq!(errs[4], "suppliers[3].base_url: scheme must be http or https, found \"ftp\"");
     }
 
     #[test]

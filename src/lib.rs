@@ -22,6 +22,7 @@ pub mod landing;
 pub mod metrics;
 pub mod scheduler;
 pub mod server;
+pub mod shard;
 pub mod snapshot;
 pub mod suppliers;
 pub mod upstream;

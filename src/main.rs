@@ -31,6 +31,13 @@ struct Flags {
     /// TLS, basic auth and extra headers (Prometheus exporter-toolkit format).
     #[arg(long = "web.config.file")]
     web_config_file: Option<PathBuf>,
+    /// This replica's shard (0-based), see --shard.count.
+    #[arg(long = "shard.index", default_value_t = 0)]
+    shard_index: u64,
+    /// Number of replicas sharing the suppliers; each polls those whose
+    /// name hashes (Prometheus hashmod) to its --shard.index.
+    #[arg(long = "shard.count", default_value_t = 1)]
+    shard_count: u64,
     /// Log level: error, warn, info, debug.
     #[arg(long = "log.level", default_value = "info")]
     log_level: String,
@@ -123,7 +130,16 @@ async fn run(flags: Flags) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let shard = match balance_exporter::shard::Shard::new(flags.shard_index, flags.shard_count) {
+        Ok(s) if s.count > 1 => Some(s),
+        Ok(_) => None,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let opts = Options {
+        shard,
         config_file: (!flags.demo).then(|| flags.config_file.clone()),
         demo: flags.demo,
         listen_address: flags.listen_address.clone(),

@@ -166,7 +166,11 @@ pub fn collect_families(store: &Store) -> Vec<MetricFamily> {
     let mut reload_time = Family::new("balance_exporter_config_last_reload_success_timestamp_seconds", "Time of the last successful config load.", MetricType::GAUGE);
     reload_time.push(&[], store.last_reload_success() as f64);
 
-    [balance, frozen, usable, updated, spent, topped, low, runway, up, last_success, interval, polls, errors, row_errors, duration, info, build, reload, reload_time]
+    let mut lateness = Family::new("balance_exporter_poll_lateness_seconds", "How long after its planned instant each poll started (scheduler lag), all suppliers.", MetricType::HISTOGRAM);
+    let (cumulative, count, sum) = store.lateness.read();
+    lateness.mf.mut_metric().push(histogram_metric(&[], &crate::snapshot::LATENESS_BUCKETS, &cumulative, count, sum));
+
+    [balance, frozen, usable, updated, spent, topped, low, runway, up, last_success, interval, polls, errors, row_errors, duration, info, build, reload, reload_time, lateness]
         .into_iter()
         .chain(extra.into_values())
         .map(|f| f.mf)
@@ -211,12 +215,17 @@ fn push_thresholds(slot: &SupplierSlot, state: &SupplierState, low: &mut Family,
 }
 
 fn histogram(supplier: &str, state: &SupplierState) -> proto::Metric {
+    let d = &state.duration;
+    histogram_metric(&[("supplier", supplier)], &DURATION_BUCKETS, &d.cumulative, d.count, d.sum)
+}
+
+fn histogram_metric(labels: &[(&str, &str)], bounds: &[f64], cumulative: &[u64], count: u64, sum: f64) -> proto::Metric {
     let mut h = proto::Histogram::default();
-    h.set_sample_count(state.duration.count);
-    h.set_sample_sum(state.duration.sum);
-    let buckets = DURATION_BUCKETS
+    h.set_sample_count(count);
+    h.set_sample_sum(sum);
+    let buckets = bounds
         .iter()
-        .zip(state.duration.cumulative.iter())
+        .zip(cumulative.iter())
         .map(|(bound, count)| {
             let mut b = proto::Bucket::default();
             b.set_upper_bound(*bound);
@@ -226,7 +235,7 @@ fn histogram(supplier: &str, state: &SupplierState) -> proto::Metric {
         .collect();
     h.set_bucket(buckets);
     let mut m = proto::Metric::default();
-    m.set_label(label_pairs(&[("supplier", supplier)]));
+    m.set_label(label_pairs(labels));
     m.set_histogram(h);
     m
 }

@@ -56,6 +56,7 @@ where
             _ = tokio::time::sleep_until(next) => {}
         }
         let started = Instant::now();
+        store.lateness.observe(started.saturating_duration_since(next));
         let result = tokio::select! {
             _ = cancel.cancelled() => return,
             r = poll() => r,

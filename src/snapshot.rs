@@ -211,9 +211,42 @@ impl SupplierSlot {
     }
 }
 
+/// Bucket bounds of `balance_exporter_poll_lateness_seconds`.
+pub const LATENESS_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+/// How late polls start against their schedule, across all suppliers
+/// (lock-free: every poll task records into it).
+#[derive(Debug, Default)]
+pub struct LatenessHistogram {
+    buckets: [AtomicU64; LATENESS_BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl LatenessHistogram {
+    pub fn observe(&self, late: Duration) {
+        let secs = late.as_secs_f64();
+        for (bound, slot) in LATENESS_BUCKETS.iter().zip(self.buckets.iter()) {
+            if secs <= *bound {
+                slot.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.sum_micros.fetch_add(late.as_micros() as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (cumulative bucket counts, count, sum in seconds).
+    pub fn read(&self) -> ([u64; LATENESS_BUCKETS.len()], u64, f64) {
+        let buckets = std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed));
+        (buckets, self.count.load(Ordering::Relaxed), self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6)
+    }
+}
+
 /// All suppliers' slots plus exporter-level status.
 #[derive(Debug)]
 pub struct Store {
+    /// Scheduler lateness: how long after its planned instant each poll started.
+    pub lateness: LatenessHistogram,
     slots: ArcSwap<Vec<Arc<SupplierSlot>>>,
     generation: AtomicU64,
     reload_ok: AtomicBool,
@@ -223,6 +256,7 @@ pub struct Store {
 impl Default for Store {
     fn default() -> Self {
         Store {
+            lateness: LatenessHistogram::default(),
             slots: ArcSwap::from_pointee(Vec::new()),
             generation: AtomicU64::new(0),
             reload_ok: AtomicBool::new(true),

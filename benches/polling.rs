@@ -1,0 +1,227 @@
+//! End-to-end polling and memory figures of the real binary against a stub
+//! upstream on loopback:
+//!
+//! 1. N suppliers (100, 1,000, 10,000 by default) at a 60 s interval: config
+//!    load time, CPU share of one core, RSS, p99 poll lateness (from the
+//!    exporter's own `balance_exporter_poll_lateness_seconds`), and the
+//!    smallest gap the stub saw between two requests to one supplier.
+//! 2. RSS with one supplier of 1,000 accounts × 2 currencies after polls and
+//!    scrapes (target < 30 MiB).
+//!
+//!   cargo bench --bench polling             (SIZES=100,1000,10000 WINDOW=70)
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+mod support;
+
+const BIN: &str = env!("CARGO_BIN_EXE_balance_exporter");
+const FOX: &str = r#"{"balance": {"amount": 284.50, "currency": "USD", "updated_at": "2026-05-01T13:45:22Z"}}"#;
+
+/// Per supplier path: (last request, smallest gap seen), plus a request count.
+#[derive(Default)]
+struct Seen {
+    by_path: HashMap<String, (Instant, Option<Duration>)>,
+    requests: u64,
+}
+
+async fn stub(body: Bytes, seen: Arc<Mutex<Seen>>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let (body, seen) = (body.clone(), seen.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let (body, seen) = (body.clone(), seen.clone());
+                    async move {
+                        let now = Instant::now();
+                        let mut s = seen.lock().unwrap();
+                        s.requests += 1;
+                        let entry = s.by_path.entry(req.uri().path().to_string()).or_insert((now, None));
+                        if entry.0 != now {
+                            let gap = now - entry.0;
+                            entry.1 = Some(entry.1.map_or(gap, |g: Duration| g.min(gap)));
+                            entry.0 = now;
+                        }
+                        Ok::<_, Infallible>(hyper::Response::new(Full::new(body)))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    addr
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn proc_status(pid: u32, key: &str) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0 // CLK_TCK is 100 on Linux
+}
+
+async fn metrics(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.unwrap().text().await.unwrap()
+}
+
+/// (cumulative counts by bound, count) of the lateness histogram.
+fn lateness(text: &str) -> (Vec<(f64, f64)>, f64) {
+    let mut buckets = vec![];
+    let mut count = 0.0;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("balance_exporter_poll_lateness_seconds_bucket{le=\"") {
+            let (le, v) = rest.split_once("\"} ").unwrap();
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap() };
+            buckets.push((le, v.parse().unwrap()));
+        } else if let Some(v) = line.strip_prefix("balance_exporter_poll_lateness_seconds_count ") {
+            count = v.parse().unwrap();
+        }
+    }
+    (buckets, count)
+}
+
+/// The bucket bound that holds the 99th percentile of the window's polls.
+fn p99(before: &(Vec<(f64, f64)>, f64), after: &(Vec<(f64, f64)>, f64)) -> String {
+    let total = after.1 - before.1;
+    if total <= 0.0 {
+        return "n/a".into();
+    }
+    for ((le, a), (_, b)) in after.0.iter().zip(before.0.iter()) {
+        if (a - b) >= 0.99 * total {
+            return format!("<= {le} s");
+        }
+    }
+    "> 5 s".into()
+}
+
+fn spawn(config: &std::path::Path, port: u16) -> Child {
+    Command::new(BIN)
+        .args(["--config.file", config.to_str().unwrap(), "--web.listen-address", &format!("127.0.0.1:{port}"), "--log.level", "error"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_ready(port: u16, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/-/ready")).await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("exporter not ready within {limit:?}");
+}
+
+async fn suppliers_run(n: usize, window: u64) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let addr = stub(Bytes::from_static(FOX.as_bytes()), seen.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = support::many_suppliers_config(n, &format!("http://{addr}"), "60s");
+    let t = Instant::now();
+    let loaded = balance_exporter::config::load_str(&text, &|_| None).unwrap();
+    let load_time = t.elapsed();
+    assert_eq!(loaded.suppliers.len(), n);
+    let path = dir.path().join("config.yml");
+    std::fs::write(&path, &text).unwrap();
+    let port = free_port();
+    let mut child = spawn(&path, port);
+    wait_ready(port, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (cpu0, lat0, req0, t0) = (cpu_seconds(child.id()), lateness(&metrics(port).await), seen.lock().unwrap().requests, Instant::now());
+    tokio::time::sleep(Duration::from_secs(window)).await;
+    let lat1 = lateness(&metrics(port).await);
+    let (cpu1, req1, elapsed) = (cpu_seconds(child.id()), seen.lock().unwrap().requests, t0.elapsed().as_secs_f64());
+    let rss = proc_status(child.id(), "VmRSS:");
+    let min_gap = seen.lock().unwrap().by_path.values().filter_map(|(_, g)| *g).min();
+    let _ = child.kill();
+    let _ = child.wait();
+    println!(
+        "{n:>8} {:>11.0}ms {:>9.2}% {:>8.1} {:>8} {:>12} {:>14}",
+        load_time.as_secs_f64() * 1000.0,
+        (cpu1 - cpu0) / elapsed * 100.0,
+        rss,
+        req1 - req0,
+        p99(&lat0, &lat1),
+        min_gap.map_or("n/a".into(), |g| format!("{:.1}s", g.as_secs_f64())),
+    );
+}
+
+async fn memory_run() {
+    let entries: Vec<String> = (0..1000)
+        .flat_map(|i| {
+            [("XOF", 0), ("USD", 2)].into_iter().map(move |(c, dp)| {
+                let v = if dp == 0 { format!("{}", 100_000 + i) } else { format!("{}.{:02}", 1000 + i, i % 100) };
+                format!(r#"{{"balance": {v}, "availableBalance": {v}, "reference": "merchant_{i:05}", "currency": "{c}"}}"#)
+            })
+        })
+        .collect();
+    let body = Bytes::from(format!("[{}]", entries.join(",")));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let addr = stub(body, seen).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yml");
+    std::fs::write(&path, format!("suppliers:\n  - {{name: nova, kind: novasend, base_url: 'http://{addr}', poll_interval: 2s, min_interval: 0s}}\n")).unwrap();
+    let port = free_port();
+    let mut child = spawn(&path, port);
+    wait_ready(port, Duration::from_secs(30)).await;
+    let client = reqwest::Client::new();
+    let mut series = 0;
+    for i in 0..60 {
+        let mut req = client.get(format!("http://127.0.0.1:{port}/metrics"));
+        if i % 2 == 0 {
+            req = req.header("accept-encoding", "gzip");
+        }
+        let body = req.send().await.unwrap().bytes().await.unwrap();
+        if i % 2 == 1 {
+            series = body.iter().filter(|b| **b == b'\n').count();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rss = proc_status(child.id(), "VmRSS:");
+    let hwm = proc_status(child.id(), "VmHWM:");
+    let _ = child.kill();
+    let _ = child.wait();
+    println!("1,000 accounts x 2 currencies ({series} lines): RSS {rss:.1} MiB, peak {hwm:.1} MiB (target < 30 MiB)");
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return;
+    }
+    let sizes: Vec<usize> = std::env::var("SIZES").unwrap_or("100,1000,10000".into()).split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let window: u64 = std::env::var("WINDOW").ok().and_then(|s| s.parse().ok()).unwrap_or(70);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        memory_run().await;
+        println!("\npolling at 60 s intervals, measured over {window} s after start-up (targets: p99 lateness < 1 s, CPU < 10% of one core, config load < 1 s):");
+        println!("{:>8} {:>13} {:>10} {:>8} {:>8} {:>12} {:>14}", "supplier", "config load", "CPU", "RSS MiB", "polls", "p99 late", "min gap/supp.");
+        for n in sizes {
+            suppliers_run(n, window).await;
+        }
+    });
+}

@@ -1,0 +1,101 @@
+//! /metrics throughput against a reference: a minimal hyper server that
+//! returns the same bytes pre-rendered (the ceiling for any exporter here).
+//! Both serve 1,000 accounts × 2 currencies (≈12,000 series) and are loaded
+//! with `wrk` side by side, with 1 and 8 connections, plain and gzip.
+//!
+//!   bash benches/run.sh        (installs wrk, runs every benchmark)
+//!   cargo bench --bench scrape (needs wrk on PATH; SCRAPE_SECONDS=5 by default)
+
+use std::convert::Infallible;
+use std::process::Command;
+use std::sync::Arc;
+
+use balance_exporter::metrics::Renderer;
+use balance_exporter::server::{serve, ServerState};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio_util::sync::CancellationToken;
+
+mod support;
+use support as fixture;
+
+async fn reference_server(body: Bytes) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let body = body.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req| {
+                    let body = body.clone();
+                    async move {
+                        let mut r = hyper::Response::new(Full::new(body));
+                        r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static(prometheus::TEXT_FORMAT));
+                        Ok::<_, Infallible>(r)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Runs wrk and returns requests per second.
+fn wrk(url: &str, connections: u32, seconds: u32, gzip: bool) -> f64 {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t", &connections.min(2).to_string(), "-c", &connections.to_string(), "-d", &format!("{seconds}s"), "--latency"]);
+    if gzip {
+        cmd.args(["-H", "Accept-Encoding: gzip"]);
+    }
+    let out = cmd.arg(url).output().expect("wrk not found: apt-get install -y wrk");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"))
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return; // `cargo test --benches` / `--list` probes: nothing to run.
+    }
+    let seconds: u32 = std::env::var("SCRAPE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        // 1 supplier × 1,000 accounts × 2 currencies, as the target describes.
+        let store = fixture::store(1, 1000);
+        let renderer = Renderer::new(store.clone());
+        let pre_rendered = renderer.render().text.clone();
+        let series = pre_rendered.iter().filter(|b| **b == b'\n').count();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ours = listener.local_addr().unwrap();
+        let state = Arc::new(ServerState {
+            store: store.clone(),
+            renderer,
+            telemetry_path: "/metrics".into(),
+            reload: Arc::new(|| Box::pin(async { Ok(String::new()) })),
+            extra_routes: None,
+            web: Default::default(),
+        });
+        tokio::spawn(serve(listener, state, CancellationToken::new()));
+        let reference = reference_server(pre_rendered.clone()).await;
+        println!("payload: {} bytes, {series} lines; wrk {seconds}s per run", pre_rendered.len());
+        println!("{:<28} {:>12} {:>12} {:>8}  target", "run", "exporter", "reference", "ratio");
+        for (connections, gzip) in [(1, false), (8, false), (1, true), (8, true)] {
+            let ours_url = format!("http://{ours}/metrics");
+            let ref_url = format!("http://{reference}/metrics");
+            let (a, b) = tokio::task::spawn_blocking(move || (wrk(&ours_url, connections, seconds, gzip), wrk(&ref_url, connections, seconds, false)))
+                .await
+                .unwrap();
+            let label = format!("{connections} conn{}", if gzip { ", gzip (ref plain)" } else { "" });
+            let ratio = a / b;
+            let verdict = if gzip { "(info)" } else if ratio >= 0.5 { ">= 50% ok" } else { ">= 50% MISSED" };
+            println!("{label:<28} {a:>10.0}/s {b:>10.0}/s {:>7.0}%  {verdict}", ratio * 100.0);
+        }
+        println!("alternatives measured for the same payload (issue 8): node_exporter textfile ~6/s, python prometheus_client ~16/s");
+    });
+}
