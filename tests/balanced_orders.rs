@@ -148,7 +148,7 @@ fn config(server: &MockServer, limit: usize) -> String {
     )
 }
 
-fn l<'a>(account: &'a str) -> [(&'static str, &'a str); 3] {
+fn l(account: &str) -> [(&'static str, &str); 3] {
     [("supplier", "market"), ("account", account), ("currency", "USD")]
 }
 

@@ -64,6 +64,7 @@ fn query(req: &Request, key: &str) -> Option<String> {
     req.url.query_pairs().find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
 }
 
+#[allow(clippy::result_large_err)]
 fn page<T: Clone>(all: &[T], req: &Request) -> Result<Vec<T>, ResponseTemplate> {
     // The real API needs these explicitly; the exporter must send them.
     let number: usize = query(req, "page_number").and_then(|v| v.parse().ok()).ok_or_else(|| bad("page_number missing"))?;
