@@ -15,7 +15,7 @@ if ! command -v wrk >/dev/null 2>&1; then
   $SUDO apt-get update -q && $SUDO apt-get install -y -q wrk
 fi
 echo "== render and parse costs (criterion)"
-cargo bench --bench render -- --noplot 2>&1 | grep -E "^(exposition|[a-z].*time:|config/)|time:" || true
+cargo bench --bench render
 echo
 echo "== /metrics throughput (wrk, ${SCRAPE_SECONDS:-5}s per run)"
 cargo bench --bench scrape
