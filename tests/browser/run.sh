@@ -36,7 +36,7 @@ if ! command -v chromium >/dev/null 2>&1; then
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends chromium || fail "apt-get install chromium"
 fi
-if ! fc-list 2>/dev/null | grep -q .; then
+if ! find /usr/share/fonts /usr/local/share/fonts -name '*.[ot]tf' 2>/dev/null | grep -q .; then
   # Without any font the screenshots would show empty boxes.
   step "installing fonts-dejavu-core"
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends fonts-dejavu-core || fail "apt-get install fonts-dejavu-core"
