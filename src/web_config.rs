@@ -220,6 +220,11 @@ fn validate_users(raw: BTreeMap<String, String>, issues: &mut Vec<ConfigIssue>) 
             continue;
         }
         match hash.trim().parse::<bcrypt::HashParts>() {
+            // Each check costs 2^cost rounds, and unknown users pay it too (the dummy hash).
+            Ok(parts) if parts.get_cost() > MAX_BCRYPT_COST => issues.push(ConfigIssue {
+                path,
+                message: format!("bcrypt cost {} is above {MAX_BCRYPT_COST}: every check would take many seconds of CPU; use 10 to 12", parts.get_cost()),
+            }),
             Ok(parts) => {
                 max_cost = max_cost.max(parts.get_cost());
                 users.insert(user, hash.trim().to_string());
@@ -237,6 +242,10 @@ fn validate_users(raw: BTreeMap<String, String>, issues: &mut Vec<ConfigIssue>) 
     }
     Some(BasicAuth::new(users, max_cost))
 }
+
+/// The highest bcrypt cost accepted (as `htpasswd -B -C` allows): at 17 one
+/// check already takes seconds.
+const MAX_BCRYPT_COST: u32 = 17;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum ClientAuth {

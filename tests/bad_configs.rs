@@ -84,6 +84,7 @@ const CASES: &[(&str, &[&str])] = &[
         "web_forbidden_header.yml",
         &["http_server_config.headers.Server: header \"Server\" cannot be configured (allowed: Strict-Transport-Security, X-Content-Type-Options, X-Frame-Options, X-XSS-Protection, Content-Security-Policy)"],
     ),
+    ("web_bcrypt_cost_too_high.yml", &["basic_auth_users.prometheus: bcrypt cost 20 is above 17: every check would take many seconds of CPU; use 10 to 12"]),
     ("web_bad_header_value.yml", &["http_server_config.headers.X-Frame-Options: invalid value \"allow-from\"; expected one of: deny, sameorigin"]),
     ("web_http2_not_bool.yml", &["http_server_config.http2: invalid type: string \"maybe\", expected a boolean"]),
     (
