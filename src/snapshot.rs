@@ -17,6 +17,9 @@ use crate::config::{SupplierConfig, Threshold};
 use crate::suppliers::{BalanceRow, ExtraSample, Flows, PollOutput};
 use crate::upstream::{PollError, Reason};
 
+/// How long spend/top-up counters outlive their balance (a poll or two of absence keeps them).
+pub const COUNTER_RETENTION: Duration = Duration::from_secs(3600);
+
 /// Bucket bounds of `supplier_poll_duration_seconds`.
 pub const DURATION_BUCKETS: [f64; 12] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0];
 
@@ -81,6 +84,10 @@ pub struct SupplierState {
     pub balances: BTreeMap<BalanceKey, Balance>,
     pub spent_total: BTreeMap<BalanceKey, Decimal>,
     pub topped_up_total: BTreeMap<BalanceKey, Decimal>,
+    /// When each counter key last had a balance or a ledger flow; counters of
+    /// keys gone for [`COUNTER_RETENTION`] are dropped, so accounts that come
+    /// and go (the lowest-N wallets of a platform) do not grow `/metrics` forever.
+    pub counters_seen: BTreeMap<BalanceKey, SystemTime>,
     pub gauges: Vec<ExtraSample>,
     /// Two anchors per balance to estimate the spend rate for the landing page's runway.
     pub spend_windows: BTreeMap<BalanceKey, SpendWindow>,
@@ -138,10 +145,18 @@ impl SupplierState {
                 for d in deltas {
                     let key = (d.account, d.currency);
                     *self.spent_total.entry(key.clone()).or_default() += d.spent;
-                    *self.topped_up_total.entry(key).or_default() += d.topped_up;
+                    *self.topped_up_total.entry(key.clone()).or_default() += d.topped_up;
+                    self.counters_seen.insert(key, now);
                 }
             }
         }
+        for key in balances.keys() {
+            self.counters_seen.insert(key.clone(), now);
+        }
+        let seen = &mut self.counters_seen;
+        seen.retain(|_, t| now.duration_since(*t).unwrap_or_default() < COUNTER_RETENTION);
+        self.spent_total.retain(|k, _| seen.contains_key(k));
+        self.topped_up_total.retain(|k, _| seen.contains_key(k));
         for key in balances.keys() {
             let spent = self.spent_total[key];
             self.spend_windows
@@ -414,6 +429,21 @@ mod tests {
         assert_eq!(w.per_day(t1, s.spent_total[&key("main", "USD")]).unwrap().to_string(), "400");
         assert_eq!(w.runway_days(t1, s.spent_total[&key("main", "USD")], Decimal::new(900, 0)).unwrap().to_string(), "2.25");
         assert_eq!(w.per_day(t0 + Duration::from_secs(60), Decimal::ONE), None);
+    }
+
+    #[test]
+    fn counters_of_accounts_gone_for_an_hour_are_dropped() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let d = Duration::ZERO;
+        let s = SupplierState::default().after_poll(ok(vec![row("a", "USD", "10"), row("b", "USD", "10")]), d, t0);
+        let s = s.after_poll(ok(vec![row("a", "USD", "9"), row("b", "USD", "8")]), d, t0 + Duration::from_secs(60));
+        // b leaves the set: its counter stays for a while, then goes.
+        let s = s.after_poll(ok(vec![row("a", "USD", "9")]), d, t0 + Duration::from_secs(1800));
+        assert_eq!(s.spent_total[&key("b", "USD")].to_string(), "2");
+        let s = s.after_poll(ok(vec![row("a", "USD", "9")]), d, t0 + Duration::from_secs(3700));
+        assert!(!s.spent_total.contains_key(&key("b", "USD")));
+        assert!(!s.topped_up_total.contains_key(&key("b", "USD")));
+        assert_eq!(s.spent_total[&key("a", "USD")].to_string(), "1");
     }
 
     #[test]

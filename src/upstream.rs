@@ -333,8 +333,11 @@ impl Upstream {
                 .client
                 .request(method.clone(), url.clone())
                 .timeout(self.timeout)
-                .header(USER_AGENT, concat!("balance_exporter/", env!("CARGO_PKG_VERSION")))
-                .header(ACCEPT, "application/json");
+                .header(USER_AGENT, concat!("balance_exporter/", env!("CARGO_PKG_VERSION")));
+            // A kind's own Accept (Balanced's API revision) replaces the default.
+            if !req.headers.iter().any(|(name, _)| name == ACCEPT) {
+                builder = builder.header(ACCEPT, "application/json");
+            }
             for (name, value) in &req.headers {
                 builder = builder.header(name, value);
             }

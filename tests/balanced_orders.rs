@@ -189,7 +189,7 @@ async fn escrow_sums_across_pages_and_payouts_count_as_spend() {
     let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{SECRET}:")));
     for r in &requests {
         let accept: Vec<&str> = r.headers.get_all("accept").iter().filter_map(|v| v.to_str().ok()).collect();
-        assert!(accept.contains(&ACCEPT), "Accept {accept:?} on {}", r.url);
+        assert_eq!(accept, vec![ACCEPT], "exactly the revision Accept on {}", r.url);
         assert_eq!(r.headers.get("authorization").and_then(|v| v.to_str().ok()), Some(basic.as_str()));
     }
     let offsets: Vec<String> = requests.iter().take(4).map(|r| r.url.query().unwrap_or("").to_string()).collect();
