@@ -287,10 +287,10 @@ tr.stale td.total,tr.stale td.frozen,tr.stale td.usable,tr.stale td.updated{colo
 .none{color:#58636f}footer{color:#58636f;font-size:.78rem;margin-top:1rem}footer p{margin:.2rem 0}
 @media (max-width:640px){body{padding:.5rem}h1{font-size:1.15rem}section{padding:.55rem .6rem}
 table,tbody,tr,td{display:block;width:100%}thead{display:none}
-tr{display:grid;grid-template-columns:1fr 1fr;column-gap:.75rem;padding:.4rem 0;border-bottom:1px solid #e6e9ed}
-td{display:flex;justify-content:space-between;gap:.5rem;border:0;padding:.12rem 0;font-size:.88rem;text-align:right}
+tr{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);column-gap:.75rem;padding:.4rem 0;border-bottom:1px solid #e6e9ed}
+td{display:flex;justify-content:space-between;gap:.5rem;min-width:0;border:0;padding:.12rem 0;font-size:.88rem;text-align:right;white-space:normal;overflow-wrap:anywhere}
 td::before{content:attr(data-label);color:#58636f;font-size:.75rem;font-weight:normal;font-style:normal;text-align:left}
-td.account,td.currency{font-weight:700;font-size:.95rem}td.status{grid-column:1/-1;order:1;justify-content:flex-start;flex-wrap:wrap;gap:.3rem}td.status::before{margin-right:auto}
+td.account{grid-column:1/-1;font-weight:700;font-size:.95rem}td.currency{font-weight:700}td.status{grid-column:1/-1;order:1;justify-content:flex-start;flex-wrap:wrap;gap:.3rem}td.status::before{margin-right:auto}
 tr.low td,tr.negative td{background:none}tr.low,tr.negative{background:#fdecea;border-radius:4px;padding-left:.35rem;padding-right:.35rem}}
 @media (prefers-color-scheme:dark){body{background:#14171b;color:#dfe3e8}section{background:#1d2127;border-color:#333a42}section.failing,section.failing.stale{background:#2a1a1a;border-color:#5a2a2a}section.stale{background:#2a2416}
 th,.meta,.kind,footer,.none,td::before{color:#9aa5b1}td,th{border-color:#2c3238}tr.low td,tr.negative td,tr.low,tr.negative{background:#3a1f1f}
