@@ -5,6 +5,7 @@
   landing.py wait-ready BASE SECONDS
   landing.py post URL
   landing.py wait-failing BASE SUPPLIER SECONDS       # until down and stale in /metrics
+  landing.py wait-low BASE SUPPLIER SECONDS           # until every usable < its low threshold
   landing.py fetch BASE OUT_DIR                       # raw page + headers + /metrics
   landing.py check-dom DOM_FILE OUT_DIR FAILING LOW   # the assertions on the page
   landing.py check-console STDERR_FILE                # no CSP violation, no failed load
@@ -116,6 +117,23 @@ def wait_failing(base, supplier, seconds):
             return
         time.sleep(1)
     raise Failed(f"{supplier} not failing and stale in /metrics within {seconds}s: {state}")
+
+
+def wait_low(base, supplier, seconds):
+    """Until every usable balance of the supplier is under its low threshold in /metrics."""
+    deadline = time.monotonic() + float(seconds)
+    state = "no scrape yet"
+    while time.monotonic() < deadline:
+        s = metrics(base)
+        rows = [(dict(labels), v) for (name, labels), v in s.items()
+                if name == "supplier_balance_usable" and dict(labels).get("supplier") == supplier]
+        lows = {tuple(sorted(l.items())): s.get(("supplier_balance_low_threshold", frozenset(l.items()))) for l, _ in rows}
+        state = [(l.get("account"), l.get("currency"), v, lows[tuple(sorted(l.items()))]) for l, v in rows]
+        if rows and all(low is not None and v < low for (_, _, v, low) in state):
+            print(f"  ok: /metrics shows every {supplier} balance under its low threshold: {state}")
+            return
+        time.sleep(1)
+    raise Failed(f"{supplier} balances not all under their low thresholds within {seconds}s: {state}")
 
 
 def fetch(base, out_dir):
@@ -398,6 +416,7 @@ def main(argv):
             "wait-ready": wait_ready,
             "post": post,
             "wait-failing": wait_failing,
+            "wait-low": wait_low,
             "fetch": fetch,
             "check-dom": check_dom,
             "check-console": check_console,

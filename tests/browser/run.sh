@@ -69,8 +69,7 @@ step "making $FAILING fail (revoked key) and $LOW low (drained)"
 $PY post "$BASE/-/demo/revoke?supplier=$FAILING"
 $PY post "$BASE/-/demo/drain?supplier=$LOW&to=42.50"
 $PY wait-failing "$BASE" "$FAILING" 90
-# The drained balance is read at vai247's next poll (10 s interval).
-sleep 12
+$PY wait-low "$BASE" "$LOW" 30
 $PY fetch "$BASE" "$ART"
 
 # A fresh profile per run, nothing in the background, no network but the exporter.
