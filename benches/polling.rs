@@ -209,6 +209,61 @@ async fn memory_run() {
     println!("1,000 accounts x 2 currencies ({series} lines): RSS {rss:.1} MiB, peak {hwm:.1} MiB (target < 30 MiB)");
 }
 
+/// A Dodo platform of `n` customers with one USD wallet each.
+async fn dodo_stub(n: usize) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| async move {
+                    let path = req.uri().path().to_string();
+                    let query = req.uri().query().unwrap_or("").to_string();
+                    let param = |k: &str| query.split('&').find_map(|kv| kv.strip_prefix(&format!("{k}="))).and_then(|v| v.parse::<usize>().ok());
+                    let body = if path == "/customers" {
+                        let (page, size) = (param("page_number").unwrap_or(0), param("page_size").unwrap_or(100));
+                        let items: Vec<String> = (page * size..((page + 1) * size).min(n))
+                            .map(|i| format!(r#"{{"customer_id": "cus_{i:06}", "business_id": "bus_1", "email": "c{i}@example.com", "name": "C {i}", "created_at": "2026-01-01T00:00:00Z"}}"#))
+                            .collect();
+                        format!(r#"{{"items": [{}]}}"#, items.join(","))
+                    } else {
+                        let id = path.trim_start_matches("/customers/").trim_end_matches("/wallets");
+                        let cents = 1000 + id.trim_start_matches("cus_").parse::<u64>().unwrap_or(0) % 100_000;
+                        format!(r#"{{"items": [{{"balance": {cents}, "currency": "USD", "customer_id": "{id}", "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"}}], "total_balance_usd": {cents}}}"#)
+                    };
+                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    addr
+}
+
+async fn wallets_run(n: usize) {
+    let addr = dodo_stub(n).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yml");
+    std::fs::write(&path, format!("suppliers:\n  - {{name: dodo, kind: dodo_wallets, base_url: 'http://{addr}', auth: {{bearer_token: k}}, all_customers: true, low: 10, lowest: 10, poll_interval: 1h, min_interval: 0s, timeout: 30s}}\n")).unwrap();
+    let port = free_port();
+    let started = Instant::now();
+    let mut child = spawn(&path, port);
+    wait_ready(port, Duration::from_secs(900)).await;
+    let walk = started.elapsed();
+    let text = metrics(port).await;
+    let rss = proc_status(child.id(), "VmRSS:");
+    let hwm = proc_status(child.id(), "VmHWM:");
+    let _ = child.kill();
+    let _ = child.wait();
+    let wallets = text.lines().find_map(|l| l.strip_prefix("supplier_wallets{supplier=\"dodo\",currency=\"USD\"} ")).unwrap_or("?").to_string();
+    println!(
+        "{n} Dodo wallets, all_customers (walk {:.0} s, supplier_wallets {wallets}, /metrics {} lines): RSS {rss:.1} MiB, peak {hwm:.1} MiB (target < 150 MiB)",
+        walk.as_secs_f64(),
+        text.lines().filter(|l| !l.starts_with('#')).count()
+    );
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return;
@@ -218,6 +273,10 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         memory_run().await;
+        let wallets: usize = std::env::var("WALLETS").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+        if wallets > 0 {
+            wallets_run(wallets).await;
+        }
         println!("\npolling at 60 s intervals, measured over {window} s after start-up (targets: p99 lateness < 1 s, CPU < 10% of one core, config load < 1 s):");
         println!("{:>8} {:>13} {:>10} {:>8} {:>8} {:>12} {:>14}", "supplier", "config load", "CPU", "RSS MiB", "polls", "p99 late", "min gap/supp.");
         for n in sizes {

@@ -21,6 +21,7 @@ pub fn many_suppliers_config(n: usize, base_url: &str, poll_interval: &str) -> S
 }
 
 /// A store of `suppliers` suppliers with `accounts` accounts in USD and EUR each.
+#[allow(dead_code)] // not every bench uses it
 pub fn store(suppliers: usize, accounts: usize) -> Arc<Store> {
     let cfg = config::load_str(&many_suppliers_config(suppliers, "http://127.0.0.1:9", "1m"), &|_| None).unwrap();
     let store = Arc::new(Store::default());
