@@ -44,6 +44,7 @@ pub async fn poll(cfg: &NovaSendConfig, upstream: &Upstream) -> Result<PollOutpu
 pub fn parse(upstream: &Upstream, body: &[u8]) -> Result<PollOutput, PollError> {
     let entries: Vec<Entry> = decode_json(upstream, body)?;
     let mut out = PollOutput::default();
+    let mut seen = std::collections::HashSet::with_capacity(entries.len());
     for (i, e) in entries.into_iter().enumerate() {
         let Some(currency) = currency_code(&e.currency) else {
             out.row_errors.push(format!("$[{i}].currency: not a currency code"));
@@ -53,7 +54,7 @@ pub fn parse(upstream: &Upstream, body: &[u8]) -> Result<PollOutput, PollError> 
             out.row_errors.push(format!("$[{i}].reference: empty"));
             continue;
         }
-        if out.balances.iter().any(|b| b.account == e.reference && b.currency == currency) {
+        if !seen.insert((e.reference.clone(), currency.clone())) {
             out.row_errors.push(format!("$[{i}]: duplicate entry for {} {currency}", e.reference));
             continue;
         }
