@@ -42,7 +42,7 @@ suite() {
 # One profile for everything: the release binary is what the other suites run.
 export BALANCE_EXPORTER_BIN="$ROOT/target/release/balance_exporter"
 suite "cargo build" cargo build --release --locked
-suite "cargo test" cargo test --release --locked
+suite "cargo test" cargo test --release --locked --no-fail-fast
 for s in alerts/test.sh dashboards/test.sh tests/browser/run.sh deploy/check.sh tests/e2e/run.sh; do
   [ -f "$s" ] && suite "$s" bash "$s"
 done
