@@ -261,15 +261,28 @@ impl Upstream {
         let mut out = text.to_string();
         for s in self.secrets.iter() {
             out = out.replace(s.as_str(), "<redacted>");
+            // Also as quoted by `{:?}` or JSON, where `"` and `\` come escaped.
+            let debug = s.escape_debug().to_string();
+            if debug != *s {
+                out = out.replace(&debug, "<redacted>");
+            }
+            let json = serde_json::to_string(s).unwrap_or_default();
+            let json = json.trim_matches('"');
+            if json != s && !json.is_empty() {
+                out = out.replace(json, "<redacted>");
+            }
         }
         out
     }
 
-    /// A short, redacted, single-line snippet of an upstream body for messages.
+    /// A short, redacted, single-line snippet of an upstream body for
+    /// messages. Redacted before it is cut, so no secret prefix survives a cut.
     pub fn snippet(&self, body: &[u8]) -> String {
-        let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-        let line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).take(120).collect();
-        self.redact(line.trim())
+        let longest_secret = self.secrets.iter().map(|s| s.len() * 2).max().unwrap_or(0);
+        let text = String::from_utf8_lossy(&body[..body.len().min(200 + longest_secret)]);
+        let redacted = self.redact(&text);
+        let line: String = redacted.chars().map(|c| if c.is_control() { ' ' } else { c }).take(120).collect();
+        line.trim().to_string()
     }
 
     /// Joins a request path to `base_url`, keeping any path prefix of the base.
@@ -517,6 +530,28 @@ mod tests {
         assert_eq!(p.backoff(3, 0.0), Duration::from_secs(2));
         assert_eq!(p.backoff(10, 1.0), Duration::from_secs(30));
         assert_eq!(p.backoff(10, 0.0), Duration::from_secs(15));
+    }
+
+    #[test]
+    fn redaction_covers_escaped_and_cut_secrets() {
+        let cfg = crate::config::load_str(
+            "suppliers:\n  - {name: a, kind: foxreload, auth: {bearer_token: 'sk_\"quoted\\\\key'}}\n",
+            &|_| None,
+        )
+        .unwrap();
+        let secret = match &cfg.suppliers[0].auth {
+            Auth::Bearer(s) => s.expose().to_string(),
+            other => panic!("{other:?}"),
+        };
+        assert!(secret.contains('"') && secret.contains('\\'), "{secret}");
+        let up = Upstream::new(reqwest::Client::new(), &cfg.suppliers[0], Arc::default());
+        assert_eq!(up.redact(&format!("bad key {secret}")), "bad key <redacted>");
+        assert_eq!(up.redact(&format!("bad key {secret:?}")), "bad key \"<redacted>\"");
+        let json = serde_json::json!({ "key": secret }).to_string();
+        assert_eq!(up.redact(&json), "{\"key\":\"<redacted>\"}");
+        // A secret straddling the snippet's cut leaves no prefix behind.
+        let body = format!("{}{secret} tail", "x".repeat(195));
+        assert!(!up.snippet(body.as_bytes()).contains("sk_"), "{}", up.snippet(body.as_bytes()));
     }
 
     #[tokio::test(start_paused = true)]

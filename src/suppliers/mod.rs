@@ -106,8 +106,26 @@ impl KindConfig {
     }
 
     /// Polls the supplier once. `memory` persists between polls of this supplier.
+    ///
+    /// Every message that leaves here (poll error, row errors) has the
+    /// supplier's secrets redacted, whatever upstream text a kind quoted.
     pub async fn poll(&self, upstream: &Upstream, memory: &mut KindMemory) -> Result<PollOutput, PollError> {
-        let _ = memory;
+        let result = self.poll_kind(upstream, memory).await;
+        match result {
+            Ok(mut out) => {
+                for e in &mut out.row_errors {
+                    *e = upstream.redact(e);
+                }
+                Ok(out)
+            }
+            Err(mut e) => {
+                e.message = upstream.redact(&e.message);
+                Err(e)
+            }
+        }
+    }
+
+    async fn poll_kind(&self, upstream: &Upstream, memory: &mut KindMemory) -> Result<PollOutput, PollError> {
         match self {
             KindConfig::Foxreload(c) => foxreload::poll(c, upstream).await,
             KindConfig::Novasend(c) => novasend::poll(c, upstream).await,
