@@ -56,6 +56,8 @@ pub const RETENTION: Duration = Duration::from_secs(3600);
 const MAX_SEEN_PER_WALLET: usize = 20_000;
 /// Ledger pages read per wallet and poll before giving up on that wallet.
 const MAX_LEDGER_PAGES: u32 = 1000;
+/// Customers pages walked at most in one poll (100 × 10,000 = a million customers).
+const MAX_CUSTOMER_PAGES: u32 = 10_000;
 
 /// `kind: dodo_wallets` keys.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -537,7 +539,16 @@ async fn poll_aggregate(cfg: &DodoWalletsConfig, upstream: &Upstream) -> Result<
             break;
         }
         // Pages may shift while customers sign up: each customer once.
+        let before = customers.len();
         customers.extend(page.items.into_iter().map(|c| c.customer_id).filter(|id| ids.insert(id.clone())));
+        // An API that ignores page_number repeats a page forever: a page with
+        // nobody new ends the walk, and so does an absurd page count.
+        if customers.len() == before {
+            return Err(PollError::decode(format!("customers page {page_number} repeats earlier customers only; is page_number ignored?")));
+        }
+        if page_number >= MAX_CUSTOMER_PAGES {
+            return Err(PollError::decode(format!("customers: more than {MAX_CUSTOMER_PAGES} pages")));
+        }
     }
     let mut by_currency: BTreeMap<String, CurrencyAggregate> = BTreeMap::new();
     let mut problems: BTreeMap<String, u64> = BTreeMap::new();
