@@ -76,9 +76,16 @@ async fn reload_keeps_counters_of_suppliers_that_stay() {
     app.stop().await;
 }
 
+/// Builds one response when the request arrives (so an HTTP date can be relative to then).
+type MakeResponse = Box<dyn Fn() -> ResponseTemplate + Send + Sync>;
+
+fn fixed(r: ResponseTemplate) -> MakeResponse {
+    Box::new(move || r.clone())
+}
+
 /// Answers a fixed sequence of responses, recording arrival times.
 struct Sequence {
-    responses: Vec<ResponseTemplate>,
+    responses: Vec<MakeResponse>,
     times: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
 }
 
@@ -86,11 +93,11 @@ impl wiremock::Respond for Sequence {
     fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
         let mut times = self.times.lock().unwrap();
         times.push(Instant::now());
-        self.responses[(times.len() - 1).min(self.responses.len() - 1)].clone()
+        (self.responses[(times.len() - 1).min(self.responses.len() - 1)])()
     }
 }
 
-async fn first_poll_gaps(responses: Vec<ResponseTemplate>) -> (Vec<Duration>, common::Samples) {
+async fn first_poll_gaps(responses: Vec<MakeResponse>) -> (Vec<Duration>, common::Samples) {
     let server = MockServer::start().await;
     let times = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     Mock::given(method("GET")).respond_with(Sequence { responses, times: times.clone() }).mount(&server).await;
@@ -104,22 +111,26 @@ async fn first_poll_gaps(responses: Vec<ResponseTemplate>) -> (Vec<Duration>, co
 
 #[tokio::test]
 async fn retry_after_seconds_ms_and_date_are_honoured_within_a_poll() {
-    let (gaps, s) = first_poll_gaps(vec![ResponseTemplate::new(429).insert_header("Retry-After", "2"), json(FOX_BODY)]).await;
+    let (gaps, s) = first_poll_gaps(vec![fixed(ResponseTemplate::new(429).insert_header("Retry-After", "2")), fixed(json(FOX_BODY))]).await;
     assert_eq!(gaps.len(), 1);
     assert!(gaps[0] >= Duration::from_millis(1990), "{gaps:?}");
     assert_eq!(s.value("supplier_up", &[("supplier", "fox")]), 1.0);
 
-    let (gaps, _) = first_poll_gaps(vec![ResponseTemplate::new(503).insert_header("retry-after-ms", "1500"), json(FOX_BODY)]).await;
+    let (gaps, _) = first_poll_gaps(vec![fixed(ResponseTemplate::new(503).insert_header("retry-after-ms", "1500")), fixed(json(FOX_BODY))]).await;
     assert!(gaps[0] >= Duration::from_millis(1490) && gaps[0] < Duration::from_millis(2500), "{gaps:?}");
 
-    let date = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(3));
-    let (gaps, _) = first_poll_gaps(vec![ResponseTemplate::new(429).insert_header("Retry-After", date.as_str()), json(FOX_BODY)]).await;
-    assert!(gaps[0] >= Duration::from_millis(1000), "{gaps:?}");
+    // An HTTP date 3 s after the 429 is sent (whole seconds: at least 2 s away).
+    let dated: MakeResponse = Box::new(|| {
+        let date = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(3));
+        ResponseTemplate::new(429).insert_header("Retry-After", date.as_str())
+    });
+    let (gaps, _) = first_poll_gaps(vec![dated, fixed(json(FOX_BODY))]).await;
+    assert!(gaps[0] >= Duration::from_millis(1900) && gaps[0] < Duration::from_millis(4500), "{gaps:?}");
 }
 
 #[tokio::test]
 async fn rate_limited_poll_fails_after_retries_with_its_reason() {
-    let (gaps, s) = first_poll_gaps(vec![ResponseTemplate::new(429)]).await;
+    let (gaps, s) = first_poll_gaps(vec![fixed(ResponseTemplate::new(429))]).await;
     // max_retries 2: three requests, backoff between them.
     assert_eq!(gaps.len(), 2, "{gaps:?}");
     assert!(gaps.iter().all(|g| *g >= Duration::from_millis(500)), "{gaps:?}");
