@@ -83,6 +83,11 @@ where
     }
 }
 
+/// Whether two configs of a supplier poll identically (they may differ in thresholds).
+fn polls_the_same(a: &SupplierConfig, b: &SupplierConfig) -> bool {
+    SupplierConfig { thresholds: b.thresholds.clone(), ..a.clone() } == *b
+}
+
 struct Task {
     config: SupplierConfig,
     cancel: CancellationToken,
@@ -117,12 +122,17 @@ impl Scheduler {
     pub fn apply(&self, config: &Config) {
         let slots = self.store.set_suppliers(&config.suppliers);
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        tasks.retain(|name, task| {
-            let keep = config.suppliers.iter().any(|s| &s.name == name && *s == task.config);
-            if !keep {
-                task.cancel.cancel();
+        tasks.retain(|name, task| match config.suppliers.iter().find(|s| &s.name == name) {
+            // Only the thresholds changed: they are read from the new slot, so
+            // the running task (and a poll in flight) carries on.
+            Some(s) if polls_the_same(s, &task.config) => {
+                task.config = s.clone();
+                true
             }
-            keep
+            _ => {
+                task.cancel.cancel();
+                false
+            }
         });
         self.memories.lock().unwrap_or_else(|e| e.into_inner()).retain(|name, _| config.suppliers.iter().any(|s| &s.name == name));
         for (cfg, slot) in config.suppliers.iter().zip(slots) {
@@ -182,6 +192,16 @@ mod tests {
     fn test_config(name: &str, poll_interval: Duration) -> SupplierConfig {
         let text = format!("suppliers:\n  - {{name: {name}, kind: foxreload, base_url: 'http://127.0.0.1:9', poll_interval: {}ms}}\n", poll_interval.as_millis());
         crate::config::load_str(&text, &|_| None).unwrap().suppliers.remove(0)
+    }
+
+    #[test]
+    fn threshold_changes_do_not_restart_polling() {
+        let a = test_config("s", Duration::from_secs(60));
+        let mut b = a.clone();
+        b.thresholds.push(crate::config::Threshold { currency: "USD".into(), account: None, low: Some(Decimal::ONE), runway_days: None });
+        assert!(polls_the_same(&a, &b));
+        b.poll_interval = Duration::from_secs(30);
+        assert!(!polls_the_same(&a, &b));
     }
 
     #[tokio::test(start_paused = true)]

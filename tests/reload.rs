@@ -136,3 +136,22 @@ async fn rate_limited_poll_fails_after_retries_with_its_reason() {
     assert!(gaps.iter().all(|g| *g >= Duration::from_millis(500)), "{gaps:?}");
     assert_eq!(s.value("supplier_poll_errors_total", &[("supplier", "fox"), ("reason", "rate_limited")]), 1.0);
 }
+
+#[tokio::test]
+async fn threshold_change_applies_without_a_new_poll() {
+    let fox = MockServer::start().await;
+    Mock::given(method("GET")).respond_with(json(FOX_BODY)).mount(&fox).await;
+    let cfg = |low: &str| format!("suppliers:\n  - {{name: fox, kind: foxreload, base_url: '{}', poll_interval: 10m, thresholds: [{{currency: USD, low: {low}}}]}}\n", fox.uri());
+    let (app, dir) = start(&cfg("100")).await;
+    let l = [("supplier", "fox"), ("account", "main"), ("currency", "USD")];
+    wait_for(&app, Duration::from_secs(10), "polled", |s| s.get("supplier_balance_low_threshold", &l) == Some(100.0)).await;
+    rewrite(&dir, &cfg("300.25"));
+    app.reload().await.unwrap();
+    let s = common::scrape(&app).await;
+    assert_eq!(s.value("supplier_balance_low_threshold", &l), 300.25);
+    assert_eq!(s.value("supplier_balance", &l), 284.5);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The poll task kept its schedule: no second poll after the reload.
+    assert_eq!(fox.received_requests().await.unwrap().len(), 1);
+    app.stop().await;
+}
