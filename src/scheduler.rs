@@ -155,10 +155,12 @@ impl Scheduler {
         let cfg = Arc::new(cfg);
         self.tracker.spawn(run_poll_loop(store, slot, cancel, initial, move || {
             let (cfg, upstream, memory) = (cfg.clone(), upstream.clone(), memory.clone());
-            async move {
+            // Boxed: an idle task then holds a pointer, not room for the largest
+            // kind's poll state (several KiB × 10,000 suppliers).
+            Box::pin(async move {
                 let mut memory = memory.lock().await;
                 cfg.kind.poll(&upstream, &mut memory).await
-            }
+            })
         }));
     }
 
