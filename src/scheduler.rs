@@ -121,12 +121,13 @@ impl Scheduler {
     /// ones stop (and leave `/metrics`), changed ones restart keeping state.
     pub fn apply(&self, config: &Config) {
         let slots = self.store.set_suppliers(&config.suppliers);
+        let by_name: HashMap<&str, &SupplierConfig> = config.suppliers.iter().map(|s| (s.name.as_str(), s)).collect();
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        tasks.retain(|name, task| match config.suppliers.iter().find(|s| &s.name == name) {
+        tasks.retain(|name, task| match by_name.get(name.as_str()) {
             // Only the thresholds changed: they are read from the new slot, so
             // the running task (and a poll in flight) carries on.
             Some(s) if polls_the_same(s, &task.config) => {
-                task.config = s.clone();
+                task.config = (*s).clone();
                 true
             }
             _ => {
@@ -134,7 +135,7 @@ impl Scheduler {
                 false
             }
         });
-        self.memories.lock().unwrap_or_else(|e| e.into_inner()).retain(|name, _| config.suppliers.iter().any(|s| &s.name == name));
+        self.memories.lock().unwrap_or_else(|e| e.into_inner()).retain(|name, _| by_name.contains_key(name.as_str()));
         for (cfg, slot) in config.suppliers.iter().zip(slots) {
             if tasks.contains_key(&cfg.name) {
                 // Unchanged: the running task keeps polling; it shares its state cell with the new slot.

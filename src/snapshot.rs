@@ -299,12 +299,13 @@ impl Store {
     /// (balances, counters); removed ones disappear.
     pub fn set_suppliers(&self, suppliers: &[SupplierConfig]) -> Vec<Arc<SupplierSlot>> {
         let old = self.slots();
+        let old_by_name: std::collections::HashMap<&str, &Arc<SupplierSlot>> = old.iter().map(|s| (s.name.as_str(), s)).collect();
         let slots: Vec<Arc<SupplierSlot>> = suppliers
             .iter()
             .map(|cfg| {
-                let state = old
-                    .iter()
-                    .find(|s| s.name == cfg.name && s.kind == cfg.kind.name())
+                let state = old_by_name
+                    .get(cfg.name.as_str())
+                    .filter(|s| s.kind == cfg.kind.name())
                     .map(|s| s.state.clone())
                     .unwrap_or_default();
                 Arc::new(SupplierSlot {

@@ -14,12 +14,34 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn spawn(args: &[&str]) -> Child {
-    Command::new(BIN).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+fn signal_pid(pid: u32, sig: &str) {
+    assert!(Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success());
 }
 
-fn signal(child: &Child, sig: &str) {
-    assert!(Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success());
+/// The exporter process; killed when dropped, so a failing test leaves nothing running.
+struct Exporter(Option<Child>);
+
+impl Exporter {
+    fn id(&self) -> u32 {
+        self.0.as_ref().expect("running").id()
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn spawn(args: &[&str]) -> Exporter {
+    Exporter(Some(Command::new(BIN).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()))
+}
+
+fn signal(child: &Exporter, sig: &str) {
+    signal_pid(child.id(), sig);
 }
 
 async fn wait_http(url: &str, cond: impl Fn(u16, &str) -> bool) -> String {
@@ -37,14 +59,18 @@ async fn wait_http(url: &str, cond: impl Fn(u16, &str) -> bool) -> String {
     }
 }
 
-fn stop(mut child: Child) -> (std::process::ExitStatus, String, Duration) {
-    signal(&child, "-TERM");
+fn stop(mut exporter: Exporter) -> (std::process::ExitStatus, String, Duration) {
+    let mut child = exporter.0.take().expect("running");
+    signal_pid(child.id(), "-TERM");
     let started = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "did not exit after SIGTERM");
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("did not exit after SIGTERM");
+        }
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut logs = String::new();

@@ -268,6 +268,11 @@ async fn serve_sim(listener: tokio::net::TcpListener, sim: Arc<dyn Simulated>, f
     }
 }
 
+/// Applies `f` to every account behind the lock (tick, drain, restore).
+pub fn each_account(accounts: &Mutex<Vec<SimAccount>>, f: impl FnMut(&mut SimAccount)) {
+    accounts.lock().unwrap_or_else(|e| e.into_inner()).iter_mut().for_each(f);
+}
+
 /// One simulated account balance moving like a business.
 #[derive(Debug, Clone)]
 pub struct SimAccount {

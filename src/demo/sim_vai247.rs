@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use rust_decimal::Decimal;
 use serde_json::json;
 
-use super::{random_key, SimAccount, SimRequest, SimResponse, Simulated};
+use super::{each_account, random_key, SimAccount, SimRequest, SimResponse, Simulated};
 
 pub struct Vai247Sim {
     key: String,
@@ -52,21 +52,15 @@ impl Simulated for Vai247Sim {
     }
 
     fn tick(&self, now: SystemTime, dt: Duration) {
-        for a in self.accounts.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
-            a.tick(now, dt);
-        }
+        each_account(&self.accounts, |a| a.tick(now, dt));
     }
 
     fn drain(&self, to: Decimal) {
-        for a in self.accounts.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
-            a.drain(to);
-        }
+        each_account(&self.accounts, |a| a.drain(to));
     }
 
     fn restore(&self) {
-        for a in self.accounts.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
-            a.restore();
-        }
+        each_account(&self.accounts, |a| a.restore());
     }
 
     fn secrets(&self) -> Vec<(String, String)> {
