@@ -78,6 +78,17 @@ pub struct Threshold {
     pub runway_days: Option<Decimal>,
 }
 
+impl Threshold {
+    /// The threshold that applies to a balance of `account` in `currency`:
+    /// one naming the account wins over a currency-wide one.
+    pub fn applying_to<'a>(thresholds: &'a [Threshold], account: &str, currency: &str) -> Option<&'a Threshold> {
+        thresholds
+            .iter()
+            .filter(|t| t.currency == currency && t.account.as_deref().is_none_or(|a| a == account))
+            .max_by_key(|t| t.account.is_some())
+    }
+}
+
 /// One supplier, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SupplierConfig {

@@ -117,15 +117,6 @@ fn health_of(poll_interval: Duration, state: &SupplierState, now: SystemTime) ->
     }
 }
 
-/// The threshold that applies to a balance: one naming the account wins over
-/// a currency-wide one.
-pub fn threshold_for<'a>(thresholds: &'a [Threshold], key: &BalanceKey) -> Option<&'a Threshold> {
-    thresholds
-        .iter()
-        .filter(|t| t.currency == key.1 && t.account.as_ref().is_none_or(|a| *a == key.0))
-        .max_by_key(|t| t.account.is_some())
-}
-
 /// What one balance row shows besides its amounts.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RowView {
@@ -145,7 +136,7 @@ pub struct RowView {
 
 impl RowView {
     pub fn of(thresholds: &[Threshold], state: &SupplierState, key: &BalanceKey, b: &Balance, now: SystemTime) -> RowView {
-        let t = threshold_for(thresholds, key);
+        let t = Threshold::applying_to(thresholds, &key.0, &key.1);
         let spent = state.spent_total.get(key).copied().unwrap_or_default();
         let window = state.spend_windows.get(key);
         let spend_per_day = window.and_then(|w| w.per_day(now, spent)).filter(|r| *r > Decimal::ZERO);
@@ -632,9 +623,9 @@ suppliers:
     fn account_threshold_wins_over_currency_one() {
         let config = crate::config::load_str(CONFIG, &|_: &str| None::<String>).unwrap();
         let th = &config.suppliers.iter().find(|s| s.name == "charlie").unwrap().thresholds;
-        assert_eq!(threshold_for(th, &("vip".into(), "USD".into())).unwrap().low, Some(dec("1000")));
-        assert_eq!(threshold_for(th, &("main".into(), "USD".into())).unwrap().low, Some(dec("100")));
-        assert!(threshold_for(th, &("main".into(), "EUR".into())).is_none());
+        assert_eq!(Threshold::applying_to(th, "vip", "USD").unwrap().low, Some(dec("1000")));
+        assert_eq!(Threshold::applying_to(th, "main", "USD").unwrap().low, Some(dec("100")));
+        assert!(Threshold::applying_to(th, "main", "EUR").is_none());
     }
 
     #[test]

@@ -197,13 +197,7 @@ fn push_extra(
 /// rules join them `on(supplier, account, currency)`.
 fn push_thresholds(slot: &SupplierSlot, state: &SupplierState, low: &mut Family, runway: &mut Family) {
     for (account, currency) in state.balances.keys() {
-        // The most specific threshold wins: one naming the account over a currency-wide one.
-        let matching = slot
-            .thresholds
-            .iter()
-            .filter(|t| &t.currency == currency && t.account.as_ref().is_none_or(|a| a == account))
-            .max_by_key(|t| t.account.is_some());
-        let Some(t) = matching else { continue };
+        let Some(t) = crate::config::Threshold::applying_to(&slot.thresholds, account, currency) else { continue };
         let l = [("supplier", slot.name.as_str()), ("account", account.as_str()), ("currency", currency.as_str())];
         if let Some(v) = t.low {
             low.push(&l, to_f64(v));
