@@ -246,8 +246,9 @@ struct Entry {
 
 // ---- memory ----
 
-/// What is remembered of one wallet's ledger between polls.
-#[derive(Debug, Clone, Default)]
+/// What is remembered of one wallet's ledger between polls (and, with
+/// `--storage.path`, across restarts: each entry is counted once).
+#[derive(Debug, Clone, Default, serde::Serialize, Deserialize)]
 pub struct WalletLedger {
     /// False until the first walk set the baseline.
     initialized: bool,
@@ -283,9 +284,27 @@ impl WalletLedger {
 }
 
 /// This kind's [`KindMemory`]: per (customer, currency).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, Deserialize)]
 pub struct DodoMemory {
+    /// A list, not a map: JSON object keys cannot be pairs.
+    #[serde(with = "ledger_list")]
     ledgers: BTreeMap<(String, String), WalletLedger>,
+}
+
+mod ledger_list {
+    use super::WalletLedger;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    type Ledgers = BTreeMap<(String, String), WalletLedger>;
+
+    pub fn serialize<S: Serializer>(ledgers: &Ledgers, s: S) -> Result<S::Ok, S::Error> {
+        ledgers.iter().collect::<Vec<_>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Ledgers, D::Error> {
+        Ok(Vec::<((String, String), WalletLedger)>::deserialize(d)?.into_iter().collect())
+    }
 }
 
 // ---- polling ----
@@ -295,7 +314,7 @@ pub async fn poll(cfg: &DodoWalletsConfig, upstream: &Upstream, memory: &mut Kin
         return poll_aggregate(cfg, upstream).await;
     }
     // Work on a copy: a failed poll must not mark entries as counted.
-    let mem = memory.get::<DodoMemory>();
+    let mem = memory.get_persistent::<DodoMemory>();
     let mut next = DodoMemory { ledgers: BTreeMap::new() };
     let mut out = PollOutput::default();
     let mut deltas = Vec::new();
