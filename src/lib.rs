@@ -29,4 +29,4 @@ pub mod snapshot;
 pub mod storage;
 pub mod suppliers;
 pub mod upstream;
-pub mod web_config;
+pub mod web;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use balance_exporter::config::{self, SupplierConfig};
 use balance_exporter::suppliers::{self, KindConfig, KindMemory};
 use balance_exporter::upstream::{build_client, Limiter, Upstream};
-use balance_exporter::web_config;
+use balance_exporter::web;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 
@@ -397,6 +397,6 @@ fn fuzz_web_config_loader() {
     run("web config loader", cases("FUZZ_CASES", 3000), config_texts(seeds), |text| {
         // The dummy hash costs 2^cost rounds: keep generated costs at 4.
         let text = text.replace("$2y$1", "$2y$0").replace("$2b$1", "$2b$0").replace("$2y$2", "$2y$0").replace("$2b$2", "$2b$0").replace("$2y$3", "$2y$0").replace("$2b$3", "$2b$0");
-        Ok(web_config::load_str(&text).is_ok())
+        Ok(web::load_str(&text).is_ok())
     });
 }
