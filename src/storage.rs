@@ -656,9 +656,10 @@ pub mod fault {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
-    use crate::suppliers::{PollOutput};
+    use crate::suppliers::PollOutput;
     use std::time::Duration;
 
     fn polled(balance: &str) -> SupplierState {
