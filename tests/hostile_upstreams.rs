@@ -7,6 +7,7 @@
 //! origin of the redirect cases), so they can do what no HTTP mock does:
 //! drip a body forever, never answer, reset the connection, or send 64 MiB.
 
+#[path = "it/common.rs"]
 mod common;
 
 use std::net::SocketAddr;

@@ -8,7 +8,7 @@
 //! The `examples/*.yml` files are loaded as they are, with their variables
 //! pointed at the stub through the config loader's env lookup.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
