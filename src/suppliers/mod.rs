@@ -117,6 +117,8 @@ impl KindConfig {
     /// supplier's secrets redacted, whatever upstream text a kind quoted.
     pub async fn poll(&self, upstream: &Upstream, memory: &mut KindMemory) -> Result<PollOutput, PollError> {
         let result = self.poll_kind(upstream, memory).await;
+        // The kind's own secrets too (json: header values, OAuth2 client credentials).
+        let upstream = upstream.with_secrets(self.secrets());
         match result {
             Ok(mut out) => {
                 for e in &mut out.row_errors {
@@ -128,6 +130,14 @@ impl KindConfig {
                 e.message = upstream.redact(&e.message);
                 Err(e)
             }
+        }
+    }
+
+    /// Secrets in the kind's own keys, beyond the supplier's `auth`.
+    pub fn secrets(&self) -> Vec<String> {
+        match self {
+            KindConfig::Json(c) => c.secrets(),
+            _ => vec![],
         }
     }
 

@@ -400,6 +400,16 @@ impl JsonConfig {
         }
     }
 
+    /// Values to redact from every message: header values (they often carry
+    /// API keys) and OAuth2 client credentials.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.headers.values().cloned().collect();
+        if let Some(o) = &self.oauth2_client_credentials {
+            out.extend([o.client_id.expose().to_string(), o.client_secret.expose().to_string()]);
+        }
+        out
+    }
+
     fn request(&self) -> Request {
         let mut req = match self.method {
             HttpMethod::Get => Request::get(&self.path),
@@ -428,11 +438,17 @@ struct JsonMemory {
 }
 
 pub async fn poll(cfg: &JsonConfig, upstream: &Upstream, memory: &mut KindMemory) -> Result<PollOutput, PollError> {
-    let upstream = upstream.with_secrets(cfg.headers.values().cloned());
+    let upstream = upstream.with_secrets(cfg.secrets());
     let req = cfg.request();
     let resp = match &cfg.oauth2_client_credentials {
         None => upstream.send(&req).await?,
-        Some(o) => oauth2::send(o, &upstream, &req, &mut memory.get::<JsonMemory>().tokens).await?,
+        Some(o) => {
+            let tokens = &mut memory.get::<JsonMemory>().tokens;
+            let resp = oauth2::send(o, &upstream, &req, tokens).await?;
+            // A body quoting the access token must not put it into a message.
+            let token = tokens.token().map(|t| t.expose().to_string());
+            return parse(cfg, &upstream.with_secrets(token), &resp.body);
+        }
     };
     parse(cfg, &upstream, &resp.body)
 }

@@ -137,6 +137,11 @@ struct TokenResponse {
 }
 
 impl TokenCache {
+    /// The cached access token, if any (for redaction).
+    pub fn token(&self) -> Option<&Secret> {
+        self.cached.as_ref().map(|c| &c.token)
+    }
+
     fn valid(&self, cfg: &OAuth2Config) -> Option<Secret> {
         let c = self.cached.as_ref()?;
         let same = c.credentials == (cfg.token_url.clone(), cfg.client_id.clone());
