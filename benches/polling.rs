@@ -8,7 +8,12 @@
 //! 2. RSS with one supplier of 1,000 accounts × 2 currencies after polls and
 //!    scrapes (target < 30 MiB).
 //!
-//!   cargo bench --bench polling             (SIZES=100,1000,10000 WINDOW=70)
+//!   cargo bench --bench polling             (SIZES=100,1000,10000 WINDOW=70 STORAGE=no|yes|both WALLETS=100000)
+//!
+//! Each size runs without and with `--storage.path` (every poll written
+//! durably before it is published, group commit); with storage it also
+//! prints the state directory's size and how long a restart takes to read it
+//! back and become ready.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -116,8 +121,13 @@ fn p99(before: &(Vec<(f64, f64)>, f64), after: &(Vec<(f64, f64)>, f64)) -> Strin
 }
 
 fn spawn(config: &std::path::Path, port: u16) -> Child {
+    spawn_with(config, port, &[])
+}
+
+fn spawn_with(config: &std::path::Path, port: u16, extra: &[&str]) -> Child {
     Command::new(BIN)
         .args(["--config.file", config.to_str().unwrap(), "--web.listen-address", &format!("127.0.0.1:{port}"), "--log.level", "error"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -137,7 +147,12 @@ async fn wait_ready(port: u16, limit: Duration) {
     panic!("exporter not ready within {limit:?}");
 }
 
-async fn suppliers_run(n: usize, window: u64) {
+/// Bytes in the files of `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0)
+}
+
+async fn suppliers_run(n: usize, window: u64, storage: bool) {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let addr = stub(Bytes::from_static(FOX.as_bytes()), seen.clone()).await;
     let dir = tempfile::tempdir().unwrap();
@@ -149,7 +164,10 @@ async fn suppliers_run(n: usize, window: u64) {
     let path = dir.path().join("config.yml");
     std::fs::write(&path, &text).unwrap();
     let port = free_port();
-    let mut child = spawn(&path, port);
+    let state = dir.path().join("state");
+    let state_arg = state.to_str().unwrap().to_string();
+    let extra: Vec<&str> = if storage { vec!["--storage.path", &state_arg] } else { vec![] };
+    let mut child = spawn_with(&path, port, &extra);
     wait_ready(port, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (cpu0, lat0, req0, t0) = (cpu_seconds(child.id()), lateness(&metrics(port).await), seen.lock().unwrap().requests, Instant::now());
@@ -165,8 +183,22 @@ async fn suppliers_run(n: usize, window: u64) {
     let reload_time = t.elapsed();
     let _ = child.kill();
     let _ = child.wait();
+    let state_size = if storage { format!("{:.1} MiB", dir_bytes(&state) as f64 / 1048576.0) } else { "-".into() };
+    // With storage: how long a restart takes to read the state back (until ready).
+    let restart = if storage {
+        let t = Instant::now();
+        let mut again = spawn_with(&path, port, &extra);
+        wait_ready(port, Duration::from_secs(120)).await;
+        let took = t.elapsed();
+        let _ = again.kill();
+        let _ = again.wait();
+        format!("{:.0} ms", took.as_secs_f64() * 1000.0)
+    } else {
+        "-".into()
+    };
     println!(
-        "{n:>8} {:>11.0}ms {:>9.0}ms {:>9.2}% {:>8.1} {:>8} {:>12} {:>14}",
+        "{n:>8} {:>8} {:>11.0}ms {:>9.0}ms {:>9.2}% {:>8.1} {:>8} {:>12} {:>14} {:>10} {:>12}",
+        if storage { "yes" } else { "no" },
         load_time.as_secs_f64() * 1000.0,
         reload_time.as_secs_f64() * 1000.0,
         (cpu1 - cpu0) / elapsed * 100.0,
@@ -174,6 +206,8 @@ async fn suppliers_run(n: usize, window: u64) {
         req1 - req0,
         p99(&lat0, &lat1),
         min_gap.map_or("n/a".into(), |g| format!("{:.1}s", g.as_secs_f64())),
+        state_size,
+        restart,
     );
 }
 
@@ -283,10 +317,20 @@ fn main() {
         if wallets > 0 {
             wallets_run(wallets).await;
         }
-        println!("\npolling at 60 s intervals, measured over {window} s after start-up (targets: p99 lateness < 1 s, CPU < 10% of one core, config load and reload < 1 s):");
-        println!("{:>8} {:>13} {:>11} {:>10} {:>8} {:>8} {:>12} {:>14}", "supplier", "config load", "reload", "CPU", "RSS MiB", "polls", "p99 late", "min gap/supp.");
+        println!("\npolling at 60 s intervals, measured over {window} s after start-up, without and with --storage.path (targets: p99 lateness < 1 s, CPU < 10% of one core, config load and reload < 1 s):");
+        println!(
+            "{:>8} {:>8} {:>13} {:>11} {:>10} {:>8} {:>8} {:>12} {:>14} {:>10} {:>12}",
+            "supplier", "storage", "config load", "reload", "CPU", "RSS MiB", "polls", "p99 late", "min gap/supp.", "state", "restart"
+        );
+        let storage_modes: Vec<bool> = match std::env::var("STORAGE").as_deref() {
+            Ok("no") => vec![false],
+            Ok("yes") => vec![true],
+            _ => vec![false, true],
+        };
         for n in sizes {
-            suppliers_run(n, window).await;
+            for &storage in &storage_modes {
+                suppliers_run(n, window, storage).await;
+            }
         }
     });
 }

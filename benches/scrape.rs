@@ -96,6 +96,5 @@ fn main() {
             let verdict = if gzip { "(info)" } else if ratio >= 0.5 { ">= 50% ok" } else { ">= 50% MISSED" };
             println!("{label:<28} {a:>10.0}/s {b:>10.0}/s {:>7.0}%  {verdict}", ratio * 100.0);
         }
-        println!("alternatives measured for the same payload (issue 8): node_exporter textfile ~6/s, python prometheus_client ~16/s");
     });
 }

@@ -90,7 +90,7 @@ def kubernetes():
                 bad(path, f"label {k}={v!r} is not a valid label value")
         by_kind.setdefault(d.get("kind"), []).append((path, d))
 
-    expect = {("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "ConfigMap"), ("v1", "Secret"),
+    expect = {("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "PersistentVolumeClaim"),
               ("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
     for api, kind in expect:
         found = by_kind.get(kind, [])
@@ -107,6 +107,7 @@ def kubernetes():
     (cp, cm), = by_kind["ConfigMap"]
     (xp, secret), = by_kind["Secret"]
     (rp, rule), = by_kind["PrometheusRule"]
+    (pp, pvc), = by_kind["PersistentVolumeClaim"]
 
     # Deployment
     spec = dep["spec"]
@@ -144,10 +145,24 @@ def kubernetes():
         if listen and not any(listen[0].endswith(f":{p}") for p in ports.values()):
             bad(where, f"--web.listen-address {listen[0]} is not a declared containerPort")
         mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
+        storage = [a.split("=", 1)[1] for a in args if a.startswith("--storage.path=")]
+        state_mounts = [m for m in mounts.values() if storage and m["mountPath"].rstrip("/") == storage[0].rstrip("/")]
+        if not storage:
+            bad(where, "no --storage.path= argument: spend counters would reset on every restart")
+        elif not state_mounts:
+            bad(where, f"--storage.path {storage[0]} is not a mounted volume (the root filesystem is read-only)")
+        for m in state_mounts:
+            claim = (volumes.get(m["name"], {}).get("persistentVolumeClaim") or {}).get("claimName")
+            if claim != pvc["metadata"]["name"]:
+                bad(where, f"the state volume {m['name']} must be the PersistentVolumeClaim {pvc['metadata']['name']!r} (an emptyDir is wiped by a rollout)")
+            if m.get("readOnly"):
+                bad(where, f"the state volume {m['name']} must be writable")
+        if spec.get("strategy", {}).get("type") != "Recreate":
+            bad(dp, "strategy must be Recreate: the ReadWriteOnce state volume and its lock belong to one pod")
         for m in mounts.values():
             if m["name"] not in volumes:
                 bad(where, f"volumeMount {m['name']} names no volume")
-            if not m.get("readOnly"):
+            if not m.get("readOnly") and m not in state_mounts:
                 bad(where, f"volumeMount {m['name']} should be readOnly")
         config_args = [a.split("=", 1)[1] for a in args if a.startswith("--config.file=")]
         if not config_args:
@@ -267,6 +282,13 @@ def docker():
         bad(where, f"final stage runs as {user.get(final) or 'root (no USER)'}; needs a non-root USER")
     if "musl" not in text:
         bad(where, "the binary is not built for a musl (static) target")
+    volumes = [l for l in lines if l.upper().startswith("VOLUME")]
+    cmd = " ".join(l for l in lines if l.upper().startswith(("CMD", "ENTRYPOINT")))
+    m = re.search(r"--storage\.path=([^\"\s,\]]+)", cmd)
+    if not m:
+        bad(where, "CMD does not pass --storage.path= (counters would reset with every container)")
+    elif not any(m.group(1) in v for v in volumes):
+        bad(where, f"--storage.path {m.group(1)} is not a declared VOLUME")
     final_from = [l for l in lines if l.upper().startswith("FROM")][-1]
     if not re.search(r"distroless/static|scratch", final_from):
         bad(where, f"final stage {final_from!r} is not distroless/static or scratch")
@@ -285,11 +307,13 @@ def units():
         m = re.match(r"^([A-Za-z]+)=(.*)$", l)
         if m:
             directives.setdefault(m.group(1), []).append(m.group(2).strip())
-    want = {"DynamicUser": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "NoNewPrivileges": "yes",
+    want = {"DynamicUser": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "NoNewPrivileges": "yes", "StateDirectory": "balance_exporter",
             "PrivateTmp": "yes", "PrivateDevices": "yes", "CapabilityBoundingSet": ""}
     for k, v in want.items():
         if directives.get(k, [None])[-1] != v:
             bad(where, f"{k}={v} expected, found {directives.get(k)}")
+    if "--storage.path=/var/lib/" + directives.get("StateDirectory", [""])[-1] not in text:
+        bad(where, "ExecStart must pass --storage.path=/var/lib/<StateDirectory> (counters survive restarts)")
     if not directives.get("LoadCredential"):
         bad(where, "no LoadCredential=")
     if not any("$MAINPID" in v for v in directives.get("ExecReload", [])):

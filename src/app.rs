@@ -28,6 +28,8 @@ pub struct Options {
     pub telemetry_path: String,
     /// Poll only this replica's share of the suppliers.
     pub shard: Option<Shard>,
+    /// `--storage.path`: counters, last balances and ledger memory survive restarts.
+    pub storage_path: Option<PathBuf>,
 }
 
 /// Keeps the suppliers this replica polls.
@@ -47,6 +49,8 @@ pub enum StartError {
     Demo(#[source] DemoError),
     #[error("loading the web config {path}")]
     WebConfig { path: String, source: ConfigError },
+    #[error("opening the state directory (--storage.path)")]
+    Storage(#[source] crate::storage::StorageError),
     #[error("listening on {addr}")]
     Listen { addr: String, source: std::io::Error },
 }
@@ -91,7 +95,17 @@ impl App {
         }
         let web = Arc::new(arc_swap::ArcSwap::from_pointee(web));
         let store = Arc::new(Store::default());
-        let scheduler = Arc::new(Scheduler::new(store.clone()));
+        let storage = match &opts.storage_path {
+            None => None,
+            Some(dir) => {
+                let dir = dir.clone();
+                let opened = tokio::task::spawn_blocking(move || crate::storage::Storage::open(&dir)).await;
+                let opened = opened.unwrap_or_else(|e| Err(crate::storage::StorageError::Record(format!("state loader panicked: {e}"))));
+                store.enable_state_writes();
+                Some(Arc::new(opened.map_err(StartError::Storage)?))
+            }
+        };
+        let scheduler = Arc::new(Scheduler::with_storage(store.clone(), storage));
         let (demo, initial) = if opts.demo {
             let demo = Arc::new(Demo::start().await.map_err(StartError::Demo)?);
             let config = demo.config.clone();

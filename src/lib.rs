@@ -6,7 +6,9 @@
 //! (rate limiter, auth, timeouts, retries, body cap) and reads the answer
 //! into exact decimals ([`amount`]) → [`snapshot::SupplierState::after_poll`]
 //! derives the next immutable state (spend and top-up counters included) →
-//! the store swaps it in atomically.
+//! with `--storage.path`, [`storage`] writes it durably (group commit) → the
+//! store swaps it in atomically. A panic anywhere in a poll is caught by the
+//! scheduler and becomes a failed poll with `reason="internal"`.
 //!
 //! The path of one scrape: [`server`] → [`metrics::Renderer`] returns the
 //! exposition cached for the store's current generation, or renders it once
@@ -24,6 +26,7 @@ pub mod scheduler;
 pub mod server;
 pub mod shard;
 pub mod snapshot;
+pub mod storage;
 pub mod suppliers;
 pub mod upstream;
 pub mod web_config;

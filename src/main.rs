@@ -31,6 +31,10 @@ struct Flags {
     /// TLS, basic auth and extra headers (Prometheus exporter-toolkit format).
     #[arg(long = "web.config.file")]
     web_config_file: Option<PathBuf>,
+    /// Directory where spend/top-up counters, last balances and ledger
+    /// cursors survive restarts (none: they start fresh).
+    #[arg(long = "storage.path")]
+    storage_path: Option<PathBuf>,
     /// This replica's shard (0-based), see --shard.count.
     #[arg(long = "shard.index", default_value_t = 0)]
     shard_index: u64,
@@ -116,6 +120,8 @@ fn main() -> ExitCode {
         eprintln!("--web.telemetry-path must start with '/'");
         return ExitCode::FAILURE;
     }
+    // Before any thread starts: panics inside polls are logged redacted, not printed raw.
+    balance_exporter::scheduler::install_panic_hook();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("building the tokio runtime");
     runtime.block_on(run(flags))
 }
@@ -144,6 +150,7 @@ async fn run(flags: Flags) -> ExitCode {
         demo: flags.demo,
         listen_address: flags.listen_address.clone(),
         telemetry_path: flags.telemetry_path.clone(),
+        storage_path: flags.storage_path.clone(),
     };
     let app = match App::start_with_web_config(opts, flags.web_config_file.clone()).await {
         Ok(app) => app,

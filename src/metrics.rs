@@ -113,6 +113,7 @@ pub fn collect_families(store: &Store) -> Vec<MetricFamily> {
     let mut last_success = Family::new("supplier_last_success_timestamp_seconds", "Time of the last successful poll (absent before the first success).", MetricType::GAUGE);
     let mut interval = Family::new("supplier_poll_interval_seconds", "Configured poll interval.", MetricType::GAUGE);
     let mut polls = Family::new("supplier_polls_total", "Polls attempted.", MetricType::COUNTER);
+    let mut last_poll = Family::new("supplier_last_poll_timestamp_seconds", "End of the last poll attempt, success or failure (the load time until the first attempt ends); a stuck poller shows here.", MetricType::GAUGE);
     let mut errors = Family::new("supplier_poll_errors_total", "Failed polls by reason.", MetricType::COUNTER);
     let mut row_errors = Family::new("supplier_row_errors_total", "Rows of successful polls that could not be read (the other rows were kept).", MetricType::COUNTER);
     let mut duration = Family::new("supplier_poll_duration_seconds", "Time taken by one poll, all its requests included.", MetricType::HISTOGRAM);
@@ -125,6 +126,9 @@ pub fn collect_families(store: &Store) -> Vec<MetricFamily> {
         info.push(&[("supplier", s), ("kind", slot.kind)], 1.0);
         interval.push(&[("supplier", s)], slot.poll_interval.as_secs_f64());
         polls.push(&[("supplier", s)], state.polls_total as f64);
+        if let Some(t) = state.last_poll_timestamp() {
+            last_poll.push(&[("supplier", s)], unix_seconds(t));
+        }
         row_errors.push(&[("supplier", s)], state.row_errors_total as f64);
         for reason in Reason::ALL {
             let n = state.errors_total.get(&reason).copied().unwrap_or(0);
@@ -166,11 +170,16 @@ pub fn collect_families(store: &Store) -> Vec<MetricFamily> {
     let mut reload_time = Family::new("balance_exporter_config_last_reload_success_timestamp_seconds", "Time of the last successful config load.", MetricType::GAUGE);
     reload_time.push(&[], store.last_reload_success() as f64);
 
+    let mut state_errors = Family::new("balance_exporter_state_write_errors_total", "Writes of the --storage.path state that failed (counters are held back until a write succeeds).", MetricType::COUNTER);
+    if let Some(n) = store.state_write_errors() {
+        state_errors.push(&[], n as f64);
+    }
+
     let mut lateness = Family::new("balance_exporter_poll_lateness_seconds", "How long after its planned instant each poll started (scheduler lag), all suppliers.", MetricType::HISTOGRAM);
     let (cumulative, count, sum) = store.lateness.read();
     lateness.mf.mut_metric().push(histogram_metric(&[], &crate::snapshot::LATENESS_BUCKETS, &cumulative, count, sum));
 
-    [balance, frozen, usable, updated, spent, topped, low, runway, up, last_success, interval, polls, errors, row_errors, duration, info, build, reload, reload_time, lateness]
+    [balance, frozen, usable, updated, spent, topped, low, runway, up, last_success, interval, polls, last_poll, errors, row_errors, duration, info, build, reload, reload_time, state_errors, lateness]
         .into_iter()
         .chain(extra.into_values())
         .map(|f| f.mf)

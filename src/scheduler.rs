@@ -6,9 +6,13 @@
 //! across reloads, so a reload neither resets `min_interval` spacing nor
 //! forgets which ledger entries were already counted.
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
@@ -17,6 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, SupplierConfig};
 use crate::snapshot::{Store, SupplierSlot};
+use crate::storage::Storage;
 use crate::suppliers::{KindMemory, PollOutput};
 use crate::upstream::{build_client, Limiter, PollError, Reason, Upstream};
 
@@ -30,11 +35,12 @@ const FAILURE_BACKOFF_BASE: Duration = Duration::from_secs(5);
 /// After success: `poll_interval` ±10%. After a transient failure (rate limit,
 /// 5xx, timeout, connect, decode): capped exponential backoff from 5 s, so a
 /// blip heals well before the next regular poll. After auth/forbidden/not
-/// found: the regular interval (retrying a revoked key faster helps no one).
+/// found/internal: the regular interval (retrying a revoked key, or a bug of
+/// ours, faster helps no one).
 pub fn next_delay(poll_interval: Duration, outcome: Option<Reason>, consecutive_failures: u32, jitter: f64) -> Duration {
     let jitter = jitter.clamp(0.0, 1.0);
     match outcome {
-        None | Some(Reason::Auth | Reason::Forbidden | Reason::NotFound) => poll_interval.mul_f64(0.9 + 0.2 * jitter),
+        None | Some(Reason::Auth | Reason::Forbidden | Reason::NotFound | Reason::Internal) => poll_interval.mul_f64(0.9 + 0.2 * jitter),
         Some(_) => {
             let exp = FAILURE_BACKOFF_BASE.saturating_mul(1 << consecutive_failures.saturating_sub(1).min(16));
             exp.min(poll_interval).mul_f64(0.75 + 0.25 * jitter)
@@ -42,14 +48,128 @@ pub fn next_delay(poll_interval: Duration, outcome: Option<Reason>, consecutive_
     }
 }
 
+// ---- panics ----
+
+thread_local! {
+    /// True while this thread runs guarded poll code: the panic hook then
+    /// stays quiet (the poll loop logs the panic, redacted) and notes where.
+    static GUARDED: Cell<bool> = const { Cell::new(false) };
+    static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs (once) a panic hook that keeps panics inside polls off stderr:
+/// their message may quote upstream text, so the poll loop logs it through
+/// the supplier's redaction instead. Other panics go to the previous hook.
+pub fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if GUARDED.get() {
+                let at = info.location().map(|l| format!("{}:{}", l.file(), l.line()));
+                PANIC_LOCATION.with_borrow_mut(|p| *p = at);
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs `f` with panics caught: `Err` holds the panic's message and location.
+fn guard<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    let was = GUARDED.replace(true);
+    let result = std::panic::catch_unwind(AssertUnwindSafe(f));
+    GUARDED.set(was);
+    result.map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-text panic payload".to_string());
+        match PANIC_LOCATION.with_borrow_mut(Option::take) {
+            Some(at) => format!("panic at {at}: {message}"),
+            None => format!("panic: {message}"),
+        }
+    })
+}
+
+/// A future whose panics are caught like [`guard`]'s; it yields `Err` once
+/// the inner future panicked (and is never polled again).
+pub struct Guarded<F> {
+    inner: Pin<Box<F>>,
+}
+
+/// Wraps a poll future so a panic in it fails the poll instead of its task.
+pub fn guarded<F: Future>(future: F) -> Guarded<F> {
+    Guarded { inner: Box::pin(future) }
+}
+
+impl<F: Future> Future for Guarded<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.inner.as_mut();
+        match guard(move || inner.poll(cx)) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+// ---- the poll loop ----
+
+/// What one poll attempt produced.
+#[derive(Debug)]
+pub struct Attempt {
+    pub result: Result<PollOutput, PollError>,
+    /// The kind's persistent memory after the attempt (written with the state).
+    pub memory: Option<serde_json::Value>,
+}
+
+impl From<Result<PollOutput, PollError>> for Attempt {
+    fn from(result: Result<PollOutput, PollError>) -> Attempt {
+        Attempt { result, memory: None }
+    }
+}
+
+/// Where a poll loop publishes, and how it writes and redacts.
+#[derive(Clone)]
+pub struct LoopContext {
+    pub store: Arc<Store>,
+    pub slot: Arc<SupplierSlot>,
+    pub cancel: CancellationToken,
+    pub initial_delay: Duration,
+    /// `--storage.path`: every attempt's state is written before it is published.
+    pub storage: Option<Arc<Storage>>,
+    /// The supplier's secret redaction, for panic messages.
+    pub redact: Arc<dyn Fn(&str) -> String + Send + Sync>,
+}
+
+impl LoopContext {
+    /// A context without storage or secrets (tests, benches).
+    pub fn new(store: Arc<Store>, slot: Arc<SupplierSlot>, cancel: CancellationToken, initial_delay: Duration) -> Self {
+        LoopContext { store, slot, cancel, initial_delay, storage: None, redact: Arc::new(str::to_string) }
+    }
+}
+
 /// Runs one supplier's poll loop until `cancel`. `poll` performs one poll.
-pub async fn run_poll_loop<F, Fut>(store: Arc<Store>, slot: Arc<SupplierSlot>, cancel: CancellationToken, initial_delay: Duration, mut poll: F)
+///
+/// Nothing a poll does can end the loop: a panic in the poll or in applying
+/// its result becomes a failed poll with `reason="internal"` (logged once per
+/// distinct message), the last good balances stay, and the next poll runs
+/// on schedule.
+pub async fn run_poll_loop<F, Fut>(ctx: LoopContext, mut poll: F)
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<PollOutput, PollError>>,
+    Fut: Future<Output = Attempt>,
 {
+    let LoopContext { store, slot, cancel, initial_delay, storage, redact } = ctx;
     let mut next = Instant::now() + initial_delay;
     let mut failures = 0u32;
+    let mut last_panic: Option<String> = None;
+    // Memory last persisted; kept when an attempt panicked before reporting it.
+    let mut memory: Option<serde_json::Value> = None;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -57,27 +177,67 @@ where
         }
         let started = Instant::now();
         store.lateness.observe(started.saturating_duration_since(next));
-        let result = tokio::select! {
+        let attempt = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = poll() => r,
+            a = guarded(poll()) => a,
         };
         let took = started.elapsed();
-        let outcome = result.as_ref().err().map(|e| e.reason);
-        match &result {
-            Ok(out) => {
+        let now = SystemTime::now();
+        let result = match attempt {
+            Ok(a) => {
+                if a.memory.is_some() {
+                    memory = a.memory;
+                }
+                a.result
+            }
+            Err(panic) => Err(PollError::new(Reason::Internal, redact(&panic))),
+        };
+        let working = slot.working_state();
+        let state = guard(|| working.after_poll(result, took, now)).unwrap_or_else(|panic| {
+            let e = PollError::new(Reason::Internal, redact(&format!("applying the poll: {panic}")));
+            working.after_poll(Err(e), took, now)
+        });
+        let outcome = (!state.up).then(|| state.last_error.as_ref().map(|e| e.reason)).flatten();
+        match (outcome, &state.last_error) {
+            (None, _) => {
                 failures = 0;
-                for e in &out.row_errors {
+                for e in &state.last_row_errors {
                     tracing::warn!(supplier = %slot.name, error = %e, "row skipped");
                 }
-                tracing::debug!(supplier = %slot.name, balances = out.balances.len(), took_ms = took.as_millis() as u64, "poll ok");
+                tracing::debug!(supplier = %slot.name, balances = state.balances.len(), took_ms = took.as_millis() as u64, "poll ok");
             }
-            Err(e) => {
+            (Some(Reason::Internal), Some(e)) => {
                 failures += 1;
-                tracing::warn!(supplier = %slot.name, reason = e.reason.as_str(), error = %e.message, "poll failed");
+                if last_panic.as_deref() != Some(e.message.as_str()) {
+                    tracing::error!(supplier = %slot.name, reason = "internal", error = %e.message, "poll failed by a bug of the exporter (caught; polling goes on; please report it)");
+                    last_panic = Some(e.message.clone());
+                }
+            }
+            (Some(reason), e) => {
+                failures += 1;
+                let message = e.as_ref().map(|e| e.message.as_str()).unwrap_or_default();
+                tracing::warn!(supplier = %slot.name, reason = reason.as_str(), error = %message, "poll failed");
             }
         }
-        let state = slot.state().after_poll(result, took, SystemTime::now());
-        store.publish(&slot, state);
+        match &storage {
+            None => store.publish(&slot, state),
+            Some(storage) => {
+                let written = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    w = storage.put(&slot.name, slot.kind, &state, memory.clone()) => w,
+                };
+                match written {
+                    Ok(()) => store.publish(&slot, state),
+                    Err(e) => {
+                        // Balances and health go out; counters wait until durable.
+                        store.state_write_failed();
+                        tracing::warn!(supplier = %slot.name, error = %crate::app::error_chain(&e), "state write failed; counters held back");
+                        let published = state.with_counters_of(&slot.state());
+                        store.publish_held(&slot, state, published);
+                    }
+                }
+            }
+        }
         let delay = next_delay(slot.poll_interval, outcome, failures, rand::random::<f64>());
         next = (started + delay).max(Instant::now());
     }
@@ -97,6 +257,7 @@ struct Task {
 pub struct Scheduler {
     store: Arc<Store>,
     client: reqwest::Client,
+    storage: Option<Arc<Storage>>,
     limiters: Mutex<HashMap<String, Arc<Limiter>>>,
     memories: Mutex<HashMap<String, Arc<tokio::sync::Mutex<KindMemory>>>>,
     tasks: Mutex<HashMap<String, Task>>,
@@ -106,9 +267,16 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(store: Arc<Store>) -> Self {
+        Scheduler::with_storage(store, None)
+    }
+
+    /// A scheduler whose polls write their state to `storage` before publishing it.
+    pub fn with_storage(store: Arc<Store>, storage: Option<Arc<Storage>>) -> Self {
+        install_panic_hook();
         Scheduler {
             store,
             client: build_client(Duration::from_secs(5)),
+            storage,
             limiters: Mutex::default(),
             memories: Mutex::default(),
             tasks: Mutex::default(),
@@ -117,11 +285,23 @@ impl Scheduler {
         }
     }
 
-    /// Makes the running tasks match `config`: new suppliers start, removed
-    /// ones stop (and leave `/metrics`), changed ones restart keeping state.
+    /// Makes the running tasks match `config`: new suppliers start (from
+    /// their persisted state when there is one), removed ones stop (and
+    /// leave `/metrics` and the state directory), changed ones restart
+    /// keeping state.
     pub fn apply(&self, config: &Config) {
-        let slots = self.store.set_suppliers(&config.suppliers);
+        let mut restored_memory = HashMap::new();
+        let slots = self.store.set_suppliers_restoring(&config.suppliers, &mut |cfg| {
+            let restored = self.storage.as_ref()?.take_restored(&cfg.name, cfg.kind.name())?;
+            if let Some(m) = restored.memory {
+                restored_memory.insert(cfg.name.clone(), m);
+            }
+            Some(restored.state)
+        });
         let by_name: HashMap<&str, &SupplierConfig> = config.suppliers.iter().map(|s| (s.name.as_str(), s)).collect();
+        if let Some(storage) = &self.storage {
+            storage.retain(&|name| by_name.contains_key(name));
+        }
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.retain(|name, task| match by_name.get(name.as_str()) {
             // Only the thresholds changed: they are read from the new slot, so
@@ -130,12 +310,21 @@ impl Scheduler {
                 task.config = (*s).clone();
                 true
             }
-            _ => {
+            other => {
                 task.cancel.cancel();
+                if let (None, Some(storage)) = (other, &self.storage) {
+                    storage.drop_supplier(name);
+                }
                 false
             }
         });
-        self.memories.lock().unwrap_or_else(|e| e.into_inner()).retain(|name, _| by_name.contains_key(name.as_str()));
+        {
+            let mut memories = self.memories.lock().unwrap_or_else(|e| e.into_inner());
+            memories.retain(|name, _| by_name.contains_key(name.as_str()));
+            for (name, value) in restored_memory {
+                memories.insert(name, Arc::new(tokio::sync::Mutex::new(KindMemory::restored(value))));
+            }
+        }
         for (cfg, slot) in config.suppliers.iter().zip(slots) {
             if tasks.contains_key(&cfg.name) {
                 // Unchanged: the running task keeps polling; it shares its state cell with the new slot.
@@ -152,24 +341,43 @@ impl Scheduler {
         let memory = self.memories.lock().unwrap_or_else(|e| e.into_inner()).entry(cfg.name.clone()).or_default().clone();
         let upstream = Upstream::new(self.client.clone(), &cfg, limiter);
         let initial = MAX_INITIAL_DELAY.min(cfg.poll_interval / 10).mul_f64(rand::random::<f64>());
-        let store = self.store.clone();
+        let redactor = upstream.clone();
+        let ctx = LoopContext {
+            store: self.store.clone(),
+            slot,
+            cancel,
+            initial_delay: initial,
+            storage: self.storage.clone(),
+            redact: Arc::new(move |text: &str| redactor.redact(text)),
+        };
         let cfg = Arc::new(cfg);
-        self.tracker.spawn(run_poll_loop(store, slot, cancel, initial, move || {
+        self.tracker.spawn(run_poll_loop(ctx, move || {
             let (cfg, upstream, memory) = (cfg.clone(), upstream.clone(), memory.clone());
             // Boxed: an idle task then holds a pointer, not room for the largest
             // kind's poll state (several KiB × 10,000 suppliers).
             Box::pin(async move {
                 let mut memory = memory.lock().await;
-                cfg.kind.poll(&upstream, &mut memory).await
+                // Caught here, with the memory lock still held, so what the
+                // kind left in memory is saved either way.
+                let result = guarded(cfg.kind.poll(&upstream, &mut memory)).await.unwrap_or_else(|panic| {
+                    Err(PollError::new(Reason::Internal, upstream.redact(&format!("{} kind: {panic}", cfg.kind.name()))))
+                });
+                Attempt { result, memory: memory.saved() }
             })
         }));
     }
 
-    /// Stops every poll task, waiting at most `grace` for them to finish.
+    /// Stops every poll task, waiting at most `grace` for them to finish,
+    /// then flushes the state directory.
     pub async fn shutdown(&self, grace: Duration) {
         self.shutdown.cancel();
         self.tracker.close();
         let _ = tokio::time::timeout(grace, self.tracker.wait()).await;
+        if let Some(storage) = &self.storage {
+            storage.flush().await;
+            let storage = storage.clone();
+            let _ = tokio::task::spawn_blocking(move || storage.close()).await;
+        }
     }
 }
 
@@ -217,15 +425,16 @@ mod tests {
         let n = Arc::new(AtomicU32::new(0));
         let start = Instant::now();
         let (c2, n2) = (calls.clone(), n.clone());
-        let task = tokio::spawn(run_poll_loop(store.clone(), slot.clone(), cancel.clone(), Duration::from_secs(2), move || {
+        let ctx = LoopContext::new(store.clone(), slot.clone(), cancel.clone(), Duration::from_secs(2));
+        let task = tokio::spawn(run_poll_loop(ctx, move || {
             c2.lock().unwrap().push(start.elapsed());
             let i = n2.fetch_add(1, Ordering::SeqCst);
             async move {
                 if (1..=2).contains(&i) {
-                    Err(PollError::new(Reason::ServerError, "http 500"))
+                    Err(PollError::new(Reason::ServerError, "http 500")).into()
                 } else {
                     let b = Decimal::new(i as i64, 0);
-                    Ok(PollOutput { balances: vec![BalanceRow { account: "main".into(), currency: "USD".into(), balance: b, frozen: Decimal::ZERO, usable: b, updated_at: None }], ..Default::default() })
+                    Ok(PollOutput { balances: vec![BalanceRow { account: "main".into(), currency: "USD".into(), balance: b, frozen: Decimal::ZERO, usable: b, updated_at: None }], ..Default::default() }).into()
                 }
             }
         }));
@@ -252,15 +461,147 @@ mod tests {
         let slots = store.set_suppliers(&cfgs);
         let cancel = CancellationToken::new();
         let fast_polls = Arc::new(AtomicU32::new(0));
-        tokio::spawn(run_poll_loop(store.clone(), slots[0].clone(), cancel.clone(), Duration::ZERO, || std::future::pending()));
+        tokio::spawn(run_poll_loop(LoopContext::new(store.clone(), slots[0].clone(), cancel.clone(), Duration::ZERO), || std::future::pending()));
         let f = fast_polls.clone();
-        tokio::spawn(run_poll_loop(store.clone(), slots[1].clone(), cancel.clone(), Duration::ZERO, move || {
+        tokio::spawn(run_poll_loop(LoopContext::new(store.clone(), slots[1].clone(), cancel.clone(), Duration::ZERO), move || {
             f.fetch_add(1, Ordering::SeqCst);
-            async { Ok(PollOutput::default()) }
+            async { Ok(PollOutput::default()).into() }
         }));
         tokio::time::sleep(Duration::from_secs(100)).await;
         assert!(fast_polls.load(Ordering::SeqCst) >= 9);
         assert!(!slots[0].state().polled_once);
         cancel.cancel();
+    }
+
+    fn fox_row(balance: &str) -> BalanceRow {
+        let b = Decimal::from_scientific(balance).or_else(|_| Decimal::from_str_exact(balance)).unwrap();
+        BalanceRow { account: "main".into(), currency: "USD".into(), balance: b, frozen: Decimal::ZERO, usable: b, updated_at: None }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_poll_fails_with_reason_internal_and_polling_goes_on_on_schedule() {
+        install_panic_hook();
+        let store = Arc::new(Store::default());
+        let slot = store.set_suppliers(&[test_config("s", Duration::from_secs(60))]).remove(0);
+        let cancel = CancellationToken::new();
+        let calls = Arc::new(Mutex::new(Vec::<Duration>::new()));
+        let (c2, start) = (calls.clone(), Instant::now());
+        let mut ctx = LoopContext::new(store.clone(), slot.clone(), cancel.clone(), Duration::ZERO);
+        ctx.redact = Arc::new(|t: &str| t.replace("sk_live_42", "<secret>"));
+        let task = tokio::spawn(run_poll_loop(ctx, move || {
+            let i = { let mut c = c2.lock().unwrap(); c.push(start.elapsed()); c.len() };
+            async move {
+                tokio::task::yield_now().await;
+                if (2..=3).contains(&i) {
+                    panic!("parser bug near sk_live_42 (call {i})");
+                }
+                Attempt::from(Ok(PollOutput { balances: vec![fox_row(if i == 1 { "284.50" } else { "280.00" })], ..Default::default() }))
+            }
+        }));
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        let s = slot.state();
+        assert!(!s.up);
+        assert_eq!(s.errors_total[&Reason::Internal], 1, "one panic so far");
+        let e = s.last_error.as_ref().unwrap();
+        assert!(e.message.contains("parser bug near <secret> (call 2)"), "{}", e.message);
+        assert!(!e.message.contains("sk_live_42"));
+        assert_eq!(s.balances[&("main".to_string(), "USD".to_string())].row.balance.to_string(), "284.50", "last good balance kept");
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        cancel.cancel();
+        task.await.expect("the task survived its panics");
+        let calls = calls.lock().unwrap().clone();
+        assert!(calls.len() >= 4, "{calls:?}");
+        // After a panic the next poll is at the regular interval (a bug does not heal faster).
+        for gap in calls.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()) {
+            assert!((54.0..=66.0).contains(&gap), "{calls:?}");
+        }
+        let s = slot.state();
+        assert!(s.up, "recovered");
+        assert_eq!(s.errors_total[&Reason::Internal], 2);
+        assert_eq!(s.spent_total[&("main".to_string(), "USD".to_string())].to_string(), "4.50");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_swing_beyond_the_decimal_range_fails_one_poll_with_decode_then_recovers() {
+        let store = Arc::new(Store::default());
+        let slot = store.set_suppliers(&[test_config("s", Duration::from_secs(60))]).remove(0);
+        let cancel = CancellationToken::new();
+        let answers = Arc::new(Mutex::new(vec!["284.50", "-7e28", "-7e28", "-7e28", "7e28"]));
+        let a2 = answers.clone();
+        let ctx = LoopContext::new(store.clone(), slot.clone(), cancel.clone(), Duration::ZERO);
+        let task = tokio::spawn(run_poll_loop(ctx, move || {
+            let b = a2.lock().unwrap().pop().unwrap_or("284.50");
+            async move { Attempt::from(Ok(PollOutput { balances: vec![fox_row(b)], ..Default::default() })) }
+        }));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(slot.state().balances.values().next().unwrap().row.balance.to_string(), "70000000000000000000000000000");
+        // The swing comes at ~60 s and is retried after 3.75–5 s and 7.5–10 s.
+        tokio::time::sleep(Duration::from_secs(40)).await;
+        let s = slot.state();
+        assert!(!s.up);
+        assert!(s.errors_total[&Reason::Decode] >= 1);
+        assert!(s.last_error.as_ref().unwrap().message.contains("supplier_balance"), "names the field: {:?}", s.last_error);
+        assert_eq!(s.balances.values().next().unwrap().row.balance.to_string(), "70000000000000000000000000000", "last good kept");
+        tokio::time::sleep(Duration::from_secs(200)).await;
+        cancel.cancel();
+        task.await.unwrap();
+        let s = slot.state();
+        assert!(s.up);
+        assert_eq!(s.errors_total[&Reason::Decode], 3);
+        assert_eq!(s.balances.values().next().unwrap().row.balance.to_string(), "284.50", "back to the true balance");
+        // 7e28 − 284.50 needs 31 significant digits; Decimal keeps 29 and rounds.
+        assert_eq!(s.spent_total.values().next().unwrap().to_string(), "69999999999999999999999999716");
+    }
+
+    #[tokio::test]
+    async fn a_kind_that_panics_is_caught_by_the_scheduler_and_recovers() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        install_panic_hook();
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/balance"))
+            .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"balance": {"amount": 284.50, "currency": "USD"}}"#))
+            .mount(&server)
+            .await;
+        let text = format!(
+            "suppliers:\n  - {{name: fox, kind: foxreload, base_url: '{}', poll_interval: 400ms, min_interval: 0s, auth: {{bearer_token: sk_fault_secret}}}}\n",
+            server.uri()
+        );
+        let config = crate::config::load_str(&text, &|_| None).unwrap();
+        let base_url = format!("{}/", server.uri());
+        let store = Arc::new(Store::default());
+        let scheduler = Scheduler::new(store.clone());
+        scheduler.apply(&config);
+        let slot = store.slots()[0].clone();
+        let wait_for = |want: &'static str| {
+            let slot = slot.clone();
+            async move {
+                for _ in 0..100 {
+                    let s = slot.state();
+                    let ok = match want {
+                        "up" => s.up,
+                        _ => s.errors_total.get(&Reason::Internal).copied().unwrap_or(0) >= 2,
+                    };
+                    if ok {
+                        return s;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                panic!("supplier never reached {want}: {:?}", slot.state());
+            }
+        };
+        wait_for("up").await;
+        crate::suppliers::fault::arm(&base_url, true);
+        let s = wait_for("two internal failures").await;
+        crate::suppliers::fault::arm(&base_url, false);
+        assert!(!s.up);
+        let message = &s.last_error.as_ref().unwrap().message;
+        assert!(message.starts_with("foxreload kind: panic at src/suppliers/mod.rs"), "{message}");
+        assert!(!message.contains("sk_fault_secret"), "redacted: {message}");
+        assert_eq!(s.balances.values().next().unwrap().row.balance.to_string(), "284.50", "last good kept");
+        let s = wait_for("up").await;
+        assert!(s.polls_total >= 4);
+        scheduler.shutdown(Duration::from_secs(1)).await;
     }
 }

@@ -4,6 +4,11 @@
 //! atomically after each poll (`arc-swap`): a scrape sees either the whole
 //! old poll or the whole new one, never a half-updated mix. Spend and top-up
 //! counters live in that state, so they survive failed polls and reloads.
+//!
+//! Every computation on upstream numbers here is checked: a balance change
+//! or counter sum that `Decimal` cannot hold fails that row (or, when every
+//! row fails, the poll with `reason="decode"`), never the poll task.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -39,10 +44,10 @@ impl DurationHistogram {
     pub fn observe(&mut self, seconds: f64) {
         for (bound, slot) in DURATION_BUCKETS.iter().zip(self.cumulative.iter_mut()) {
             if seconds <= *bound {
-                *slot += 1;
+                *slot = slot.saturating_add(1);
             }
         }
-        self.count += 1;
+        self.count = self.count.saturating_add(1);
         self.sum += seconds;
     }
 }
@@ -74,12 +79,18 @@ impl Balance {
 pub struct SupplierState {
     pub polled_once: bool,
     pub up: bool,
+    /// When this supplier was loaded (start, reload that added it, restart).
+    pub loaded_at: Option<SystemTime>,
+    /// End of the last poll attempt, success or failure.
+    pub last_attempt: Option<SystemTime>,
     pub last_success: Option<SystemTime>,
     pub last_error: Option<LastError>,
     pub polls_total: u64,
     pub errors_total: BTreeMap<Reason, u64>,
     /// Rows a successful poll could not read (the other rows were kept).
     pub row_errors_total: u64,
+    /// The row errors of the last successful poll (logged by the poll loop).
+    pub last_row_errors: Vec<String>,
     pub duration: DurationHistogram,
     pub balances: BTreeMap<BalanceKey, Balance>,
     pub spent_total: BTreeMap<BalanceKey, Decimal>,
@@ -96,57 +107,93 @@ pub struct SupplierState {
 }
 
 impl SupplierState {
+    /// A supplier's state when it is loaded at `now`, before any poll.
+    pub fn loaded(now: SystemTime) -> SupplierState {
+        SupplierState { loaded_at: Some(now), ..SupplierState::default() }
+    }
+
+    /// `supplier_last_poll_timestamp_seconds`: the end of the last attempt, or
+    /// the load time until the first attempt ends.
+    pub fn last_poll_timestamp(&self) -> Option<SystemTime> {
+        self.last_attempt.or(self.loaded_at)
+    }
+
     /// The state after a poll that took `took` and ended at `now`.
     pub fn after_poll(&self, result: Result<PollOutput, PollError>, took: Duration, now: SystemTime) -> SupplierState {
         let mut next = self.clone();
         next.polled_once = true;
-        next.polls_total += 1;
+        next.polls_total = next.polls_total.saturating_add(1);
+        next.last_attempt = Some(now);
         next.duration.observe(took.as_secs_f64());
+        let result = result.and_then(|output| {
+            let mut candidate = next.clone();
+            candidate.apply_output(output, now).map(|()| candidate)
+        });
         match result {
-            Ok(output) => {
-                next.up = true;
-                next.last_success = Some(now);
-                next.row_errors_total += output.row_errors.len() as u64;
-                next.apply_output(output, now);
+            Ok(mut applied) => {
+                applied.up = true;
+                applied.last_success = Some(now);
+                applied
             }
             Err(err) => {
                 next.up = false;
-                *next.errors_total.entry(err.reason).or_default() += 1;
+                let n = next.errors_total.entry(err.reason).or_default();
+                *n = n.saturating_add(1);
                 next.last_error = Some(LastError { reason: err.reason, message: err.message, at: now });
+                next
             }
         }
-        next
     }
 
-    fn apply_output(&mut self, output: PollOutput, now: SystemTime) {
+    /// Applies a successful poll. A row whose counter update `Decimal` cannot
+    /// hold keeps its last good balance and becomes a row error; when every
+    /// row fails that way the poll fails with `reason="decode"` and nothing
+    /// of it is applied.
+    fn apply_output(&mut self, output: PollOutput, now: SystemTime) -> Result<(), PollError> {
+        let mut row_errors = output.row_errors;
+        let rows = output.balances.len();
+        let mut failed = 0usize;
         let mut balances = BTreeMap::new();
         for row in output.balances {
             let key = (row.account.clone(), row.currency.clone());
+            if balances.contains_key(&key) {
+                // A kind reports each key once; a second row would double its counters.
+                row_errors.push(format!("account {:?} currency {:?}: reported twice in one poll", key.0, key.1));
+                continue;
+            }
+            if let (Flows::Inferred, Some(old)) = (&output.flows, self.balances.get(&key).cloned()) {
+                if let Err(message) = self.infer_flow(&key, old.row.balance, row.balance) {
+                    row_errors.push(format!("account {:?} currency {:?}: {message}", key.0, key.1));
+                    failed = failed.saturating_add(1);
+                    balances.insert(key, old);
+                    continue;
+                }
+            }
             balances.insert(key, Balance { row, fetched_at: now });
+        }
+        if rows > 0 && failed == rows {
+            return Err(PollError::decode(row_errors.join("; ")));
         }
         // Every exported balance has its counters, starting at zero.
         for key in balances.keys() {
             self.spent_total.entry(key.clone()).or_default();
             self.topped_up_total.entry(key.clone()).or_default();
         }
-        match output.flows {
-            Flows::Inferred => {
-                for (key, new) in &balances {
-                    let Some(old) = self.balances.get(key) else { continue };
-                    let delta = new.row.balance - old.row.balance;
-                    if delta < Decimal::ZERO {
-                        *self.spent_total.entry(key.clone()).or_default() -= delta;
-                    } else if delta > Decimal::ZERO {
-                        *self.topped_up_total.entry(key.clone()).or_default() += delta;
+        if let Flows::Ledger(deltas) = output.flows {
+            for d in deltas {
+                let key = (d.account, d.currency);
+                let spent = self.spent_total.get(&key).copied().unwrap_or_default().checked_add(d.spent);
+                let topped = self.topped_up_total.get(&key).copied().unwrap_or_default().checked_add(d.topped_up);
+                match (spent, topped) {
+                    (Some(spent), Some(topped)) => {
+                        self.spent_total.insert(key.clone(), spent);
+                        self.topped_up_total.insert(key.clone(), topped);
+                        self.counters_seen.insert(key, now);
                     }
-                }
-            }
-            Flows::Ledger(deltas) => {
-                for d in deltas {
-                    let key = (d.account, d.currency);
-                    *self.spent_total.entry(key.clone()).or_default() += d.spent;
-                    *self.topped_up_total.entry(key.clone()).or_default() += d.topped_up;
-                    self.counters_seen.insert(key, now);
+                    _ => row_errors.push(format!(
+                        "account {:?} currency {:?}: ledger spend {} / top-up {} overflows the spent/topped-up counters",
+                        key.0, key.1, d.spent, d.topped_up
+                    )),
                 }
             }
         }
@@ -158,7 +205,7 @@ impl SupplierState {
         self.spent_total.retain(|k, _| seen.contains_key(k));
         self.topped_up_total.retain(|k, _| seen.contains_key(k));
         for key in balances.keys() {
-            let spent = self.spent_total[key];
+            let spent = self.spent_total.get(key).copied().unwrap_or_default();
             self.spend_windows
                 .entry(key.clone())
                 .and_modify(|w| w.observe(now, spent))
@@ -171,6 +218,38 @@ impl SupplierState {
             let entry = self.counters.entry((inc.name, inc.labels)).or_insert((inc.help, 0.0));
             entry.1 += inc.value;
         }
+        self.row_errors_total = self.row_errors_total.saturating_add(row_errors.len() as u64);
+        self.last_row_errors = row_errors;
+        Ok(())
+    }
+
+    /// This state with the counters of `durable` (what is on disk): published
+    /// while a state write fails, so no counter is ahead of the disk.
+    pub fn with_counters_of(&self, durable: &SupplierState) -> SupplierState {
+        SupplierState {
+            polls_total: durable.polls_total,
+            errors_total: durable.errors_total.clone(),
+            row_errors_total: durable.row_errors_total,
+            spent_total: durable.spent_total.clone(),
+            topped_up_total: durable.topped_up_total.clone(),
+            ..self.clone()
+        }
+    }
+
+    /// Counts the change of a total balance as spend (decrease) or top-up
+    /// (increase), exactly; an error when `Decimal` cannot hold the change or the sum.
+    fn infer_flow(&mut self, key: &BalanceKey, old: Decimal, new: Decimal) -> Result<(), String> {
+        let delta = new
+            .checked_sub(old)
+            .ok_or_else(|| format!("the change of supplier_balance from {old} to {new} cannot be represented"))?;
+        let counters = if delta < Decimal::ZERO { &mut self.spent_total } else { &mut self.topped_up_total };
+        let name = if delta < Decimal::ZERO { "supplier_balance_spent_total" } else { "supplier_balance_topped_up_total" };
+        let total = counters.get(key).copied().unwrap_or_default();
+        let sum = total
+            .checked_add(delta.abs())
+            .ok_or_else(|| format!("{name} {total} plus the change from {old} to {new} cannot be represented"))?;
+        counters.insert(key.clone(), sum);
+        Ok(())
     }
 }
 
@@ -196,7 +275,7 @@ impl SpendWindow {
     /// Spend per day, once at least an hour of history exists.
     pub fn per_day(&self, now: SystemTime, spent_now: Decimal) -> Option<Decimal> {
         let age = now.duration_since(self.anchor.0).ok().filter(|a| *a >= SPEND_WINDOW_MIN_AGE)?;
-        let spent = spent_now - self.anchor.1;
+        let spent = spent_now.checked_sub(self.anchor.1)?;
         let age_ms = Decimal::from(age.as_millis() as u64);
         spent.checked_mul(Decimal::from(86_400_000u64))?.checked_div(age_ms)
     }
@@ -217,12 +296,36 @@ pub struct SupplierSlot {
     pub thresholds: Vec<Threshold>,
     /// Shared with the slot this one replaced at reload, so a poll task that
     /// keeps running across a reload still publishes where scrapes look.
-    state: Arc<ArcSwap<SupplierState>>,
+    cell: Arc<StateCell>,
+}
+
+/// The published state, and the state polls build on when the two differ:
+/// with `--storage.path`, counters not yet written durably are held back from
+/// `/metrics` (a crash must never make a published counter go backwards), so
+/// the next poll continues from the working state, not the published one.
+#[derive(Debug)]
+struct StateCell {
+    published: ArcSwap<SupplierState>,
+    working: std::sync::Mutex<Option<Arc<SupplierState>>>,
+}
+
+impl StateCell {
+    fn new(state: SupplierState) -> Arc<StateCell> {
+        Arc::new(StateCell { published: ArcSwap::from_pointee(state), working: std::sync::Mutex::new(None) })
+    }
 }
 
 impl SupplierSlot {
+    /// The state as published to `/metrics` and the landing page.
     pub fn state(&self) -> Arc<SupplierState> {
-        self.state.load_full()
+        self.cell.published.load_full()
+    }
+
+    /// The state the next poll builds on (equal to [`Self::state`] unless
+    /// counters are held back after a failed state write).
+    pub fn working_state(&self) -> Arc<SupplierState> {
+        let working = self.cell.working.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        working.unwrap_or_else(|| self.state())
     }
 }
 
@@ -266,6 +369,8 @@ pub struct Store {
     generation: AtomicU64,
     reload_ok: AtomicBool,
     last_reload_success: AtomicU64,
+    /// `Some` with `--storage.path`: state writes that failed.
+    state_write_errors: std::sync::OnceLock<AtomicU64>,
 }
 
 impl Default for Store {
@@ -276,6 +381,7 @@ impl Default for Store {
             generation: AtomicU64::new(0),
             reload_ok: AtomicBool::new(true),
             last_reload_success: AtomicU64::new(unix_seconds(SystemTime::now()) as u64),
+            state_write_errors: std::sync::OnceLock::new(),
         }
     }
 }
@@ -296,24 +402,34 @@ impl Store {
     }
 
     /// Replaces the set of suppliers. Suppliers that stay keep their state
-    /// (balances, counters); removed ones disappear.
+    /// (balances, counters); removed ones disappear; new ones start empty.
     pub fn set_suppliers(&self, suppliers: &[SupplierConfig]) -> Vec<Arc<SupplierSlot>> {
+        self.set_suppliers_restoring(suppliers, &mut |_| None)
+    }
+
+    /// [`Self::set_suppliers`], where a new supplier starts from `restore`'s
+    /// state when it has one (the state kept under `--storage.path`).
+    pub fn set_suppliers_restoring(
+        &self,
+        suppliers: &[SupplierConfig],
+        restore: &mut dyn FnMut(&SupplierConfig) -> Option<SupplierState>,
+    ) -> Vec<Arc<SupplierSlot>> {
         let old = self.slots();
         let old_by_name: std::collections::HashMap<&str, &Arc<SupplierSlot>> = old.iter().map(|s| (s.name.as_str(), s)).collect();
+        let now = SystemTime::now();
         let slots: Vec<Arc<SupplierSlot>> = suppliers
             .iter()
             .map(|cfg| {
-                let state = old_by_name
-                    .get(cfg.name.as_str())
-                    .filter(|s| s.kind == cfg.kind.name())
-                    .map(|s| s.state.clone())
-                    .unwrap_or_default();
+                let cell = match old_by_name.get(cfg.name.as_str()).filter(|s| s.kind == cfg.kind.name()) {
+                    Some(s) => s.cell.clone(),
+                    None => StateCell::new(restore(cfg).unwrap_or_else(|| SupplierState::loaded(now))),
+                };
                 Arc::new(SupplierSlot {
                     name: cfg.name.clone(),
                     kind: cfg.kind.name(),
                     poll_interval: cfg.poll_interval,
                     thresholds: cfg.thresholds.clone(),
-                    state,
+                    cell,
                 })
             })
             .collect();
@@ -324,7 +440,16 @@ impl Store {
 
     /// Publishes a supplier's new state, atomically.
     pub fn publish(&self, slot: &SupplierSlot, state: SupplierState) {
-        slot.state.store(Arc::new(state));
+        *slot.cell.working.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        slot.cell.published.store(Arc::new(state));
+        self.bump();
+    }
+
+    /// Publishes `published` while the next poll builds on `working` (whose
+    /// counters are ahead of what is durable).
+    pub fn publish_held(&self, slot: &SupplierSlot, working: SupplierState, published: SupplierState) {
+        *slot.cell.working.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(working));
+        slot.cell.published.store(Arc::new(published));
         self.bump();
     }
 
@@ -339,6 +464,22 @@ impl Store {
             self.last_reload_success.store(unix_seconds(SystemTime::now()) as u64, Ordering::Release);
         }
         self.bump();
+    }
+
+    /// Turns on `balance_exporter_state_write_errors_total` (`--storage.path` is set).
+    pub fn enable_state_writes(&self) {
+        self.state_write_errors.get_or_init(AtomicU64::default);
+    }
+
+    /// Counts a failed state write.
+    pub fn state_write_failed(&self) {
+        self.state_write_errors.get_or_init(AtomicU64::default).fetch_add(1, Ordering::Relaxed);
+        self.bump();
+    }
+
+    /// Failed state writes, when state is written at all.
+    pub fn state_write_errors(&self) -> Option<u64> {
+        self.state_write_errors.get().map(|n| n.load(Ordering::Relaxed))
     }
 
     pub fn reload_ok(&self) -> bool {

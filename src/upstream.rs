@@ -30,11 +30,13 @@ pub enum Reason {
     Connect,
     Decode,
     UpstreamStatus,
+    /// A bug of ours (a panic while polling): caught, counted, polling goes on.
+    Internal,
 }
 
 impl Reason {
     /// Every reason, in label order; used to pre-create the error counters at 0.
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::Auth,
         Reason::Forbidden,
         Reason::NotFound,
@@ -44,6 +46,7 @@ impl Reason {
         Reason::Connect,
         Reason::Decode,
         Reason::UpstreamStatus,
+        Reason::Internal,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,7 +60,13 @@ impl Reason {
             Reason::Connect => "connect",
             Reason::Decode => "decode",
             Reason::UpstreamStatus => "upstream_status",
+            Reason::Internal => "internal",
         }
+    }
+
+    /// The reason of a label value.
+    pub fn parse(label: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == label)
     }
 
     /// The reason for an HTTP error status.

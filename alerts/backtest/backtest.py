@@ -46,6 +46,10 @@ EVAL = 60  # rule evaluation interval (Prometheus default global evaluation_inte
 EVAL_OFFSET = 30  # evaluations fall between scrapes
 MAX_STEPS = 10000  # query_range allows 11,000 points per series
 MIN = 60
+# A stuck poller is only visible once three poll intervals pass without an attempt
+# ending; then SupplierPollerStuck's `for:` (3m) and an evaluation step: 20 minutes at
+# 5-minute polls, measured from the first poll that does not happen.
+STUCK_TARGET = 3 * sim.POLL + 5 * MIN
 
 
 def free_port() -> int:
@@ -238,11 +242,25 @@ def incidents(facts):
              window=(sim.OUTAGE[0], sim.OUTAGE[1] + 30 * MIN),
              allow={"SupplierPollsFailing", "SupplierBalanceStale"},
              allow_match={"supplier": "balanced_orders"}),
-        dict(name="poller stuck (foxreload)", alert="SupplierBalanceStale",
+        # SupplierBalanceStale must leave a stuck poller to SupplierPollerStuck (it
+        # would notify first): not allowed here, so firing would be a false alert.
+        dict(name="poller stuck (foxreload)", alert="SupplierPollerStuck",
              severity="warning", match={"supplier": "foxreload"},
-             start=sim.POLLER_HUNG[0], mode="delay", target=15 * MIN,
+             start=sim.POLLER_HUNG[0], mode="delay", target=STUCK_TARGET,
              window=(sim.POLLER_HUNG[0], sim.POLLER_HUNG[1] + 30 * MIN),
-             allow={"SupplierBalanceStale"}, allow_match={"supplier": "foxreload"}),
+             allow={"SupplierPollerStuck"}, allow_match={"supplier": "foxreload"}),
+        dict(name="poll hangs after timeouts (vai247)", alert="SupplierPollerStuck",
+             severity="warning", match={"supplier": "vai247"},
+             start=sim.UPSTREAM_HANG_STUCK, mode="delay", target=STUCK_TARGET,
+             window=(sim.UPSTREAM_HANG[0], sim.UPSTREAM_HANG[1] + 30 * MIN),
+             allow={"SupplierPollerStuck", "SupplierPollsFailing", "SupplierBalanceStale"},
+             allow_match={"supplier": "vai247"}),
+        dict(name="polls fail: internal (balanced_orders)", alert="SupplierPollsFailing",
+             severity="warning", match={"supplier": "balanced_orders"},
+             start=sim.INTERNAL_ERRORS[0], mode="delay", target=15 * MIN,
+             window=(sim.INTERNAL_ERRORS[0], sim.INTERNAL_ERRORS[1] + 30 * MIN),
+             allow={"SupplierPollsFailing", "SupplierBalanceStale"},
+             allow_match={"supplier": "balanced_orders"}),
         dict(name="balance drains to zero (novasend EUR)", alert="SupplierBalanceRunwayShort",
              severity="warning", match={"supplier": "novasend", "account": "acct-eu"},
              start=sim.DRAIN_START, mode="lead", event=zero, target=48 * 3600,

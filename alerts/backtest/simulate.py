@@ -8,7 +8,9 @@ The model has three layers:
   short;
 * the exporter: polls every supplier on its own 5-minute schedule, keeps the last good
   values when a poll fails, derives the spend/top-up counters from balance differences
-  (or from the ledger for ledger suppliers), restarts with fresh counters;
+  (or from the ledger for ledger suppliers), records when each poll attempt ended
+  (success or failure; the load time until the first one ends), restarts with fresh
+  counters;
 * Prometheus: scrapes the exporter every minute and writes `up`.
 
 Incidents are injected into that month; `INCIDENTS` says what should detect each.
@@ -51,6 +53,12 @@ BURST = (at(17, 14, 7), at(17, 14, 27))  # foxreload: every order tripled
 FROZEN_STUCK = (at(21, 9, 0), at(22, 3, 0))  # vai247 USD: settlement stalls
 DUPLICATES = at(23, 16, 3)  # dodo_wallets cus_123: two debits booked twice
 POLLER_HUNG = (at(25, 11, 2), at(25, 12, 30))  # foxreload: poller stuck, up=1
+# vai247: its API stops answering; two polls end in timeouts, then a request hangs
+# and no poll attempt ends any more (supplier_up stays 0, so it looks like an outage).
+UPSTREAM_HANG = (at(27, 19, 52), at(27, 22, 10))
+UPSTREAM_HANG_STUCK = at(27, 20, 2)  # the first poll attempt that never ends
+# balanced_orders: every poll fails with reason "internal" (a parser bug of ours).
+INTERNAL_ERRORS = (at(19, 14, 20), at(19, 15, 5))
 ABSENT = (at(29, 1, 0), at(29, 2, 0))  # target gone from service discovery
 
 
@@ -161,6 +169,7 @@ FAMILIES = {  # family -> (type, help)
     "supplier_balance_runway_threshold_days": ("gauge", "runway threshold"),
     "supplier_up": ("gauge", "last poll succeeded"),
     "supplier_last_success_timestamp_seconds": ("gauge", "last successful poll"),
+    "supplier_last_poll_timestamp_seconds": ("gauge", "end of the last poll attempt"),
     "supplier_poll_interval_seconds": ("gauge", "poll interval"),
     "supplier_poll_errors": ("counter", "failed polls"),
     "supplier_ledger_duplicate_suspects": ("counter", "duplicate ledger debits"),
@@ -189,16 +198,17 @@ def simulate(job: str, seed: int = 20240101):
     # exporter cache, per supplier
     cache = {}
 
-    def reset_exporter():
+    def reset_exporter(loaded_at):
         for sup in suppliers:
             cache[sup.name] = {
                 "up": None, "last_success": None, "errors": {}, "dups": {},
+                "last_poll": loaded_at,  # the load time until the first attempt ends
                 "acct": {a.currency + a.account: None for a in sup.accounts},
                 "spent": {a.currency + a.account: 0.0 for a in sup.accounts},
                 "topped": {a.currency + a.account: 0.0 for a in sup.accounts},
             }
 
-    reset_exporter()
+    reset_exporter(START)
     facts = {"drain_zero": None, "drain_topup": None, "topups": 0}
     drain = next(a for a in suppliers[1].accounts if a.account == "acct-eu")
     fox = suppliers[0].accounts[0]
@@ -270,7 +280,7 @@ def simulate(job: str, seed: int = 20240101):
 
         # --- the exporter ---------------------------------------------------------
         if t == EXPORTER_DOWN[1]:
-            reset_exporter()  # restarted process: fresh counters, nothing polled yet
+            reset_exporter(t)  # restarted process: fresh counters, nothing polled yet
         for sup in suppliers:
             k = -((START + sup.phase - t) // POLL)  # first poll at or after t
             poll_t = START + sup.phase + k * POLL
@@ -281,11 +291,18 @@ def simulate(job: str, seed: int = 20240101):
                 continue
             if sup.name == "foxreload" and POLLER_HUNG[0] <= poll_t < POLLER_HUNG[1]:
                 continue  # scheduler stuck: no poll at all, supplier_up stays as it was
+            if sup.name == "vai247" and UPSTREAM_HANG_STUCK <= poll_t < UPSTREAM_HANG[1]:
+                continue  # the poll hangs: no attempt ends, supplier_up stays 0
             reason = None
+            if sup.name == "vai247" and UPSTREAM_HANG[0] <= poll_t < UPSTREAM_HANG_STUCK:
+                reason = "timeout"
+            if sup.name == "balanced_orders" and INTERNAL_ERRORS[0] <= poll_t < INTERNAL_ERRORS[1]:
+                reason = "internal"
             if sup.name == "dodo_wallets" and REVOKED_KEY[0] <= poll_t < REVOKED_KEY[1]:
                 reason = "auth"
             if sup.name == "balanced_orders" and OUTAGE[0] <= poll_t < OUTAGE[1]:
                 reason = ("connect", "server_error", "timeout")[k % 3]
+            c["last_poll"] = poll_t  # the attempt ends, whatever its outcome
             if reason:
                 c["up"] = 0
                 c["errors"][reason] = c["errors"].get(reason, 0) + 1
@@ -321,6 +338,8 @@ def simulate(job: str, seed: int = 20240101):
             c = cache[sup.name]
             s("supplier_poll_interval_seconds", "supplier_poll_interval_seconds",
               supplier=sup.name).values[m] = POLL
+            s("supplier_last_poll_timestamp_seconds", "supplier_last_poll_timestamp_seconds",
+              supplier=sup.name).values[m] = c["last_poll"]
             if c["up"] is None:
                 continue  # not polled yet since start
             s("supplier_up", "supplier_up", supplier=sup.name).values[m] = c["up"]

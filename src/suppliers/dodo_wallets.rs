@@ -251,8 +251,9 @@ struct Entry {
 
 // ---- memory ----
 
-/// What is remembered of one wallet's ledger between polls.
-#[derive(Debug, Clone, Default)]
+/// What is remembered of one wallet's ledger between polls (and, with
+/// `--storage.path`, across restarts: each entry is counted once).
+#[derive(Debug, Clone, Default, serde::Serialize, Deserialize)]
 pub struct WalletLedger {
     /// False until the first walk set the baseline.
     initialized: bool,
@@ -290,9 +291,27 @@ impl WalletLedger {
 }
 
 /// This kind's [`KindMemory`]: per (customer, currency).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, Deserialize)]
 pub struct DodoMemory {
+    /// A list, not a map: JSON object keys cannot be pairs.
+    #[serde(with = "ledger_list")]
     ledgers: BTreeMap<(String, String), WalletLedger>,
+}
+
+mod ledger_list {
+    use super::WalletLedger;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    type Ledgers = BTreeMap<(String, String), WalletLedger>;
+
+    pub fn serialize<S: Serializer>(ledgers: &Ledgers, s: S) -> Result<S::Ok, S::Error> {
+        ledgers.iter().collect::<Vec<_>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Ledgers, D::Error> {
+        Ok(Vec::<((String, String), WalletLedger)>::deserialize(d)?.into_iter().collect())
+    }
 }
 
 // ---- polling ----
@@ -301,7 +320,7 @@ pub async fn poll(cfg: &DodoWalletsConfig, upstream: &Upstream, memory: &mut Kin
     if cfg.all_customers {
         return poll_aggregate(cfg, upstream).await;
     }
-    let mut poll = CustomersPoll::new(memory.get::<DodoMemory>());
+    let mut poll = CustomersPoll::new(memory.get_persistent::<DodoMemory>());
     for customer in &cfg.customers {
         let wallets = match fetch_wallets(upstream, customer).await {
             Ok(w) => w,
@@ -341,7 +360,7 @@ pub fn parse_customer(
     ledger_pages: &[&[u8]],
     memory: &mut KindMemory,
 ) -> Result<PollOutput, PollError> {
-    let mut poll = CustomersPoll::new(memory.get::<DodoMemory>());
+    let mut poll = CustomersPoll::new(memory.get_persistent::<DodoMemory>());
     let wallets = decode_wallets(upstream, customer, wallets)?;
     for (i, w) in wallets.items.into_iter().enumerate() {
         let Some((key, row)) = poll.wallet(cfg, customer, i, w) else { continue };

@@ -142,6 +142,8 @@ impl KindConfig {
     }
 
     async fn poll_kind(&self, upstream: &Upstream, memory: &mut KindMemory) -> Result<PollOutput, PollError> {
+        #[cfg(test)]
+        fault::maybe_panic(upstream.base_url().as_str());
         match self {
             KindConfig::Foxreload(c) => foxreload::poll(c, upstream).await,
             KindConfig::Novasend(c) => novasend::poll(c, upstream).await,
@@ -149,6 +151,34 @@ impl KindConfig {
             KindConfig::Json(c) => json::poll(c, upstream, memory).await,
             KindConfig::BalancedOrders(c) => balanced_orders::poll(c, upstream).await,
             KindConfig::DodoWallets(c) => dodo_wallets::poll(c, upstream, memory).await,
+        }
+    }
+}
+
+/// Fault injection for the lib's own tests (compiled only into them): a
+/// kind polled at an armed base URL panics, as a parser bug would.
+#[cfg(test)]
+pub mod fault {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+
+    static ARMED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+    /// Makes polls of suppliers at `base_url` panic (`true`) or not.
+    pub fn arm(base_url: &str, on: bool) {
+        let mut armed = ARMED.lock().unwrap_or_else(|e| e.into_inner());
+        let set = armed.get_or_insert_with(HashSet::new);
+        if on {
+            set.insert(base_url.to_string());
+        } else {
+            set.remove(base_url);
+        }
+    }
+
+    pub(super) fn maybe_panic(base_url: &str) {
+        let armed = ARMED.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|s| s.contains(base_url));
+        if armed {
+            panic!("injected fault polling {base_url} with key sk_fault_secret");
         }
     }
 }
@@ -209,16 +239,62 @@ pub struct PollOutput {
 }
 
 /// State a kind keeps between polls of one supplier (e.g. ledger entries seen).
+///
+/// Memory taken with [`KindMemory::get_persistent`] is also written under
+/// `--storage.path` and comes back after a restart; [`KindMemory::get`] is
+/// for what must not reach the disk (access tokens).
 #[derive(Default)]
-pub struct KindMemory(Option<Box<dyn Any + Send + Sync>>);
+pub struct KindMemory {
+    value: Option<Box<dyn Any + Send + Sync>>,
+    /// Serialises `value` when it is persistent memory.
+    save: Option<fn(&(dyn Any + Send + Sync)) -> Option<serde_json::Value>>,
+    /// Read from the state directory, turned into the kind's type on first use.
+    restored: Option<serde_json::Value>,
+}
 
 impl KindMemory {
-    /// This kind's memory, created on first use.
+    /// Memory that starts from what a previous run persisted.
+    pub fn restored(value: serde_json::Value) -> KindMemory {
+        KindMemory { restored: Some(value), ..KindMemory::default() }
+    }
+
+    /// This kind's memory, created on first use; never persisted.
     pub fn get<T: Default + Send + Sync + 'static>(&mut self) -> &mut T {
-        if !self.0.as_ref().is_some_and(|b| b.is::<T>()) {
-            self.0 = Some(Box::new(T::default()));
+        if !self.value.as_ref().is_some_and(|b| b.is::<T>()) {
+            self.value = Some(Box::new(T::default()));
+            self.save = None;
         }
-        self.0.as_mut().and_then(|b| b.downcast_mut::<T>()).expect("memory type just set")
+        self.value.as_mut().and_then(|b| b.downcast_mut::<T>()).expect("memory type just set")
+    }
+
+    /// This kind's memory, persisted with `--storage.path`: on first use it
+    /// is read back from the restored value (a value of another shape starts
+    /// fresh, with a warning).
+    pub fn get_persistent<T>(&mut self) -> &mut T
+    where
+        T: Default + serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
+        if !self.value.as_ref().is_some_and(|b| b.is::<T>()) {
+            let value = match self.restored.take().map(serde_json::from_value::<T>) {
+                Some(Ok(v)) => v,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "persisted kind memory unreadable; starting fresh");
+                    T::default()
+                }
+                None => T::default(),
+            };
+            self.value = Some(Box::new(value));
+            self.save = Some(|any| any.downcast_ref::<T>().and_then(|v| serde_json::to_value(v).ok()));
+        }
+        self.value.as_mut().and_then(|b| b.downcast_mut::<T>()).expect("memory type just set")
+    }
+
+    /// What to persist: the persistent memory, or what was restored and not yet used.
+    pub fn saved(&self) -> Option<serde_json::Value> {
+        match (&self.value, self.save) {
+            (Some(value), Some(save)) => save(value.as_ref()),
+            _ => self.restored.clone(),
+        }
     }
 }
 

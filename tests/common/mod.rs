@@ -18,6 +18,7 @@ pub async fn start(config: &str) -> (App, tempfile::TempDir) {
         listen_address: "127.0.0.1:0".into(),
         telemetry_path: "/metrics".into(),
         shard: None,
+        storage_path: None,
     })
     .await
     .expect("exporter starts");
