@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# The long fuzz run (tests/fuzz.rs, proptest), in release mode.
+# The long fuzz run (tests/fuzz.rs, proptest), in release mode, on the code as
+# it is checked out. Every count it prints comes from this one run.
 #
-#   bash scripts/fuzz.sh                       # 1,000,000 inputs per parser and loader, 2,000 per HTTP-driven kind (dodo_wallets: ~100 ms each)
+#   bash scripts/fuzz.sh                       # 1,000,000 inputs per decoder, sequence and loader target; 2,000 per kind over HTTP
 #   FUZZ_CASES=100000 bash scripts/fuzz.sh     # shorter
 #   FUZZ_KNOWN=1 bash scripts/fuzz.sh          # also the known failures (#[ignore]d tests)
 #
-# FUZZ_CASES: inputs per direct parser (foxreload, novasend, vai247, json with
-# each example mapping) and per config loader (config, web config).
-# FUZZ_POLL_CASES: inputs per kind driven over HTTP (balanced_orders,
-# dodo_wallets), which are slower (one or more local requests per input).
-# Each target prints "fuzz <target>: N inputs, A accepted, R rejected, no panic";
-# a failure prints the minimal input proptest shrank it to. `cargo test` runs
-# the same targets with a few thousand inputs each.
+# FUZZ_CASES: inputs per in-process target — each kind's decoder (foxreload,
+# novasend, vai247, json with each example mapping, balanced_orders,
+# dodo_wallets, dodo_wallets all_customers), the whole-path sequences
+# (decoder → after_poll → /metrics → landing page), and the config and web
+# config loaders.
+# FUZZ_POLL_CASES: inputs per kind polled over HTTP through KindConfig::poll
+# (one or more local requests per input).
+# Each target prints "fuzz <target>: N inputs, A accepted, R rejected, no panic (T s)";
+# a failure prints "fuzz <target>: FAILED after N inputs" with the panic's
+# location, then the minimal input proptest shrank it to.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export FUZZ_CASES=${FUZZ_CASES:-1000000}
@@ -20,13 +24,16 @@ extra=()
 [ -n "${FUZZ_KNOWN:-}" ] && extra+=(--include-ignored)
 mkdir -p target
 log=target/fuzz.log
-echo "fuzz: $FUZZ_CASES inputs per parser and loader, $FUZZ_POLL_CASES per HTTP-driven kind (log: $log)"
+revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- src tests 2>/dev/null || revision="$revision+uncommitted changes"
+echo "fuzz: code $revision; $FUZZ_CASES inputs per in-process target, $FUZZ_POLL_CASES per kind over HTTP (log: $log)"
+# Build first, so the time below is fuzzing only.
+cargo test --release --locked --test fuzz --no-run >"$log" 2>&1 || { tail -30 "$log"; exit 1; }
 start=$SECONDS
 set +e
-cargo test --release --test fuzz -- --nocapture --test-threads 2 "${extra[@]}" >"$log" 2>&1
+cargo test --release --locked --test fuzz -- --nocapture --test-threads 2 "${extra[@]}" >>"$log" 2>&1
 rc=$?
 set -e
-grep -E '^fuzz |^test .*(ok|FAILED|ignored)$|^test result' "$log" || true
-total=$(grep -E '^fuzz ' "$log" | sed -E 's/.*: ([0-9]+) inputs.*/\1/' | awk "{s+=\$1} END {print s}")
-echo "fuzz: ${total:-0} inputs in total, $((SECONDS - start)) s, exit $rc"
+grep -E '^fuzz |^test .*(ok|FAILED|ignored.*)$|^test result|^minimal failing input|last panic' "$log" || true
+echo "fuzz: $((SECONDS - start)) s on $(nproc) cores, exit $rc"
 exit $rc

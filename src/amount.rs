@@ -3,6 +3,11 @@
 //! Balances stay `rust_decimal::Decimal` from the byte they are parsed until
 //! they become a float in `metrics.rs`. JSON numbers are read from their raw
 //! text (serde_json's `raw_value`), never through `f64`.
+//!
+//! Everything here runs on upstream text, so nothing may panic: arithmetic
+//! is checked (the lint below rejects a bare `+`), and a value `Decimal`
+//! cannot hold exactly is an [`AmountError`], never a rounding.
+#![deny(clippy::arithmetic_side_effects)]
 
 use rust_decimal::Decimal;
 use serde::de::{Deserializer, Error as _};
@@ -42,32 +47,83 @@ pub fn parse_json_amount(raw: &str) -> Result<Decimal, AmountError> {
 
 /// Parses decimal text strictly: optional sign, digits, optional fraction and
 /// exponent. Rejects `1_000`, `NaN`, `Infinity`, empty strings and anything
-/// `Decimal` would have to round.
+/// `Decimal` would have to round (more than 28–29 significant digits, a
+/// scale above 28, a magnitude above 7.9228…e28). `-0` reads as `0`.
 pub fn parse_decimal_text(text: &str) -> Result<Decimal, AmountError> {
-    let body = text.strip_prefix(['-', '+']).unwrap_or(text);
-    let (mantissa, exponent) = match body.find(['e', 'E']) {
-        Some(i) => (&body[..i], Some(&body[i + 1..])),
+    let (negative, body) = match text.as_bytes().first() {
+        Some(b'-') => (true, text.get(1..).unwrap_or("")),
+        Some(b'+') => (false, text.get(1..).unwrap_or("")),
+        _ => (false, text),
+    };
+    // 'e' and '.' are ASCII, so these splits are on char boundaries.
+    let (mantissa, exponent) = match body.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e)),
         None => (body, None),
     };
-    let mut parts = mantissa.splitn(2, '.');
-    let int_part = parts.next().unwrap_or("");
-    let frac_part = parts.next();
+    let (int_part, frac_part) = match mantissa.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (mantissa, None),
+    };
     let digits_ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     let well_formed = !int_part.is_empty()
         && digits_ok(int_part)
         && frac_part.is_none_or(|f| !f.is_empty() && digits_ok(f))
         && exponent.is_none_or(|e| {
             let e = e.strip_prefix(['-', '+']).unwrap_or(e);
-            !e.is_empty() && e.len() <= 3 && digits_ok(e)
+            !e.is_empty() && digits_ok(e)
         });
     if !well_formed {
         return Err(AmountError::NotANumber(if text.is_empty() { "an empty string" } else { "a non-numeric string" }));
     }
     let out_of_range = || AmountError::OutOfRange(text.chars().take(40).collect());
-    if exponent.is_some() {
-        return Decimal::from_scientific(text).map_err(|_| out_of_range()).map(|d| d.normalize());
+    let mut value = match exponent {
+        None => Decimal::from_str_exact(text).map_err(|_| out_of_range())?,
+        Some(e) => scientific(int_part, frac_part.unwrap_or(""), e).ok_or_else(out_of_range)?,
+    };
+    if value.is_zero() {
+        // `-0` is zero: no negative zero reaches a gauge.
+        value.set_sign_positive(true);
+    } else if negative && exponent.is_some() {
+        value.set_sign_negative(true);
     }
-    Decimal::from_str_exact(text).map_err(|_| out_of_range())
+    Ok(value)
+}
+
+/// The exact value of `int.frac × 10^exp` (digits already checked), normalised
+/// (`1.50e1` is `15`); `None` when `Decimal` cannot hold it exactly.
+/// (`Decimal::from_scientific` parses its mantissa with `from_str`, which
+/// silently rounds past 28 digits, so it is not used.)
+fn scientific(int_part: &str, frac_part: &str, exp: &str) -> Option<Decimal> {
+    let digits = format!("{int_part}{frac_part}");
+    let significant = digits.trim_start_matches('0');
+    let trimmed = significant.trim_end_matches('0');
+    if trimmed.is_empty() {
+        return Some(Decimal::ZERO);
+    }
+    // Anything past 4 exponent digits is out of range for a non-zero value.
+    let exp_negative = exp.starts_with('-');
+    let exp_digits = exp.trim_start_matches(['-', '+']).trim_start_matches('0');
+    if exp_digits.len() > 4 {
+        return None;
+    }
+    let exp_abs = i64::from(exp_digits.parse::<u32>().unwrap_or(0));
+    let exp = if exp_negative { exp_abs.checked_neg()? } else { exp_abs };
+    // value = trimmed × 10^power
+    let dropped_zeros = i64::try_from(significant.len().checked_sub(trimmed.len())?).ok()?;
+    let frac_len = i64::try_from(frac_part.len()).ok()?;
+    let power = exp.checked_sub(frac_len)?.checked_add(dropped_zeros)?;
+    let mantissa: i128 = if trimmed.len() <= 29 { trimmed.parse().ok()? } else { return None };
+    if power >= 0 {
+        // Each step multiplies by ten; a non-zero mantissa overflows within 29 steps.
+        let mut value = Decimal::try_from_i128_with_scale(mantissa, 0).ok()?;
+        for _ in 0..power {
+            value = value.checked_mul(Decimal::TEN)?;
+        }
+        Some(value)
+    } else {
+        let scale = u32::try_from(power.checked_neg()?).ok()?;
+        Decimal::try_from_i128_with_scale(mantissa, scale).ok()
+    }
 }
 
 /// Serde adapter: deserialize an exact amount from a JSON number or decimal
@@ -139,10 +195,9 @@ pub fn minor_to_major(
     overrides: &std::collections::BTreeMap<String, u32>,
 ) -> Result<Decimal, AmountError> {
     let exponent = exponent_of(currency, overrides)?;
+    let out_of_range = || AmountError::OutOfRange(minor.to_string());
     let mut major = minor;
-    major
-        .set_scale(major.scale() + exponent)
-        .map_err(|_| AmountError::OutOfRange(minor.to_string()))?;
+    major.set_scale(major.scale().checked_add(exponent).ok_or_else(out_of_range)?).map_err(|_| out_of_range())?;
     Ok(major)
 }
 
@@ -191,6 +246,62 @@ mod tests {
             parse_json_amount("123456789012345678901234567890.5"),
             Err(AmountError::OutOfRange(_))
         ));
+    }
+
+    /// Issue 12: amounts at and past the edge of `Decimal`'s range. Each is
+    /// either its exact value or an `OutOfRange` error, never a rounding or a panic.
+    #[test]
+    fn edge_amounts_are_exact_or_out_of_range() {
+        let max = "79228162514264337593543950335";
+        assert_eq!(parse_json_amount(max).unwrap(), Decimal::MAX);
+        assert_eq!(parse_json_amount(&format!("-{max}")).unwrap(), Decimal::MIN);
+        assert_eq!(parse_json_amount("7.9228162514264337593543950335e28").unwrap(), Decimal::MAX);
+        assert_eq!(parse_json_amount("-7.9228162514264337593543950335e28").unwrap(), Decimal::MIN);
+        assert_eq!(parse_json_amount("7e28").unwrap(), d("70000000000000000000000000000"));
+        assert_eq!(parse_json_amount("-1e28").unwrap(), d("-10000000000000000000000000000"));
+        for text in [
+            "79228162514264337593543950336",
+            "-79228162514264337593543950336",
+            "7.9228162514264337593543950336e28",
+            "7.92281625142643375935439503351e28",
+            // 30 significant digits: `from_scientific` used to round these silently.
+            "1.00000000000000000000000000001e0",
+            "1.00000000000000000000000000001",
+            "1e30",
+            "-1e30",
+            "1e-30",
+            "1e29",
+            "1e99999",
+            "1e-99999",
+            "\"1e-29\"",
+        ] {
+            assert!(matches!(parse_json_amount(text), Err(AmountError::OutOfRange(_))), "{text}: {:?}", parse_json_amount(text));
+        }
+        assert_eq!(parse_json_amount("1e28").unwrap(), d("10000000000000000000000000000"));
+        assert_eq!(parse_json_amount("1e-28").unwrap(), d("0.0000000000000000000000000001"));
+        assert_eq!(parse_json_amount("100e-29").unwrap(), d("0.000000000000000000000000001"));
+        assert_eq!(parse_json_amount("-1.5e1").unwrap(), d("-15"));
+        assert_eq!(parse_json_amount("1.50e1").unwrap().to_string(), "15");
+        assert_eq!(parse_json_amount("0.000e99999").unwrap(), Decimal::ZERO);
+        assert_eq!(parse_json_amount("1E+3").unwrap(), d("1000"));
+    }
+
+    #[test]
+    fn negative_zero_is_zero() {
+        for text in ["-0", "-0.00", "-0e5", "\"-0\"", "-0.0e-3"] {
+            let v = parse_json_amount(text).unwrap();
+            assert!(v.is_zero() && v.is_sign_positive(), "{text}: {v:?}");
+            assert!(!v.to_string().starts_with('-'), "{text}: {v}");
+        }
+    }
+
+    #[test]
+    fn minor_units_past_the_scale_limit_are_out_of_range() {
+        let none = BTreeMap::new();
+        let tiny = d("0.0000000000000000000000000001");
+        assert!(matches!(minor_to_major(tiny, "USD", &none), Err(AmountError::OutOfRange(_))));
+        let overrides = BTreeMap::from([("USD".to_string(), u32::MAX)]);
+        assert!(matches!(minor_to_major(d("1.5"), "USD", &overrides), Err(AmountError::OutOfRange(_))));
     }
 
     #[test]

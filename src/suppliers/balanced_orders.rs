@@ -17,6 +17,10 @@
 //!
 //! Error answers carry `{"errors": [{"status_code", "category_code",
 //! "description", …}]}`; [`error_from_envelope`] maps them onto `reason`.
+//!
+//! Sums are checked: escrow that adds up past what `Decimal` holds spoils
+//! that merchant's row (a row error), never the poll task.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -123,20 +127,23 @@ struct Totals {
 
 pub async fn poll(cfg: &BalancedOrdersConfig, upstream: &Upstream) -> Result<PollOutput, PollError> {
     let mut walk = Walk::default();
-    let mut request = get(&cfg.path).query("limit", cfg.limit).query("offset", 0);
-    let mut hrefs_seen = HashSet::new();
-    for page_number in 0.. {
-        if page_number >= cfg.max_pages {
-            return Err(PollError::decode(format!("more than {} pages of orders (max_pages)", cfg.max_pages)));
+    let mut request = Some(get(&cfg.path).query("limit", cfg.limit).query("offset", 0));
+    while let Some(req) = request {
+        let resp = upstream.send(&req).await.map_err(|e| error_from_envelope(upstream, e))?;
+        request = walk.page(cfg, upstream, &resp.body)?;
+    }
+    walk.finish(cfg)
+}
+
+/// Reads the answers to one poll's page requests, in order, exactly as
+/// [`poll`] does but without sending anything (tests, fuzzing): the walk ends
+/// at the first page without `meta.next`, or where `pages` end.
+pub fn parse_pages(cfg: &BalancedOrdersConfig, upstream: &Upstream, pages: &[&[u8]]) -> Result<PollOutput, PollError> {
+    let mut walk = Walk::default();
+    for body in pages {
+        if walk.page(cfg, upstream, body)?.is_none() {
+            break;
         }
-        let resp = upstream.send(&request).await.map_err(|e| error_from_envelope(upstream, e))?;
-        let next = walk.page(upstream, &resp.body, page_number)?;
-        let Some(next) = next else { break };
-        let path = next_path(upstream, &next)?;
-        if !hrefs_seen.insert(path.clone()) {
-            return Err(PollError::decode(format!("meta.next repeats an earlier page ({})", upstream.snippet(path.as_bytes()))));
-        }
-        request = get(path);
     }
     walk.finish(cfg)
 }
@@ -155,17 +162,30 @@ struct Walk {
     spoiled: BTreeMap<(String, String), String>,
     order_ids: HashSet<String>,
     row_errors: Vec<String>,
+    /// Pages read so far, and the `meta.next` paths followed.
+    pages: u32,
+    hrefs_seen: HashSet<String>,
 }
 
 impl Walk {
-    /// Reads one 200 page; returns `meta.next`.
-    fn page(&mut self, upstream: &Upstream, body: &[u8], page_number: u32) -> Result<Option<String>, PollError> {
+    /// Reads one 200 page; returns the request for `meta.next`, if any.
+    fn page(&mut self, cfg: &BalancedOrdersConfig, upstream: &Upstream, body: &[u8]) -> Result<Option<Request>, PollError> {
+        let page_number = self.pages;
+        self.pages = self.pages.saturating_add(1);
         let page: Page = decode_json(upstream, body).map_err(|e| PollError::decode(format!("page {page_number}: {}", e.message)))?;
         for (i, raw) in page.orders.iter().enumerate() {
             let at = format!("page {page_number} $.orders[{i}]");
             self.order(upstream, raw.get(), &at);
         }
-        Ok(page.meta.and_then(|m| m.next).filter(|n| !n.is_empty()))
+        let Some(next) = page.meta.and_then(|m| m.next).filter(|n| !n.is_empty()) else { return Ok(None) };
+        if self.pages >= cfg.max_pages {
+            return Err(PollError::decode(format!("more than {} pages of orders (max_pages)", cfg.max_pages)));
+        }
+        let path = next_path(upstream, &next)?;
+        if !self.hrefs_seen.insert(path.clone()) {
+            return Err(PollError::decode(format!("meta.next repeats an earlier page ({})", upstream.snippet(path.as_bytes()))));
+        }
+        Ok(Some(get(path)))
     }
 
     fn order(&mut self, upstream: &Upstream, raw: &str, at: &str) {
@@ -208,11 +228,18 @@ impl Walk {
             self.spoiled.entry(key).or_insert_with(|| format!("{at}: negative amount"));
             return;
         }
-        let t = self.totals.entry(key).or_default();
-        t.escrowed += order.amount_escrowed;
-        t.debited += order.amount;
-        if order.amount_escrowed > Decimal::ZERO {
-            t.orders_with_escrow += 1;
+        let t = self.totals.entry(key.clone()).or_default();
+        match (t.escrowed.checked_add(order.amount_escrowed), t.debited.checked_add(order.amount)) {
+            (Some(escrowed), Some(debited)) => {
+                (t.escrowed, t.debited) = (escrowed, debited);
+                if order.amount_escrowed > Decimal::ZERO {
+                    t.orders_with_escrow = t.orders_with_escrow.saturating_add(1);
+                }
+            }
+            (escrowed, _) => {
+                let field = if escrowed.is_none() { "amount_escrowed" } else { "amount" };
+                self.spoiled.entry(key).or_insert_with(|| format!("{at}.{field}: the merchant's sum overflows"));
+            }
         }
     }
 
@@ -289,8 +316,8 @@ impl Envelope {
     /// Reads `text` (a whole body or a truncated prefix); `None` unless it
     /// looks like an `errors[]` envelope.
     pub fn read(text: &str) -> Option<Envelope> {
-        let start = text.find("\"errors\"")?;
-        let text = &text[start..];
+        // `find` returns a char boundary (the match starts with an ASCII quote).
+        let text = text.get(text.find("\"errors\"")?..)?;
         let env = Envelope {
             status_code: field_raw(text, "status_code").and_then(|v| v.trim_end_matches(|c: char| !c.is_ascii_digit()).parse().ok()),
             category_code: field_string(text, "category_code"),
@@ -340,8 +367,7 @@ pub fn error_from_envelope(upstream: &Upstream, err: PollError) -> PollError {
 
 /// The raw text after `"key":` (whitespace skipped), if present.
 fn field_raw<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    let quoted = format!("\"{key}\"");
-    let after = &text[text.find(&quoted)? + quoted.len()..];
+    let (_, after) = text.split_once(&format!("\"{key}\""))?;
     let after = after.trim_start().strip_prefix(':')?.trim_start();
     Some(after.split([',', '}', ']']).next().unwrap_or(after).trim())
 }
@@ -349,8 +375,7 @@ fn field_raw<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 /// A JSON string value of `key`, unescaped; a string cut off by truncation
 /// is returned as far as it goes.
 fn field_string(text: &str, key: &str) -> Option<String> {
-    let quoted = format!("\"{key}\"");
-    let after = &text[text.find(&quoted)? + quoted.len()..];
+    let (_, after) = text.split_once(&format!("\"{key}\""))?;
     let rest = after.trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
     let mut out = String::new();
     let mut chars = rest.chars();
@@ -371,6 +396,68 @@ fn field_string(text: &str, key: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::suppliers::test_upstream;
+
+    fn cfg() -> BalancedOrdersConfig {
+        BalancedOrdersConfig { path: default_path(), limit: 10, max_pages: 3, currency_exponents: BTreeMap::new() }
+    }
+
+    fn order(id: &str, merchant: &str, amount: &str, escrowed: &str) -> String {
+        format!(r#"{{"id": "{id}", "amount": {amount}, "amount_escrowed": {escrowed}, "currency": "USD", "links": {{"merchant": "{merchant}"}}}}"#)
+    }
+
+    fn page(orders: &[String], next: &str) -> Vec<u8> {
+        format!(r#"{{"orders": [{}], "meta": {{"next": {next}}}}}"#, orders.join(",")).into_bytes()
+    }
+
+    /// Sums past `Decimal::MAX` spoil that merchant's row, not the poll (and never panic).
+    #[test]
+    fn escrow_sums_out_of_range_spoil_the_merchant_row() {
+        let max = "79228162514264337593543950335";
+        let p0 = page(&[order("OR1", "CU1", max, max), order("OR2", "CU2", "100", "50")], r#""/orders?offset=2""#);
+        let p1 = page(&[order("OR3", "CU1", "1", "1")], "null");
+        let out = parse_pages(&cfg(), &test_upstream(), &[&p0, &p1]).unwrap();
+        assert_eq!(out.balances.len(), 1);
+        assert_eq!((out.balances[0].account.as_str(), out.balances[0].balance), ("CU2", Decimal::new(50, 2)));
+        assert_eq!(out.row_errors, ["CU1 USD: not exported this poll: page 1 $.orders[0].amount_escrowed: the merchant's sum overflows"]);
+        // Only the debited sum overflowing is named as such.
+        let p = page(&[order("OR1", "CU1", max, "0"), order("OR2", "CU1", max, "0")], "null");
+        let e = parse_pages(&cfg(), &test_upstream(), &[&p]).unwrap_err();
+        assert_eq!(e.message, "CU1 USD: not exported this poll: page 0 $.orders[1].amount: the merchant's sum overflows");
+    }
+
+    #[test]
+    fn edge_amounts_are_exact_or_name_the_field() {
+        let p = page(&[order("OR1", "CU1", "79228162514264337593543950335", "-0")], "null");
+        let out = parse_pages(&cfg(), &test_upstream(), &[&p]).unwrap();
+        assert_eq!(out.balances[0].balance, Decimal::ZERO);
+        assert_eq!(out.gauges[1].value, "792281625142643375935439503.35".parse::<f64>().unwrap());
+        for (amount, field) in [("1e30", "amount"), ("1e-30", "amount"), ("123456789012345678901234567890", "amount"), ("1.00000000000000000000000000001e0", "amount")] {
+            let p = page(&[order("OR1", "CU1", amount, "1")], "null");
+            let e = parse_pages(&cfg(), &test_upstream(), &[&p]).unwrap_err();
+            assert!(e.message.starts_with(&format!("CU1 USD: not exported this poll: page 0 $.orders[0].{field}: ")), "{amount}: {}", e.message);
+        }
+        // Scaling minor units past 28 decimal places is out of range, not rounded.
+        let p = page(&[order("OR1", "CU1", "1", "0.0000000000000000000000000001")], "null");
+        let e = parse_pages(&cfg(), &test_upstream(), &[&p]).unwrap_err();
+        assert!(e.message.starts_with("CU1 USD: number"), "{}", e.message);
+    }
+
+    #[test]
+    fn pages_past_max_pages_and_repeated_links_fail_the_poll() {
+        let next = |n: u32| page(&[], &format!(r#""/orders?offset={n}""#));
+        let (a, b, c) = (next(1), next(2), next(3));
+        assert_eq!(parse_pages(&cfg(), &test_upstream(), &[&a, &b, &c]).unwrap_err().message, "more than 3 pages of orders (max_pages)");
+        assert!(parse_pages(&cfg(), &test_upstream(), &[&a, &a]).unwrap_err().message.starts_with("meta.next repeats an earlier page"));
+    }
+
+    #[test]
+    fn envelopes_with_multibyte_text_are_read_without_panicking() {
+        let env = Envelope::read("é\"errors\": [{\"status_code\": 4é09, \"category_code\": \"not-found\", \"description\": \"é\u{301}\u{200f}\0").unwrap();
+        assert_eq!(env.status_code, None);
+        assert_eq!(env.description.as_deref(), Some("é\u{301}\u{200f}\0"));
+        assert_eq!(field_raw("\"status_code\"é", "status_code"), None);
+    }
 
     #[test]
     fn envelope_maps_status_and_category() {

@@ -35,6 +35,11 @@
 //! goes on to the empty page instead). An entry is new when its id was not
 //! seen and it is newer than the wallet's `floor`; ids are remembered for
 //! [`RETENTION`] past the newest entry, older ones fall under the floor.
+//!
+//! Sums are checked: new ledger entries adding up past what `Decimal` holds
+//! are a row error for that wallet (nothing of its walk is counted), and an
+//! aggregate sum that overflows is not exported.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
@@ -271,10 +276,12 @@ impl WalletLedger {
     fn prune(&mut self, window: Duration) {
         let Some(newest) = self.seen.values().max().copied() else { return };
         let mut cutoff = newest.checked_sub(RETENTION.max(window)).unwrap_or(SystemTime::UNIX_EPOCH);
-        if self.seen.len() > MAX_SEEN_PER_WALLET {
+        if let Some(excess) = self.seen.len().checked_sub(MAX_SEEN_PER_WALLET).filter(|n| *n > 0) {
             let mut times: Vec<SystemTime> = self.seen.values().copied().collect();
             times.sort_unstable();
-            cutoff = cutoff.max(times[times.len() - MAX_SEEN_PER_WALLET]);
+            if let Some(t) = times.get(excess) {
+                cutoff = cutoff.max(*t);
+            }
         }
         self.seen.retain(|_, t| *t > cutoff);
         self.floor = Some(self.floor.map_or(cutoff, |f| f.max(cutoff)));
@@ -313,66 +320,145 @@ pub async fn poll(cfg: &DodoWalletsConfig, upstream: &Upstream, memory: &mut Kin
     if cfg.all_customers {
         return poll_aggregate(cfg, upstream).await;
     }
-    // Work on a copy: a failed poll must not mark entries as counted.
-    let mem = memory.get_persistent::<DodoMemory>();
-    let mut next = DodoMemory { ledgers: BTreeMap::new() };
-    let mut out = PollOutput::default();
-    let mut deltas = Vec::new();
+    let mut poll = CustomersPoll::new(memory.get_persistent::<DodoMemory>());
     for customer in &cfg.customers {
         let wallets = match fetch_wallets(upstream, customer).await {
             Ok(w) => w,
             // A deleted customer is that customer's problem, not the poll's.
             Err(e) if e.reason == Reason::NotFound => {
-                out.row_errors.push(format!("customer {customer}: {}", e.message));
-                // Keep what its ledgers taught us, in case it is only briefly missing.
-                next.ledgers.extend(mem.ledgers.iter().filter(|(k, _)| &k.0 == customer).map(|(k, v)| (k.clone(), v.clone())));
+                poll.customer_gone(customer, &e);
                 continue;
             }
             Err(e) => return Err(e),
         };
         for (i, w) in wallets.items.into_iter().enumerate() {
-            let Some(currency) = currency_code(&w.currency) else {
-                out.row_errors.push(format!("customer {customer} $.items[{i}].currency: not a currency code"));
-                continue;
-            };
-            let balance = match minor_to_major(w.balance, &currency, &cfg.currency_exponents) {
-                Ok(b) => b,
-                Err(e) => {
-                    out.row_errors.push(format!("customer {customer} wallet {currency}: {e}"));
-                    continue;
+            let Some((key, row)) = poll.wallet(cfg, customer, i, w) else { continue };
+            let mut walk = LedgerWalk::new(poll.ledger_of(&key));
+            let path = format!("/customers/{customer}/wallets/ledger-entries");
+            loop {
+                let req = Request::get(&path).query("currency", &key.1).query("page_number", walk.pages).query("page_size", cfg.page_size);
+                let resp = upstream.send(&req).await?;
+                if !walk.page(cfg, upstream, &key, &resp.body, &mut poll.out.row_errors)? {
+                    break;
                 }
-            };
-            let key = (customer.clone(), currency.clone());
-            if out.balances.iter().any(|b: &BalanceRow| b.account == key.0 && b.currency == key.1) {
-                out.row_errors.push(format!("customer {customer}: two {currency} wallets"));
-                continue;
             }
-            out.balances.push(BalanceRow {
-                account: customer.clone(),
-                currency: currency.clone(),
-                balance,
-                frozen: Decimal::ZERO,
-                usable: balance,
-                updated_at: w.updated_at.as_deref().and_then(parse_rfc3339),
-            });
-            let mut ledger = mem.ledgers.get(&key).cloned().unwrap_or_default();
-            let found = walk_ledger(cfg, upstream, customer, &currency, &mut ledger, &mut out.row_errors).await?;
-            deltas.push(found.account(&key, &mut out));
-            next.ledgers.insert(key, ledger);
+            poll.accounted(cfg, key, row, walk);
         }
     }
-    out.flows = Flows::Ledger(deltas);
-    // Wallets that vanished are forgotten; everything else is replaced at once.
-    *mem = next;
-    if out.balances.is_empty() && !out.row_errors.is_empty() {
-        return Err(PollError::decode(out.row_errors.join("; ")));
+    poll.finish()
+}
+
+/// Reads one customer's answers exactly as [`poll`] does in `customers`
+/// mode, without sending anything (tests, fuzzing): `wallets` answers
+/// `GET /customers/{customer}/wallets`, and each wallet's ledger walk is
+/// answered by `ledger_pages` in order, then by empty pages.
+pub fn parse_customer(
+    cfg: &DodoWalletsConfig,
+    upstream: &Upstream,
+    customer: &str,
+    wallets: &[u8],
+    ledger_pages: &[&[u8]],
+    memory: &mut KindMemory,
+) -> Result<PollOutput, PollError> {
+    let mut poll = CustomersPoll::new(memory.get_persistent::<DodoMemory>());
+    let wallets = decode_wallets(upstream, customer, wallets)?;
+    for (i, w) in wallets.items.into_iter().enumerate() {
+        let Some((key, row)) = poll.wallet(cfg, customer, i, w) else { continue };
+        let mut walk = LedgerWalk::new(poll.ledger_of(&key));
+        let mut pages = ledger_pages.iter().copied();
+        while walk.page(cfg, upstream, &key, pages.next().unwrap_or(br#"{"items": []}"#), &mut poll.out.row_errors)? {}
+        poll.accounted(cfg, key, row, walk);
     }
-    Ok(out)
+    poll.finish()
 }
 
 async fn fetch_wallets(upstream: &Upstream, customer: &str) -> Result<Wallets, PollError> {
     let resp = upstream.send(&Request::get(format!("/customers/{customer}/wallets"))).await?;
-    decode_json(upstream, &resp.body).map_err(|e| PollError::decode(format!("customer {customer} wallets: {}", e.message)))
+    decode_wallets(upstream, customer, &resp.body)
+}
+
+fn decode_wallets(upstream: &Upstream, customer: &str, body: &[u8]) -> Result<Wallets, PollError> {
+    decode_json(upstream, body).map_err(|e| PollError::decode(format!("customer {customer} wallets: {}", e.message)))
+}
+
+/// One poll in `customers` mode: its rows and flows, and the ledger memory
+/// it will leave. Works on a copy: a failed poll must not mark entries as counted.
+struct CustomersPoll<'m> {
+    memory: &'m mut DodoMemory,
+    next: DodoMemory,
+    out: PollOutput,
+    deltas: Vec<FlowDelta>,
+    keys: HashSet<(String, String)>,
+}
+
+impl<'m> CustomersPoll<'m> {
+    fn new(memory: &'m mut DodoMemory) -> Self {
+        CustomersPoll { memory, next: DodoMemory::default(), out: PollOutput::default(), deltas: Vec::new(), keys: HashSet::new() }
+    }
+
+    fn customer_gone(&mut self, customer: &str, e: &PollError) {
+        self.out.row_errors.push(format!("customer {customer}: {}", e.message));
+        // Keep what its ledgers taught us, in case it is only briefly missing.
+        let kept = self.memory.ledgers.iter().filter(|(k, _)| k.0 == customer).map(|(k, v)| (k.clone(), v.clone()));
+        self.next.ledgers.extend(kept);
+    }
+
+    /// Reads wallet `i` of `customer`: its key and balance row, or a row error.
+    fn wallet(&mut self, cfg: &DodoWalletsConfig, customer: &str, i: usize, w: Wallet) -> Option<((String, String), BalanceRow)> {
+        let Some(currency) = currency_code(&w.currency) else {
+            self.out.row_errors.push(format!("customer {customer} $.items[{i}].currency: not a currency code"));
+            return None;
+        };
+        let balance = match minor_to_major(w.balance, &currency, &cfg.currency_exponents) {
+            Ok(b) => b,
+            Err(e) => {
+                self.out.row_errors.push(format!("customer {customer} $.items[{i}].balance: {e}"));
+                return None;
+            }
+        };
+        let key = (customer.to_string(), currency.clone());
+        if !self.keys.insert(key.clone()) {
+            self.out.row_errors.push(format!("customer {customer}: two {currency} wallets"));
+            return None;
+        }
+        let updated_at = w.updated_at.as_deref().and_then(parse_rfc3339);
+        let row = BalanceRow { account: customer.to_string(), currency, balance, frozen: Decimal::ZERO, usable: balance, updated_at };
+        Some((key, row))
+    }
+
+    /// What is known of a wallet's ledger from earlier polls.
+    fn ledger_of(&self, key: &(String, String)) -> WalletLedger {
+        self.memory.ledgers.get(key).cloned().unwrap_or_default()
+    }
+
+    /// Accounts a wallet whose ledger walk is done.
+    fn accounted(&mut self, cfg: &DodoWalletsConfig, key: (String, String), row: BalanceRow, walk: LedgerWalk) {
+        match walk.finish(cfg) {
+            Ok((found, ledger)) => {
+                self.out.balances.push(row);
+                self.deltas.push(found.account(&key, &mut self.out));
+                self.next.ledgers.insert(key, ledger);
+            }
+            Err(message) => {
+                self.out.row_errors.push(format!("customer {} {} ledger {message}; wallet not exported this poll", key.0, key.1));
+                // Nothing of this walk was counted: keep what was known before it.
+                if let Some(old) = self.memory.ledgers.get(&key) {
+                    self.next.ledgers.insert(key, old.clone());
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> Result<PollOutput, PollError> {
+        let mut out = self.out;
+        out.flows = Flows::Ledger(self.deltas);
+        // Wallets that vanished are forgotten; everything else is replaced at once.
+        *self.memory = self.next;
+        if out.balances.is_empty() && !out.row_errors.is_empty() {
+            return Err(PollError::decode(out.row_errors.join("; ")));
+        }
+        Ok(out)
+    }
 }
 
 /// What one ledger walk found new.
@@ -406,29 +492,31 @@ impl Found {
     }
 }
 
-/// Reads a wallet's ledger as far as needed and accounts the new entries.
-async fn walk_ledger(
-    cfg: &DodoWalletsConfig,
-    upstream: &Upstream,
-    customer: &str,
-    currency: &str,
-    ledger: &mut WalletLedger,
-    row_errors: &mut Vec<String>,
-) -> Result<Found, PollError> {
-    let path = format!("/customers/{customer}/wallets/ledger-entries");
-    let mut read: Vec<Entry> = Vec::new();
-    let mut ids = HashSet::new();
-    for page_number in 0.. {
-        if page_number >= MAX_LEDGER_PAGES {
-            row_errors.push(format!("customer {customer} {currency} ledger: stopped after {MAX_LEDGER_PAGES} pages"));
-            break;
-        }
-        let req = Request::get(&path).query("currency", currency).query("page_number", page_number).query("page_size", cfg.page_size);
-        let resp = upstream.send(&req).await?;
-        let page: Items<Box<serde_json::value::RawValue>> = decode_json(upstream, &resp.body)
+/// One wallet's ledger walk in one poll, fed page by page (by [`poll`] over
+/// HTTP, by [`parse_customer`] from memory) and accounted at the end.
+struct LedgerWalk {
+    /// A working copy of the wallet's ledger memory.
+    ledger: WalletLedger,
+    read: Vec<Entry>,
+    ids: HashSet<String>,
+    /// Pages read so far: the `page_number` of the next request.
+    pages: u32,
+}
+
+impl LedgerWalk {
+    fn new(ledger: WalletLedger) -> Self {
+        LedgerWalk { ledger, read: Vec::new(), ids: HashSet::new(), pages: 0 }
+    }
+
+    /// Reads one page of `key`'s ledger; whether the walk goes on to the next page.
+    fn page(&mut self, cfg: &DodoWalletsConfig, upstream: &Upstream, key: &(String, String), body: &[u8], row_errors: &mut Vec<String>) -> Result<bool, PollError> {
+        let (customer, currency) = (&key.0, &key.1);
+        let page_number = self.pages;
+        self.pages = self.pages.saturating_add(1);
+        let page: Items<Box<serde_json::value::RawValue>> = decode_json(upstream, body)
             .map_err(|e| PollError::decode(format!("customer {customer} {currency} ledger page {page_number}: {}", e.message)))?;
         if page.items.is_empty() {
-            break;
+            return Ok(false);
         }
         let mut entries = Vec::with_capacity(page.items.len());
         for (i, raw) in page.items.iter().enumerate() {
@@ -436,67 +524,84 @@ async fn walk_ledger(
                 Ok(e) => entries.push(e),
                 Err((id, message)) => {
                     // Not counted; reported once per id.
-                    if id.as_ref().is_none_or(|id| !ledger.reported_bad.contains(id)) {
+                    let reported = &mut self.ledger.reported_bad;
+                    if id.as_ref().is_none_or(|id| !reported.contains(id)) {
                         row_errors.push(format!("customer {customer} {currency} ledger page {page_number} $.items[{i}]: {message}"));
                     }
                     if let Some(id) = id {
-                        if ledger.reported_bad.len() >= 1000 {
-                            ledger.reported_bad.clear();
+                        if reported.len() >= 1000 {
+                            reported.clear();
                         }
-                        ledger.reported_bad.insert(id);
+                        reported.insert(id);
                     }
                 }
             }
         }
-        let (Some(first), Some(last)) = (entries.first(), entries.last()) else { continue };
-        let newest_first = first.created_at >= last.created_at;
-        let oldest_known = !ledger.is_new(last);
+        let more = match (entries.first(), entries.last()) {
+            (Some(first), Some(last)) => {
+                let newest_first = first.created_at >= last.created_at;
+                let oldest_known = !self.ledger.is_new(last);
+                let baseline = !self.ledger.initialized;
+                let ids = &mut self.ids;
+                self.read.extend(entries.into_iter().filter(|e| ids.insert(e.id.clone())));
+                // Newest first: everything past an accounted entry is accounted too.
+                !(newest_first && (baseline || oldest_known))
+            }
+            // Nothing readable on this page: go on.
+            _ => true,
+        };
+        if more && self.pages >= MAX_LEDGER_PAGES {
+            row_errors.push(format!("customer {customer} {currency} ledger: stopped after {MAX_LEDGER_PAGES} pages"));
+            return Ok(false);
+        }
+        Ok(more)
+    }
+
+    /// Accounts the new entries: what they add up to and the ledger memory
+    /// to keep. `Err` names a sum `Decimal` cannot hold.
+    fn finish(self, cfg: &DodoWalletsConfig) -> Result<(Found, WalletLedger), String> {
+        let LedgerWalk { mut ledger, read, .. } = self;
+        let mut found = Found::default();
         let baseline = !ledger.initialized;
-        read.extend(entries.into_iter().filter(|e| ids.insert(e.id.clone())));
-        // Newest first: everything past an accounted entry is accounted too.
-        if newest_first && (baseline || oldest_known) {
-            break;
-        }
-    }
-    let mut found = Found::default();
-    let baseline = !ledger.initialized;
-    let mut fresh: Vec<Entry> = read.iter().filter(|e| ledger.is_new(e)).cloned().collect();
-    fresh.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-    // History seeds the duplicate detector and names the event types, counting nothing.
-    let fresh_ids: HashSet<&str> = fresh.iter().map(|e| e.id.as_str()).collect();
-    for e in read.iter().filter(|e| !fresh_ids.contains(e.id.as_str())) {
-        found.entries.entry((direction(e), e.event_type.clone())).or_default();
-        if !e.is_credit && !ledger.seen.contains_key(&e.id) {
-            if let Some(same) = &e.same_as {
-                ledger.recent_debits.push((e.amount, same.clone(), e.created_at));
-            }
-        }
-        ledger.seen.insert(e.id.clone(), e.created_at);
-    }
-    for e in fresh {
-        *found.entries.entry((direction(&e), e.event_type.clone())).or_default() += 1;
-        if e.is_credit {
-            found.topped_up += e.amount;
-        } else {
-            found.spent += e.amount;
-            if let Some(same) = &e.same_as {
-                let repeat = ledger.recent_debits.iter().any(|(amount, s, t)| {
-                    *amount == e.amount && s == same && e.created_at.duration_since(*t).unwrap_or_else(|d| d.duration()) <= cfg.duplicate_window
-                });
-                if repeat {
-                    found.duplicate_suspects += 1;
+        let mut fresh: Vec<Entry> = read.iter().filter(|e| ledger.is_new(e)).cloned().collect();
+        fresh.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        // History seeds the duplicate detector and names the event types, counting nothing.
+        let fresh_ids: HashSet<&str> = fresh.iter().map(|e| e.id.as_str()).collect();
+        for e in read.iter().filter(|e| !fresh_ids.contains(e.id.as_str())) {
+            found.entries.entry((direction(e), e.event_type.clone())).or_default();
+            if !e.is_credit && !ledger.seen.contains_key(&e.id) {
+                if let Some(same) = &e.same_as {
+                    ledger.recent_debits.push((e.amount, same.clone(), e.created_at));
                 }
-                ledger.recent_debits.push((e.amount, same.clone(), e.created_at));
             }
+            ledger.seen.insert(e.id.clone(), e.created_at);
         }
-        ledger.seen.insert(e.id.clone(), e.created_at);
+        for e in fresh {
+            let n = found.entries.entry((direction(&e), e.event_type.clone())).or_default();
+            *n = n.saturating_add(1);
+            if e.is_credit {
+                found.topped_up = found.topped_up.checked_add(e.amount).ok_or("$.items[*].amount: the sum of new credits overflows")?;
+            } else {
+                found.spent = found.spent.checked_add(e.amount).ok_or("$.items[*].amount: the sum of new debits overflows")?;
+                if let Some(same) = &e.same_as {
+                    let repeat = ledger.recent_debits.iter().any(|(amount, s, t)| {
+                        *amount == e.amount && s == same && e.created_at.duration_since(*t).unwrap_or_else(|d| d.duration()) <= cfg.duplicate_window
+                    });
+                    if repeat {
+                        found.duplicate_suspects = found.duplicate_suspects.saturating_add(1);
+                    }
+                    ledger.recent_debits.push((e.amount, same.clone(), e.created_at));
+                }
+            }
+            ledger.seen.insert(e.id.clone(), e.created_at);
+        }
+        if baseline {
+            ledger.initialized = true;
+            ledger.floor = read.iter().map(|e| e.created_at).min();
+        }
+        ledger.prune(cfg.duplicate_window);
+        Ok((found, ledger))
     }
-    if baseline {
-        ledger.initialized = true;
-        ledger.floor = read.iter().map(|e| e.created_at).min();
-    }
-    ledger.prune(cfg.duplicate_window);
-    Ok(found)
 }
 
 fn direction(e: &Entry) -> &'static str {
@@ -541,6 +646,8 @@ fn event_type_label(raw: Option<&str>) -> String {
 struct CurrencyAggregate {
     wallets: u64,
     sum: Decimal,
+    /// The sum went past what `Decimal` holds: its gauge is not exported.
+    sum_overflowed: bool,
     below: u64,
     /// The `lowest` smallest (balance, customer), kept sorted.
     lowest: BTreeSet<(Decimal, String)>,
@@ -548,101 +655,231 @@ struct CurrencyAggregate {
 }
 
 async fn poll_aggregate(cfg: &DodoWalletsConfig, upstream: &Upstream) -> Result<PollOutput, PollError> {
-    let mut customers = Vec::new();
-    let mut ids = HashSet::new();
-    for page_number in 0.. {
-        let req = Request::get("/customers").query("page_number", page_number).query("page_size", cfg.page_size);
+    let mut agg = Aggregate::default();
+    loop {
+        let req = Request::get("/customers").query("page_number", agg.pages).query("page_size", cfg.page_size);
         let resp = upstream.send(&req).await?;
-        let page: Items<Customer> = decode_json(upstream, &resp.body).map_err(|e| PollError::decode(format!("customers page {page_number}: {}", e.message)))?;
-        if page.items.is_empty() {
+        if !agg.customers_page(upstream, &resp.body)? {
             break;
         }
+    }
+    for customer in std::mem::take(&mut agg.customers) {
+        match fetch_wallets(upstream, &customer).await {
+            Ok(wallets) => agg.wallets(cfg, &customer, wallets),
+            Err(e) if e.reason == Reason::NotFound => agg.problem("customers gone between list and wallets".into()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(agg.finish(cfg))
+}
+
+/// Reads answers exactly as [`poll`] does in `all_customers` mode, without
+/// sending anything (tests, fuzzing): `customer_pages` answer the customers
+/// listing in order (then empty pages), `wallets` every customer's wallets.
+pub fn parse_all_customers(cfg: &DodoWalletsConfig, upstream: &Upstream, customer_pages: &[&[u8]], wallets: &[u8]) -> Result<PollOutput, PollError> {
+    let mut agg = Aggregate::default();
+    let mut pages = customer_pages.iter().copied();
+    while agg.customers_page(upstream, pages.next().unwrap_or(br#"{"items": []}"#))? {}
+    for customer in std::mem::take(&mut agg.customers) {
+        let w = decode_wallets(upstream, &customer, wallets)?;
+        agg.wallets(cfg, &customer, w);
+    }
+    Ok(agg.finish(cfg))
+}
+
+/// One poll in `all_customers` mode.
+#[derive(Default)]
+struct Aggregate {
+    customers: Vec<String>,
+    ids: HashSet<String>,
+    /// Customers pages read: the `page_number` of the next request.
+    pages: u32,
+    by_currency: BTreeMap<String, CurrencyAggregate>,
+    problems: BTreeMap<String, u64>,
+}
+
+impl Aggregate {
+    /// Reads one customers page; whether to ask for the next one.
+    fn customers_page(&mut self, upstream: &Upstream, body: &[u8]) -> Result<bool, PollError> {
+        let page_number = self.pages;
+        self.pages = self.pages.saturating_add(1);
+        let page: Items<Customer> = decode_json(upstream, body).map_err(|e| PollError::decode(format!("customers page {page_number}: {}", e.message)))?;
+        if page.items.is_empty() {
+            return Ok(false);
+        }
         // Pages may shift while customers sign up: each customer once.
-        let before = customers.len();
-        customers.extend(page.items.into_iter().map(|c| c.customer_id).filter(|id| ids.insert(id.clone())));
+        let before = self.customers.len();
+        let ids = &mut self.ids;
+        self.customers.extend(page.items.into_iter().map(|c| c.customer_id).filter(|id| ids.insert(id.clone())));
         // An API that ignores page_number repeats a page forever: a page with
         // nobody new ends the walk, and so does an absurd page count.
-        if customers.len() == before {
+        if self.customers.len() == before {
             return Err(PollError::decode(format!("customers page {page_number} repeats earlier customers only; is page_number ignored?")));
         }
         if page_number >= MAX_CUSTOMER_PAGES {
             return Err(PollError::decode(format!("customers: more than {MAX_CUSTOMER_PAGES} pages")));
         }
+        Ok(true)
     }
-    let mut by_currency: BTreeMap<String, CurrencyAggregate> = BTreeMap::new();
-    let mut problems: BTreeMap<String, u64> = BTreeMap::new();
-    for customer in &customers {
-        let wallets = match fetch_wallets(upstream, customer).await {
-            Ok(w) => w,
-            Err(e) if e.reason == Reason::NotFound => {
-                *problems.entry("customers gone between list and wallets".into()).or_default() += 1;
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
+
+    fn problem(&mut self, problem: String) {
+        let n = self.problems.entry(problem).or_default();
+        *n = n.saturating_add(1);
+    }
+
+    /// Adds one customer's wallets to the totals.
+    fn wallets(&mut self, cfg: &DodoWalletsConfig, customer: &str, wallets: Wallets) {
         for w in wallets.items {
             let Some(currency) = currency_code(&w.currency) else {
-                *problems.entry("wallets with an invalid currency code".into()).or_default() += 1;
+                self.problem("wallets with an invalid currency code".into());
                 continue;
             };
             let balance = match minor_to_major(w.balance, &currency, &cfg.currency_exponents) {
                 Ok(b) => b,
                 Err(e) => {
-                    *problems.entry(format!("wallets skipped: {e}")).or_default() += 1;
+                    self.problem(format!("wallets skipped: {e}"));
                     continue;
                 }
             };
-            let agg = by_currency.entry(currency.clone()).or_default();
-            agg.wallets += 1;
-            agg.sum += balance;
+            let agg = self.by_currency.entry(currency.clone()).or_default();
+            agg.wallets = agg.wallets.saturating_add(1);
+            match agg.sum.checked_add(balance) {
+                Some(sum) => agg.sum = sum,
+                None => agg.sum_overflowed = true,
+            }
             if cfg.low.as_ref().and_then(|l| l.for_currency(&currency)).is_some_and(|low| balance < low) {
-                agg.below += 1;
+                agg.below = agg.below.saturating_add(1);
             }
             if cfg.lowest > 0 {
-                agg.lowest.insert((balance, customer.clone()));
+                agg.lowest.insert((balance, customer.to_string()));
                 if agg.lowest.len() > cfg.lowest {
-                    let largest = agg.lowest.iter().next_back().cloned().expect("non-empty");
-                    agg.lowest.remove(&largest);
-                    agg.updated_at.remove(&largest.1);
+                    if let Some((_, largest)) = agg.lowest.pop_last() {
+                        agg.updated_at.remove(&largest);
+                    }
                 }
                 if agg.lowest.iter().any(|(_, c)| c == customer) {
-                    agg.updated_at.insert(customer.clone(), w.updated_at.as_deref().and_then(parse_rfc3339));
+                    agg.updated_at.insert(customer.to_string(), w.updated_at.as_deref().and_then(parse_rfc3339));
                 }
             }
         }
     }
-    let mut out = PollOutput::default();
-    for (problem, n) in problems {
-        out.row_errors.push(format!("{n} {problem}"));
-    }
-    for (currency, agg) in by_currency {
-        let labels = vec![("currency", currency.clone())];
-        out.gauges.push(ExtraSample { name: "supplier_wallets", help: "Customer wallets in this currency (all_customers mode).", labels: labels.clone(), value: agg.wallets as f64 });
-        out.gauges.push(ExtraSample {
-            name: "supplier_wallets_balance_sum",
-            help: "Sum of all customer wallet balances in this currency, in major units (all_customers mode).",
-            labels: labels.clone(),
-            value: crate::metrics::to_f64(agg.sum),
-        });
-        if cfg.low.as_ref().and_then(|l| l.for_currency(&currency)).is_some() {
-            out.gauges.push(ExtraSample {
-                name: "supplier_wallets_below_threshold",
-                help: "Customer wallets whose balance is below the configured `low` (all_customers mode).",
-                labels,
-                value: agg.below as f64,
-            });
+
+    fn finish(self, cfg: &DodoWalletsConfig) -> PollOutput {
+        let mut out = PollOutput::default();
+        for (problem, n) in self.problems {
+            out.row_errors.push(format!("{n} {problem}"));
         }
-        for (balance, customer) in agg.lowest {
-            let updated_at = agg.updated_at.get(&customer).copied().flatten();
-            out.balances.push(BalanceRow { account: customer, currency: currency.clone(), balance, frozen: Decimal::ZERO, usable: balance, updated_at });
+        for (currency, agg) in self.by_currency {
+            let labels = vec![("currency", currency.clone())];
+            out.gauges.push(ExtraSample { name: "supplier_wallets", help: "Customer wallets in this currency (all_customers mode).", labels: labels.clone(), value: agg.wallets as f64 });
+            if agg.sum_overflowed {
+                out.row_errors.push(format!("{currency}: the sum of wallet balances overflows; supplier_wallets_balance_sum not exported"));
+            } else {
+                out.gauges.push(ExtraSample {
+                    name: "supplier_wallets_balance_sum",
+                    help: "Sum of all customer wallet balances in this currency, in major units (all_customers mode).",
+                    labels: labels.clone(),
+                    value: crate::metrics::to_f64(agg.sum),
+                });
+            }
+            if cfg.low.as_ref().and_then(|l| l.for_currency(&currency)).is_some() {
+                out.gauges.push(ExtraSample {
+                    name: "supplier_wallets_below_threshold",
+                    help: "Customer wallets whose balance is below the configured `low` (all_customers mode).",
+                    labels,
+                    value: agg.below as f64,
+                });
+            }
+            for (balance, customer) in agg.lowest {
+                let updated_at = agg.updated_at.get(&customer).copied().flatten();
+                out.balances.push(BalanceRow { account: customer, currency: currency.clone(), balance, frozen: Decimal::ZERO, usable: balance, updated_at });
+            }
         }
+        out
     }
-    Ok(out)
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)] // times in tests, not upstream values
 mod tests {
     use super::*;
+    use crate::suppliers::test_upstream;
+
+    fn cfg() -> DodoWalletsConfig {
+        DodoWalletsConfig {
+            customers: vec!["cus_1".into()],
+            all_customers: false,
+            page_size: 100,
+            duplicate_window: default_window(),
+            lowest: default_lowest(),
+            low: None,
+            currency_exponents: BTreeMap::new(),
+        }
+    }
+
+    fn wallets(balance: &str, currency: &str) -> Vec<u8> {
+        format!(r#"{{"items": [{{"balance": {balance}, "currency": "{currency}", "customer_id": "cus_1", "updated_at": "2026-05-01T13:45:22Z"}}]}}"#).into_bytes()
+    }
+
+    fn ledger(entries: &[(&str, &str, bool, &str)]) -> Vec<u8> {
+        let items: Vec<String> = entries
+            .iter()
+            .map(|(id, amount, credit, at)| format!(r#"{{"id": "{id}", "amount": {amount}, "is_credit": {credit}, "event_type": "payment", "currency": "XOF", "created_at": "{at}"}}"#))
+            .collect();
+        format!(r#"{{"items": [{}]}}"#, items.join(",")).into_bytes()
+    }
+
+    /// New ledger debits adding up past `Decimal::MAX` are a row error for the
+    /// wallet (nothing of that walk is counted), then the wallet recovers.
+    #[test]
+    fn ledger_sums_out_of_range_are_a_row_error_not_a_panic() {
+        let (cfg, up, mut memory) = (cfg(), test_upstream(), KindMemory::default());
+        let max = "79228162514264337593543950335";
+        let history = ledger(&[("e0", "1", false, "2026-05-01T10:00:00Z")]);
+        let out = parse_customer(&cfg, &up, "cus_1", &wallets("5", "XOF"), &[&history], &mut memory).unwrap();
+        assert_eq!(out.balances.len(), 1, "baseline poll");
+        let huge = ledger(&[("e2", max, false, "2026-05-01T10:02:00Z"), ("e1", max, false, "2026-05-01T10:01:00Z"), ("e0", "1", false, "2026-05-01T10:00:00Z")]);
+        let e = parse_customer(&cfg, &up, "cus_1", &wallets("5", "XOF"), &[&huge], &mut memory).unwrap_err();
+        assert_eq!(e.reason, Reason::Decode);
+        assert_eq!(e.message, "customer cus_1 XOF ledger $.items[*].amount: the sum of new debits overflows; wallet not exported this poll");
+        // The same entries one at a time are fine: nothing was marked counted.
+        let one = ledger(&[("e1", max, false, "2026-05-01T10:01:00Z"), ("e0", "1", false, "2026-05-01T10:00:00Z")]);
+        let out = parse_customer(&cfg, &up, "cus_1", &wallets("5", "XOF"), &[&one], &mut memory).unwrap();
+        let Flows::Ledger(deltas) = &out.flows else { panic!("ledger flows") };
+        assert_eq!(deltas[0].spent, Decimal::MAX);
+    }
+
+    #[test]
+    fn edge_amounts_are_exact_or_name_the_field() {
+        let (cfg, up) = (cfg(), test_upstream());
+        let out = parse_customer(&cfg, &up, "cus_1", &wallets("-79228162514264337593543950335", "XOF"), &[], &mut KindMemory::default()).unwrap();
+        assert_eq!(out.balances[0].balance, Decimal::MIN);
+        let out = parse_customer(&cfg, &up, "cus_1", &wallets("-0", "USD"), &[], &mut KindMemory::default()).unwrap();
+        assert!(out.balances[0].balance.is_zero() && out.balances[0].balance.is_sign_positive());
+        for balance in ["1e30", "1e-30", "123456789012345678901234567890", "1.00000000000000000000000000001e0"] {
+            let e = parse_customer(&cfg, &up, "cus_1", &wallets(balance, "USD"), &[], &mut KindMemory::default()).unwrap_err();
+            assert!(e.message.starts_with("customer cus_1 wallets: $.items[0].balance: "), "{balance}: {}", e.message);
+        }
+        // Representable in minor units, but not once scaled to major units.
+        let e = parse_customer(&cfg, &up, "cus_1", &wallets("0.0000000000000000000000000001", "USD"), &[], &mut KindMemory::default()).unwrap_err();
+        assert!(e.message.starts_with("customer cus_1 $.items[0].balance: number"), "{}", e.message);
+        let e = parse_customer(&cfg, &up, "cus_1", &wallets("1", "U\u{301}S"), &[], &mut KindMemory::default()).unwrap_err();
+        assert_eq!(e.message, "customer cus_1 $.items[0].currency: not a currency code");
+    }
+
+    #[test]
+    fn aggregate_sums_out_of_range_are_not_exported() {
+        let cfg = DodoWalletsConfig { customers: vec![], all_customers: true, ..cfg() };
+        let customers = br#"{"items": [{"customer_id": "a"}, {"customer_id": "b"}]}"#;
+        let out = parse_all_customers(&cfg, &test_upstream(), &[customers], &wallets("79228162514264337593543950335", "XOF")).unwrap();
+        assert_eq!(out.row_errors, ["XOF: the sum of wallet balances overflows; supplier_wallets_balance_sum not exported"]);
+        assert!(out.gauges.iter().all(|g| g.name != "supplier_wallets_balance_sum"));
+        assert_eq!(out.gauges[0].value, 2.0);
+        assert_eq!(out.balances.len(), 2);
+        // A listing that repeats itself fails the poll instead of looping.
+        let e = parse_all_customers(&cfg, &test_upstream(), &[customers, customers], &wallets("1", "XOF")).unwrap_err();
+        assert!(e.message.contains("repeats earlier customers only"), "{}", e.message);
+    }
 
     fn at(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)

@@ -2,6 +2,7 @@
 //!
 //! `{"balance": {"amount": 284.50, "currency": "USD", "updated_at": "2026-05-01T13:45:22Z"}}`
 //! One account (`main`), major units, the supplier's own `updated_at`.
+#![deny(clippy::arithmetic_side_effects)]
 
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -62,4 +63,42 @@ pub fn parse(upstream: &Upstream, body: &[u8]) -> Result<PollOutput, PollError> 
         }],
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suppliers::test_upstream;
+    use crate::upstream::Reason;
+
+    fn body(amount: &str, currency: &str, updated_at: &str) -> String {
+        format!(r#"{{"balance": {{"amount": {amount}, "currency": {currency}, "updated_at": {updated_at}}}}}"#)
+    }
+
+    /// Issue 12: this `updated_at` panicked the poll task (`split_at` inside `é`).
+    #[test]
+    fn a_non_ascii_timestamp_is_a_decode_error() {
+        let e = parse(&test_upstream(), br#"{"balance": {"amount": 284.50, "currency": "USD", "updated_at": "a\u00e912345"}}"#).unwrap_err();
+        assert_eq!((e.reason, e.message.as_str()), (Reason::Decode, "$.balance.updated_at: not an RFC 3339 timestamp"));
+        let e = parse(&test_upstream(), "{\"balance\": {\"amount\": 284.50, \"currency\": \"USD\", \"updated_at\": \"aé12345\"}}".as_bytes()).unwrap_err();
+        assert_eq!((e.reason, e.message.as_str()), (Reason::Decode, "$.balance.updated_at: not an RFC 3339 timestamp"));
+    }
+
+    #[test]
+    fn edge_amounts_are_exact_or_name_the_field() {
+        let t = r#""2026-05-01T13:45:22Z""#;
+        let out = parse(&test_upstream(), body("-7.9228162514264337593543950335e28", r#""usd""#, t).as_bytes()).unwrap();
+        assert_eq!((out.balances[0].balance, out.balances[0].usable), (Decimal::MIN, Decimal::MIN));
+        let out = parse(&test_upstream(), body("-0", r#""USD""#, "null").as_bytes()).unwrap();
+        assert!(out.balances[0].balance.is_zero() && out.balances[0].balance.is_sign_positive());
+        for amount in ["7.9228162514264337593543950336e28", "1e30", "1e-30", "12345678901234567890123456789.5", "1.00000000000000000000000000001e0"] {
+            let e = parse(&test_upstream(), body(amount, r#""USD""#, t).as_bytes()).unwrap_err();
+            assert_eq!(e.reason, Reason::Decode);
+            assert!(e.message.starts_with("$.balance.amount: "), "{amount}: {}", e.message);
+        }
+        for currency in [r#""U\u0301S""#, r#""\u202eUSD""#, r#""US\u0000""#, r#""ÜSD""#] {
+            let e = parse(&test_upstream(), body("1", currency, t).as_bytes()).unwrap_err();
+            assert!(e.message.starts_with("$.balance.currency: "), "{currency}: {}", e.message);
+        }
+    }
 }

@@ -3,6 +3,12 @@
 //! A kind is a config struct (its own YAML keys) and an `async fn poll` that
 //! asks through [`Upstream`] and returns [`PollOutput`]. The list of kinds
 //! exists once, in [`KindConfig`]; adding a kind is one file and one variant.
+//!
+//! Upstream bytes never panic a poll task: kinds slice upstream text only on
+//! char boundaries (`get`, `split_once`), compute with checked arithmetic
+//! (each kind's module denies `clippy::arithmetic_side_effects`), and turn a
+//! value `Decimal` cannot hold into a `decode` error naming the field.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::any::Any;
 use std::time::{Duration, SystemTime};
@@ -111,6 +117,8 @@ impl KindConfig {
     /// supplier's secrets redacted, whatever upstream text a kind quoted.
     pub async fn poll(&self, upstream: &Upstream, memory: &mut KindMemory) -> Result<PollOutput, PollError> {
         let result = self.poll_kind(upstream, memory).await;
+        // The kind's own secrets too (json: header values, OAuth2 client credentials).
+        let upstream = upstream.with_secrets(self.secrets());
         match result {
             Ok(mut out) => {
                 for e in &mut out.row_errors {
@@ -122,6 +130,14 @@ impl KindConfig {
                 e.message = upstream.redact(&e.message);
                 Err(e)
             }
+        }
+    }
+
+    /// Secrets in the kind's own keys, beyond the supplier's `auth`.
+    pub fn secrets(&self) -> Vec<String> {
+        match self {
+            KindConfig::Json(c) => c.secrets(),
+            _ => vec![],
         }
     }
 
@@ -305,29 +321,73 @@ pub fn decode_json<T: serde::de::DeserializeOwned>(upstream: &Upstream, body: &[
     Ok(value)
 }
 
+/// The first instant of year 10000: RFC 3339 has four-digit years.
+pub const YEAR_10000: Duration = Duration::from_secs(253_402_300_800);
+
+/// `t` if it lies between the Unix epoch and the end of year 9999, the range
+/// RFC 3339 text (and so the landing page and logs) can show.
+pub fn within_rfc3339_range(t: SystemTime) -> Option<SystemTime> {
+    t.duration_since(SystemTime::UNIX_EPOCH).is_ok_and(|d| d < YEAR_10000).then_some(t)
+}
+
 /// Parses an RFC 3339 timestamp (`Z` or a numeric offset, fractions allowed).
+/// Anything else, including non-ASCII text and instants an offset moves
+/// before 1970 or past 9999, is `None`.
 pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let s = s.trim();
-    if let Ok(t) = humantime::parse_rfc3339_weak(s.strip_suffix('Z').unwrap_or(s)) {
-        if s.ends_with('Z') || s.len() <= 26 {
-            return Some(t);
-        }
+    // RFC 3339 is ASCII; checking first makes every byte offset below a char boundary.
+    if !s.is_ascii() {
+        return None;
+    }
+    if let Some(local) = s.strip_suffix(['Z', 'z']) {
+        return local_time(local);
     }
     // A numeric offset: "2026-05-01T20:45:22+07:00".
-    let (local, offset) = s.split_at(s.len().checked_sub(6)?);
-    let sign = match offset.as_bytes()[0] {
-        b'+' => 1i64,
-        b'-' => -1i64,
-        _ => return None,
+    let (local, offset) = s.split_at_checked(s.len().checked_sub(6)?)?;
+    let &[sign, h1, h2, b':', m1, m2] = offset.as_bytes() else { return None };
+    let two_digits = |a: u8, b: u8| -> Option<u64> {
+        let digit = |c: u8| c.is_ascii_digit().then(|| u64::from(c.saturating_sub(b'0')));
+        digit(a)?.checked_mul(10)?.checked_add(digit(b)?)
     };
-    let hours: i64 = offset.get(1..3)?.parse().ok()?;
-    let minutes: i64 = offset.get(4..6)?.parse().ok()?;
-    let local = humantime::parse_rfc3339_weak(local).ok()?;
-    let shift = Duration::from_secs((hours * 3600 + minutes * 60) as u64);
-    if sign > 0 { local.checked_sub(shift) } else { local.checked_add(shift) }
+    let (hours, minutes) = (two_digits(h1, h2)?, two_digits(m1, m2)?);
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
+    let shift = Duration::from_secs(hours.checked_mul(3600)?.checked_add(minutes.checked_mul(60)?)?);
+    let local = local_time(local)?;
+    let utc = match sign {
+        b'+' => local.checked_sub(shift),
+        b'-' => local.checked_add(shift),
+        _ => None,
+    };
+    utc.and_then(within_rfc3339_range)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction]` without a zone, as UTC. (humantime's
+/// weak parser would also skip a `+hh:mm` inside a fraction: refused here.)
+fn local_time(local: &str) -> Option<SystemTime> {
+    let fraction = local.get(19..)?;
+    let fraction_ok = fraction.is_empty()
+        || fraction.strip_prefix('.').is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+    if !fraction_ok {
+        return None;
+    }
+    humantime::parse_rfc3339_weak(local).ok()
+}
+
+/// An `Upstream` for kinds' unit tests (never contacted: 127.0.0.1:9).
+#[cfg(test)]
+pub(crate) fn test_upstream() -> Upstream {
+    let config = crate::config::load_str(
+        "suppliers:\n  - {name: t, kind: foxreload, base_url: 'http://127.0.0.1:9', auth: {bearer_token: sk_secret_123}}\n",
+        &|_| None,
+    )
+    .expect("test config");
+    Upstream::new(crate::upstream::build_client(Duration::from_secs(1)), &config.suppliers[0], Default::default())
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)] // constants in tests, not upstream values
 mod tests {
     use super::*;
 
@@ -339,5 +399,28 @@ mod tests {
         assert_eq!(parse_rfc3339("2026-05-01T12:45:22-01:00"), Some(z));
         assert!(parse_rfc3339("2014-01-27T22:58:01.115720Z").is_some());
         assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(parse_rfc3339("2026-05-01T13:45:22.5+07:00"), Some(z.checked_sub(Duration::from_secs(7 * 3600)).unwrap() + Duration::from_millis(500)));
+        assert_eq!(parse_rfc3339("2026-05-01T13:45:22.+07:00"), None, "an empty fraction");
+        assert_eq!(parse_rfc3339("2026-05-01T13:45:22+24:00"), None);
+        assert_eq!(parse_rfc3339("2026-05-01T13:45:22+-1:00"), None);
+    }
+
+    /// An offset can move a valid local time out of what RFC 3339 text can
+    /// show; such a time made `humantime::format_rfc3339` fail (the landing page's `utc()` panics on it).
+    #[test]
+    fn offsets_never_leave_years_1970_to_9999() {
+        assert_eq!(parse_rfc3339("9999-12-31T23:59:59-23:59"), None);
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00+00:01"), None);
+        assert!(parse_rfc3339("9999-12-31T23:59:59+00:00").is_some());
+        assert!(parse_rfc3339("9999-12-31T23:59:59.999999999Z").is_some());
+        assert!(parse_rfc3339("1970-01-01T00:00:00-00:01").is_some());
+    }
+
+    /// Issue 12: `split_at` on a byte offset inside `é` panicked the poll task.
+    #[test]
+    fn non_ascii_timestamps_are_none_not_a_panic() {
+        for text in ["aé12345", "é", "2026-05-01T13:45:22é", "2026-05-01T13:45:2é+07:00", "2026-05-01T13:45:22+07:0é", "\u{202e}2026-05-01T13:45:22Z", "2026-05-01T13:45:22\0Z", "\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}"] {
+            assert_eq!(parse_rfc3339(text), None, "{text:?}");
+        }
     }
 }

@@ -4,6 +4,8 @@
 //! `{"statusCode": 200, "message": "Success", "data": {"usd": {"balance", "freeze", "usable"}, "khr": {…}}}`
 //! Currency keys are lower case. `statusCode` in the body is checked as well
 //! as the HTTP status: a 200 carrying `statusCode: 401` is an auth failure.
+//! A `usable` derived as balance − freeze that `Decimal` cannot hold is a row error.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::BTreeMap;
 
@@ -74,7 +76,16 @@ pub fn parse(upstream: &Upstream, body: &[u8]) -> Result<PollOutput, PollError> 
         match wallet(&key, raw.get()) {
             Ok(w) => {
                 let freeze = w.freeze.unwrap_or(Decimal::ZERO);
-                let usable = w.usable.unwrap_or(w.balance - freeze);
+                let usable = match w.usable {
+                    Some(u) => u,
+                    None => match w.balance.checked_sub(freeze) {
+                        Some(u) => u,
+                        None => {
+                            out.row_errors.push(format!("$.data.{key}.freeze: balance - freeze overflows"));
+                            continue;
+                        }
+                    },
+                };
                 out.balances.push(BalanceRow {
                     account: "main".into(),
                     currency,
@@ -88,8 +99,9 @@ pub fn parse(upstream: &Upstream, body: &[u8]) -> Result<PollOutput, PollError> 
         }
     }
     if out.balances.is_empty() {
-        let detail = if out.row_errors.is_empty() { "no currencies".to_string() } else { out.row_errors.join("; ") };
-        return Err(PollError::decode(format!("$.data: {detail}")));
+        // Row errors name their own path.
+        let detail = if out.row_errors.is_empty() { "$.data: no currencies".to_string() } else { out.row_errors.join("; ") };
+        return Err(PollError::decode(detail));
     }
     Ok(out)
 }
@@ -103,3 +115,56 @@ fn wallet(key: &str, raw: &str) -> Result<Wallet, String> {
         })
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suppliers::test_upstream;
+
+    fn body(usd: &str) -> String {
+        format!(r#"{{"statusCode": 200, "message": "Success", "data": {{"usd": {usd}}}}}"#)
+    }
+
+    /// Issue 12: `balance - freeze` overflowed and panicked the poll task.
+    #[test]
+    fn balance_minus_freeze_out_of_range_is_a_decode_error_naming_the_field() {
+        let e = parse(&test_upstream(), body(r#"{"balance": 7e28, "freeze": -1e28}"#).as_bytes()).unwrap_err();
+        assert_eq!(e.reason, Reason::Decode);
+        assert_eq!(e.message, "$.data.usd.freeze: balance - freeze overflows");
+        // Given `usable`, nothing is derived: the row is read as sent.
+        let out = parse(&test_upstream(), body(r#"{"balance": 7e28, "freeze": -1e28, "usable": 7e28}"#).as_bytes()).unwrap();
+        assert_eq!(out.balances[0].usable, crate::amount::parse_decimal_text("7e28").unwrap());
+        // Another currency still comes through, the bad one is a row error.
+        let two = r#"{"statusCode": 200, "data": {"khr": {"balance": -7.9228162514264337593543950335e28, "freeze": 1}, "usd": {"balance": 2, "freeze": 1}}}"#;
+        let out = parse(&test_upstream(), two.as_bytes()).unwrap();
+        assert_eq!(out.row_errors, ["$.data.khr.freeze: balance - freeze overflows"]);
+        assert_eq!((out.balances[0].currency.as_str(), out.balances[0].usable), ("USD", Decimal::ONE));
+    }
+
+    #[test]
+    fn edge_amounts_are_exact_or_name_the_field() {
+        let out = parse(&test_upstream(), body(r#"{"balance": 79228162514264337593543950335, "freeze": "-0"}"#).as_bytes()).unwrap();
+        let b = &out.balances[0];
+        assert_eq!((b.balance, b.frozen, b.usable), (Decimal::MAX, Decimal::ZERO, Decimal::MAX));
+        assert!(b.frozen.is_sign_positive());
+        for (wallet, field) in [
+            (r#"{"balance": 1e30}"#, "$.data.usd.balance:"),
+            (r#"{"balance": 1e-30}"#, "$.data.usd.balance:"),
+            (r#"{"balance": 1, "freeze": 123456789012345678901234567890}"#, "$.data.usd.freeze:"),
+            (r#"{"balance": 1, "usable": -79228162514264337593543950336}"#, "$.data.usd.usable:"),
+            (r#"{"balance": 1, "usable": 1.00000000000000000000000000001e0}"#, "$.data.usd.usable:"),
+        ] {
+            let e = parse(&test_upstream(), body(wallet).as_bytes()).unwrap_err();
+            assert_eq!(e.reason, Reason::Decode);
+            assert!(e.message.starts_with(field), "{wallet}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn non_ascii_currency_keys_are_row_errors() {
+        let body = r#"{"statusCode": 200, "data": {"u\u0301sd": {"balance": 1}, "\u200fusd": {"balance": 1}, "us\u0000": {"balance": 1}, "usd": {"balance": 1}}}"#;
+        let out = parse(&test_upstream(), body.as_bytes()).unwrap();
+        assert_eq!(out.balances.len(), 1);
+        assert_eq!(out.row_errors.len(), 3, "{:?}", out.row_errors);
+    }
+}

@@ -8,6 +8,7 @@
 //! the raw text of each number. A query returns nodes *with their locations*;
 //! an amount is then read from the shadow tree at that location, so
 //! `12345678901234567.89` and `1.50` keep every digit.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -14,7 +14,9 @@
 //! is derived from the other two, or else frozen is 0 (a lone `frozen` makes
 //! usable 0). `updated_at` is the latest given. A row that cannot be read is a
 //! row error; if its (account, currency) is known that balance is dropped
-//! whole rather than exported as a partial sum.
+//! whole rather than exported as a partial sum. So is one whose sum or
+//! derived component `Decimal` cannot hold (all arithmetic here is checked).
+#![deny(clippy::arithmetic_side_effects)]
 
 pub mod document;
 pub mod oauth2;
@@ -398,6 +400,16 @@ impl JsonConfig {
         }
     }
 
+    /// Values to redact from every message: header values (they often carry
+    /// API keys) and OAuth2 client credentials.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.headers.values().cloned().collect();
+        if let Some(o) = &self.oauth2_client_credentials {
+            out.extend([o.client_id.expose().to_string(), o.client_secret.expose().to_string()]);
+        }
+        out
+    }
+
     fn request(&self) -> Request {
         let mut req = match self.method {
             HttpMethod::Get => Request::get(&self.path),
@@ -426,11 +438,17 @@ struct JsonMemory {
 }
 
 pub async fn poll(cfg: &JsonConfig, upstream: &Upstream, memory: &mut KindMemory) -> Result<PollOutput, PollError> {
-    let upstream = upstream.with_secrets(cfg.headers.values().cloned());
+    let upstream = upstream.with_secrets(cfg.secrets());
     let req = cfg.request();
     let resp = match &cfg.oauth2_client_credentials {
         None => upstream.send(&req).await?,
-        Some(o) => oauth2::send(o, &upstream, &req, &mut memory.get::<JsonMemory>().tokens).await?,
+        Some(o) => {
+            let tokens = &mut memory.get::<JsonMemory>().tokens;
+            let resp = oauth2::send(o, &upstream, &req, tokens).await?;
+            // A body quoting the access token must not put it into a message.
+            let token = tokens.token().map(|t| t.expose().to_string());
+            return parse(cfg, &upstream.with_secrets(token), &resp.body);
+        }
     };
     parse(cfg, &upstream, &resp.body)
 }
@@ -445,29 +463,34 @@ struct Contribution {
 }
 
 impl Contribution {
-    fn add(&mut self, other: Contribution) {
-        let sum = |a: Option<Decimal>, b: Option<Decimal>| match (a, b) {
-            (Some(a), Some(b)) => Some(a + b),
-            (a, b) => a.or(b),
+    /// Adds `other` component by component; `Err` names the component whose
+    /// sum `Decimal` cannot hold.
+    fn add(&mut self, other: Contribution) -> Result<(), &'static str> {
+        let sum = |a: Option<Decimal>, b: Option<Decimal>, name: &'static str| match (a, b) {
+            (Some(a), Some(b)) => a.checked_add(b).map(Some).ok_or(name),
+            (a, b) => Ok(a.or(b)),
         };
-        self.balance = sum(self.balance, other.balance);
-        self.frozen = sum(self.frozen, other.frozen);
-        self.usable = sum(self.usable, other.usable);
+        let balance = sum(self.balance, other.balance, "balance")?;
+        let frozen = sum(self.frozen, other.frozen, "frozen")?;
+        let usable = sum(self.usable, other.usable, "usable")?;
+        (self.balance, self.frozen, self.usable) = (balance, frozen, usable);
         self.updated_at = self.updated_at.max(other.updated_at);
+        Ok(())
     }
 
-    /// Balance, frozen, usable: given ones as is, the rest derived.
-    fn resolve(self) -> (Decimal, Decimal, Decimal) {
-        match (self.balance, self.frozen, self.usable) {
+    /// Balance, frozen, usable: given ones as is, the rest derived. `Err`
+    /// says which derivation `Decimal` cannot hold.
+    fn resolve(self) -> Result<(Decimal, Decimal, Decimal), &'static str> {
+        Ok(match (self.balance, self.frozen, self.usable) {
             (Some(b), Some(f), Some(u)) => (b, f, u),
-            (Some(b), Some(f), None) => (b, f, b - f),
-            (Some(b), None, Some(u)) => (b, b - u, u),
-            (None, Some(f), Some(u)) => (f + u, f, u),
+            (Some(b), Some(f), None) => (b, f, b.checked_sub(f).ok_or("usable = balance - frozen overflows")?),
+            (Some(b), None, Some(u)) => (b, b.checked_sub(u).ok_or("frozen = balance - usable overflows")?, u),
+            (None, Some(f), Some(u)) => (f.checked_add(u).ok_or("balance = frozen + usable overflows")?, f, u),
             (Some(b), None, None) => (b, Decimal::ZERO, b),
             (None, None, Some(u)) => (u, Decimal::ZERO, u),
             (None, Some(f), None) => (f, f, Decimal::ZERO),
             (None, None, None) => (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO),
-        }
+        })
     }
 }
 
@@ -489,9 +512,14 @@ pub fn parse(cfg: &JsonConfig, upstream: &Upstream, body: &[u8]) -> Result<PollO
     let mut matched = 0usize;
     for row in &cfg.rows {
         for (node, loc) in row.select.locate(&doc.value, &[]) {
-            matched += 1;
+            matched = matched.saturating_add(1);
             match read_row(cfg, row, &doc, node, &loc, upstream) {
-                Ok((key, c)) => merged.entry(key).or_default().add(c),
+                Ok((key, c)) => {
+                    if let Err(component) = merged.entry(key.clone()).or_default().add(c) {
+                        out.row_errors.push(format!("{}: {} {}: the sum of {component} overflows", display(&loc), key.0, key.1));
+                        poisoned.insert(key);
+                    }
+                }
                 Err(e) => {
                     poisoned.extend(e.key);
                     out.row_errors.push(e.message);
@@ -503,7 +531,13 @@ pub fn parse(cfg: &JsonConfig, upstream: &Upstream, body: &[u8]) -> Result<PollO
         if poisoned.contains(&(account.clone(), currency.clone())) {
             continue;
         }
-        let (balance, frozen, usable) = c.resolve();
+        let (balance, frozen, usable) = match c.resolve() {
+            Ok(components) => components,
+            Err(why) => {
+                out.row_errors.push(format!("{account} {currency}: {why}"));
+                continue;
+            }
+        };
         out.balances.push(BalanceRow { account, currency, balance, frozen, usable, updated_at: c.updated_at });
     }
     if out.balances.is_empty() {
@@ -615,10 +649,12 @@ fn find<'v>(field: &'v Field, node: &'v Value, loc: &'v [Seg], doc: &'v Document
     match field {
         Field::Value(v) => Ok(Found::Fixed(v)),
         Field::Key(level) => {
-            let at = loc.len().checked_sub(level + 1).ok_or_else(|| format!("{}: no map key {level} level(s) up", display(loc)))?;
-            match &loc[at] {
-                Seg::Name(name) => Ok(Found::Key(name.clone(), loc[..=at].to_vec())),
-                Seg::Index(_) => Err(format!("{}: is an array element, not a map key", display(&loc[..=at]))),
+            let no_key = || format!("{}: no map key {level} level(s) up", display(loc));
+            let at = loc.len().checked_sub(*level).and_then(|n| n.checked_sub(1)).ok_or_else(no_key)?;
+            let (up_to, seg) = (loc.get(..=at).ok_or_else(no_key)?, loc.get(at).ok_or_else(no_key)?);
+            match seg {
+                Seg::Name(name) => Ok(Found::Key(name.clone(), up_to.to_vec())),
+                Seg::Index(_) => Err(format!("{}: is an array element, not a map key", display(up_to))),
             }
         }
         Field::Path { query, optional, root } => {
@@ -689,9 +725,11 @@ fn read_timestamp(field: &Field, node: &Value, loc: &Location, doc: &Document, u
 fn timestamp_text(text: &str) -> Result<SystemTime, String> {
     let text = text.trim();
     if let Ok(n) = parse_decimal_text(text) {
-        let millis = if n.abs() >= Decimal::from(100_000_000_000u64) { n } else { n * Decimal::from(1000) };
-        let millis: u64 = millis.trunc().try_into().map_err(|_| format!("epoch time {text:?} out of range"))?;
-        return Ok(SystemTime::UNIX_EPOCH + Duration::from_millis(millis));
+        let out_of_range = || format!("epoch time {:?} out of range", text.chars().take(40).collect::<String>());
+        let millis = if n.abs() >= Decimal::from(100_000_000_000u64) { Some(n) } else { n.checked_mul(Decimal::from(1000)) };
+        let millis: u64 = millis.ok_or_else(out_of_range)?.trunc().try_into().map_err(|_| out_of_range())?;
+        let t = SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(millis)).and_then(super::within_rfc3339_range);
+        return t.ok_or_else(out_of_range);
     }
     parse_rfc3339(text).ok_or_else(|| {
         format!("expected RFC 3339 or epoch seconds/milliseconds, found {:?}", text.chars().take(40).collect::<String>())

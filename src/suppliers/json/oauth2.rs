@@ -8,6 +8,7 @@
 //! the token ever reaches a message: both are redacted from upstream text.
 //!
 //! [`KindMemory`]: crate::suppliers::KindMemory
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::time::Duration;
 
@@ -124,7 +125,8 @@ pub struct TokenCache {
 /// When to refresh a token that lives `expires_in`: a minute before, or
 /// halfway for tokens shorter than two minutes.
 pub fn refresh_after(expires_in: Duration) -> Duration {
-    expires_in - (expires_in / 2).min(Duration::from_secs(60))
+    let early = expires_in.checked_div(2).unwrap_or_default().min(Duration::from_secs(60));
+    expires_in.saturating_sub(early)
 }
 
 #[derive(Deserialize)]
@@ -135,6 +137,11 @@ struct TokenResponse {
 }
 
 impl TokenCache {
+    /// The cached access token, if any (for redaction).
+    pub fn token(&self) -> Option<&Secret> {
+        self.cached.as_ref().map(|c| &c.token)
+    }
+
     fn valid(&self, cfg: &OAuth2Config) -> Option<Secret> {
         let c = self.cached.as_ref()?;
         let same = c.credentials == (cfg.token_url.clone(), cfg.client_id.clone());
@@ -221,12 +228,14 @@ async fn fetch(cfg: &OAuth2Config, upstream: &Upstream) -> Result<CachedToken, P
     .map(|s| Duration::from_secs_f64(s.min(1e9)));
     Ok(CachedToken {
         token: Secret::new(body.access_token),
-        refresh_at: expires_in.map(|e| Instant::now() + refresh_after(e)),
+        // An instant past what the clock holds means "until a 401".
+        refresh_at: expires_in.and_then(|e| Instant::now().checked_add(refresh_after(e))),
         credentials: (cfg.token_url.clone(), cfg.client_id.clone()),
     })
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)] // instants in tests, not upstream values
 mod tests {
     use super::*;
 

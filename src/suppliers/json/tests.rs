@@ -87,12 +87,63 @@ fn resolve_covers_every_combination() {
     let c = |b: Option<&str>, f: Option<&str>, u: Option<&str>| {
         Contribution { balance: b.map(d), frozen: f.map(d), usable: u.map(d), updated_at: None }.resolve()
     };
-    assert_eq!(c(Some("10"), Some("3"), None), (d("10"), d("3"), d("7")));
-    assert_eq!(c(Some("10"), None, Some("4")), (d("10"), d("6"), d("4")));
-    assert_eq!(c(None, Some("3"), Some("4")), (d("7"), d("3"), d("4")));
-    assert_eq!(c(Some("10"), Some("1"), Some("2")), (d("10"), d("1"), d("2")));
-    assert_eq!(c(None, None, Some("4")), (d("4"), d("0"), d("4")));
-    assert_eq!(c(None, Some("3"), None), (d("3"), d("3"), d("0")));
+    assert_eq!(c(Some("10"), Some("3"), None), Ok((d("10"), d("3"), d("7"))));
+    assert_eq!(c(Some("10"), None, Some("4")), Ok((d("10"), d("6"), d("4"))));
+    assert_eq!(c(None, Some("3"), Some("4")), Ok((d("7"), d("3"), d("4"))));
+    assert_eq!(c(Some("10"), Some("1"), Some("2")), Ok((d("10"), d("1"), d("2"))));
+    assert_eq!(c(None, None, Some("4")), Ok((d("4"), d("0"), d("4"))));
+    assert_eq!(c(None, Some("3"), None), Ok((d("3"), d("3"), d("0"))));
+    // Derivations `Decimal` cannot hold are errors, not panics (issue 12).
+    let (max, min) = (Some("79228162514264337593543950335"), Some("-79228162514264337593543950335"));
+    assert_eq!(c(max, Some("-1"), None), Err("usable = balance - frozen overflows"));
+    assert_eq!(c(min, None, Some("1")), Err("frozen = balance - usable overflows"));
+    assert_eq!(c(None, max, Some("1")), Err("balance = frozen + usable overflows"));
+}
+
+/// Issue 12: sums and derivations past `Decimal::MAX` were unchecked `+`/`-`.
+#[test]
+fn sums_and_derivations_out_of_range_drop_that_balance_and_name_it() {
+    let c = cfg("path: /b\nrows:\n  - {select: '$.items[*]', currency: '$.c', balance: '$.b', frozen: {path: '$.f', optional: true}}\n");
+    let body = br#"{"items": [{"c": "USD", "b": 7e28}, {"c": "USD", "b": 7e28}, {"c": "EUR", "b": 7e28, "f": -1e28}, {"c": "GBP", "b": 1}]}"#;
+    let out = parse(&c, &upstream(), body).unwrap();
+    assert_eq!(rows(&out), vec![row("main", "GBP", "1", "0", "1")]);
+    assert_eq!(out.row_errors, vec!["$.items[1]: main USD: the sum of balance overflows".to_string(), "main EUR: usable = balance - frozen overflows".to_string()]);
+    let err = parse(&c, &upstream(), br#"{"items": [{"c": "EUR", "b": 7e28, "f": -1e28}]}"#).unwrap_err();
+    assert_eq!((err.reason, err.message.as_str()), (Reason::Decode, "main EUR: usable = balance - frozen overflows"));
+}
+
+#[test]
+fn edge_amounts_are_exact_or_name_the_field() {
+    let c = cfg("path: /b\nrows:\n  - {select: '$[*]', currency: '$.c', balance: '$.b'}\n");
+    let body = br#"[{"c": "USD", "b": 7.9228162514264337593543950335e28}, {"c": "EUR", "b": "-79228162514264337593543950335"}, {"c": "GBP", "b": -0}]"#;
+    let out = parse(&c, &upstream(), body).unwrap();
+    assert_eq!(rows(&out), vec![row("main", "EUR", "-79228162514264337593543950335", "0", "-79228162514264337593543950335"), row("main", "GBP", "0", "0", "0"), row("main", "USD", "79228162514264337593543950335", "0", "79228162514264337593543950335")]);
+    for (i, b) in ["1e30", "-1e30", "1e-30", "123456789012345678901234567890", "1.00000000000000000000000000001e0", "\"7.9228162514264337593543950336e28\""].iter().enumerate() {
+        let err = parse(&c, &upstream(), format!(r#"[{{"c": "USD", "b": {b}}}]"#).as_bytes()).unwrap_err();
+        assert!(err.message.starts_with("$[0].b: number"), "{i} {b}: {}", err.message);
+    }
+    // Minor units scaled past 28 decimal places.
+    let c = cfg("path: /b\nunit: minor\nrows:\n  - {select: '$[*]', currency: '$.c', balance: '$.b'}\n");
+    let err = parse(&c, &upstream(), br#"[{"c": "USD", "b": 1e-28}]"#).unwrap_err();
+    assert!(err.message.starts_with("$[0].b: number"), "{}", err.message);
+}
+
+#[test]
+fn epoch_timestamps_out_of_range_are_row_errors() {
+    let c = cfg("path: /b\nrows:\n  - {select: '$[*]', currency: '$.c', balance: '$.b', updated_at: '$.t'}\n");
+    for t in ["7.9e28", "-1", "1e20", "253402300800000", "\"9999-12-31T23:59:59-01:00\"", "\"a\\u00e912345\"", "\"2026-05-01T13:45:22\\u0301Z\""] {
+        let err = parse(&c, &upstream(), format!(r#"[{{"c": "USD", "b": 1, "t": {t}}}]"#).as_bytes()).unwrap_err();
+        assert!(err.message.starts_with("$[0].t: "), "{t}: {}", err.message);
+    }
+}
+
+#[test]
+fn map_keys_in_any_script_are_read_without_panicking() {
+    let c = cfg("path: /b\nrows:\n  - {select: '$.*.*', account: {key: 1}, currency: {key: 0}, balance: '$'}\n  - {select: '$.*', currency: {key: 5}, balance: '$'}\n");
+    let body = "{\"é\u{301}\u{200f}\": {\"usd\": 1, \"ü\\u0000d\": 2}}";
+    let out = parse(&c, &upstream(), body.as_bytes()).unwrap();
+    assert_eq!(rows(&out), vec![row("é\u{301}\u{200f}", "USD", "1", "0", "1")]);
+    assert_eq!(out.row_errors.len(), 2, "{:?}", out.row_errors);
 }
 
 #[test]
