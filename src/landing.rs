@@ -448,8 +448,7 @@ fn render_supplier(html: &mut String, v: &SupplierView, now: SystemTime) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::suppliers::{BalanceRow, PollOutput};
-    use crate::upstream::{PollError, Reason};
+    use crate::poll::{BalanceRow, PollError, PollOutput, Reason};
 
     fn dec(s: &str) -> Decimal {
         Decimal::from_str_exact(s).unwrap()

@@ -22,8 +22,8 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Config, SupplierConfig};
 use crate::snapshot::{Store, SupplierSlot};
 use crate::storage::Storage;
-use crate::suppliers::{KindMemory, PollOutput};
-use crate::upstream::{build_client, Limiter, PollError, Reason, Upstream};
+use crate::poll::{KindMemory, PollError, PollOutput, Reason};
+use crate::upstream::{build_client, Limiter, Upstream};
 
 /// The first poll happens within this long of start (or reload), spread by jitter.
 const MAX_INITIAL_DELAY: Duration = Duration::from_secs(3);
@@ -231,7 +231,7 @@ where
                     Err(e) => {
                         // Balances and health go out; counters wait until durable.
                         store.state_write_failed();
-                        tracing::warn!(supplier = %slot.name, error = %crate::app::error_chain(&e), "state write failed; counters held back");
+                        tracing::warn!(supplier = %slot.name, error = %e, "state write failed; counters held back");
                         let published = state.with_counters_of(&slot.state());
                         store.publish_held(&slot, state, published);
                     }
@@ -339,7 +339,7 @@ impl Scheduler {
     fn spawn(&self, cfg: SupplierConfig, slot: Arc<SupplierSlot>, cancel: CancellationToken) {
         let limiter = self.limiters.lock().unwrap_or_else(|e| e.into_inner()).entry(cfg.limiter_key()).or_default().clone();
         let memory = self.memories.lock().unwrap_or_else(|e| e.into_inner()).entry(cfg.name.clone()).or_default().clone();
-        let upstream = Upstream::new(self.client.clone(), &cfg, limiter);
+        let upstream = Upstream::new(self.client.clone(), &cfg.upstream_settings(), limiter);
         let initial = MAX_INITIAL_DELAY.min(cfg.poll_interval / 10).mul_f64(rand::random::<f64>());
         let redactor = upstream.clone();
         let ctx = LoopContext {
@@ -385,7 +385,7 @@ impl Scheduler {
 mod tests {
     use super::*;
     use crate::storage::fault;
-    use crate::suppliers::BalanceRow;
+    use crate::poll::BalanceRow;
     use rust_decimal::Decimal;
     use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -33,8 +33,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::snapshot::{Balance, LastError, SpendWindow, SupplierState};
-use crate::suppliers::BalanceRow;
-use crate::upstream::Reason;
+use crate::poll::{BalanceRow, Reason};
 
 /// Version of the record format; a file of another version is set aside.
 pub const FORMAT_VERSION: u32 = 1;
@@ -659,7 +658,7 @@ pub mod fault {
 #[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
-    use crate::suppliers::PollOutput;
+    use crate::poll::PollOutput;
     use std::time::Duration;
 
     fn polled(balance: &str) -> SupplierState {

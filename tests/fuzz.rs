@@ -538,7 +538,7 @@ impl Kind {
 }
 
 fn upstream(cfg: &SupplierConfig) -> Upstream {
-    Upstream::new(build_client(Duration::from_secs(1)), cfg, Arc::new(Limiter::default()))
+    Upstream::new(build_client(Duration::from_secs(1)), &cfg.upstream_settings(), Arc::new(Limiter::default()))
 }
 
 /// Feeds one poll's answers to the kind's decoder, as its `poll` would.
