@@ -16,7 +16,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use crate::suppliers::KindConfig;
+use crate::kinds::KindConfig;
 
 /// Default `global.poll_interval`.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(300);

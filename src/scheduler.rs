@@ -593,12 +593,12 @@ mod tests {
             }
         };
         wait_for("up").await;
-        crate::suppliers::fault::arm(&base_url, true);
+        crate::kinds::fault::arm(&base_url, true);
         let s = wait_for("two internal failures").await;
-        crate::suppliers::fault::arm(&base_url, false);
+        crate::kinds::fault::arm(&base_url, false);
         assert!(!s.up);
         let message = &s.last_error.as_ref().unwrap().message;
-        assert!(message.starts_with("foxreload kind: panic at src/suppliers/mod.rs"), "{message}");
+        assert!(message.starts_with("foxreload kind: panic at src/kinds/mod.rs"), "{message}");
         assert!(!message.contains("sk_fault_secret"), "redacted: {message}");
         assert_eq!(s.balances.values().next().unwrap().row.balance.to_string(), "284.50", "last good kept");
         let s = wait_for("up").await;

@@ -17,6 +17,9 @@ use super::{decode_json, BalanceRow, PollOutput};
 use crate::amount::currency_code;
 use crate::upstream::{PollError, Reason, Request, Upstream};
 
+/// The demo's simulation of this API (`--demo`).
+pub mod sim;
+
 /// `kind: vai247` keys.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +48,21 @@ struct Wallet {
     freeze: Option<Decimal>,
     #[serde(default, deserialize_with = "crate::amount::exact_opt")]
     usable: Option<Decimal>,
+}
+
+impl super::Kind for Vai247Config {
+    const NAME: &'static str = "vai247";
+    const DEFAULT_BASE_URL: Option<&'static str> = None;
+    // undocumented; be gentle
+    const DEFAULT_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+    fn validate(&self, path: &str, issues: &mut Vec<crate::settings::ConfigIssue>) {
+        super::require_absolute_path(&self.path, path, issues);
+    }
+
+    async fn poll(&self, upstream: &Upstream, _memory: &mut super::KindMemory) -> Result<PollOutput, PollError> {
+        poll(self, upstream).await
+    }
 }
 
 pub async fn poll(cfg: &Vai247Config, upstream: &Upstream) -> Result<PollOutput, PollError> {
@@ -119,7 +137,7 @@ fn wallet(key: &str, raw: &str) -> Result<Wallet, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::suppliers::test_upstream;
+    use crate::kinds::test_upstream;
 
     fn body(usd: &str) -> String {
         format!(r#"{{"statusCode": 200, "message": "Success", "data": {{"usd": {usd}}}}}"#)

@@ -53,6 +53,9 @@ use crate::amount::{currency_code, minor_to_major, AmountError};
 use crate::settings::ConfigIssue;
 use crate::upstream::{PollError, Reason, Request, Upstream};
 
+/// The demo's simulation of this API (`--demo`).
+pub mod sim;
+
 /// Ids of accounted entries are kept this long past a wallet's newest entry
 /// (at least `duplicate_window`); an entry that shows up later than this
 /// after its own `created_at` is not counted.
@@ -315,6 +318,21 @@ mod ledger_list {
 }
 
 // ---- polling ----
+
+impl super::Kind for DodoWalletsConfig {
+    const NAME: &'static str = "dodo_wallets";
+    const DEFAULT_BASE_URL: Option<&'static str> = Some("https://live.dodopayments.com");
+    // default tier 240 requests/min (40/s bursts fit inside it); test environment: https://test.dodopayments.com
+    const DEFAULT_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+    fn validate(&self, path: &str, issues: &mut Vec<crate::settings::ConfigIssue>) {
+        DodoWalletsConfig::validate(self, path, issues);
+    }
+
+    async fn poll(&self, upstream: &Upstream, memory: &mut super::KindMemory) -> Result<PollOutput, PollError> {
+        poll(self, upstream, memory).await
+    }
+}
 
 pub async fn poll(cfg: &DodoWalletsConfig, upstream: &Upstream, memory: &mut KindMemory) -> Result<PollOutput, PollError> {
     if cfg.all_customers {
@@ -803,7 +821,7 @@ impl Aggregate {
 #[allow(clippy::arithmetic_side_effects)] // times in tests, not upstream values
 mod tests {
     use super::*;
-    use crate::suppliers::test_upstream;
+    use crate::kinds::test_upstream;
 
     fn cfg() -> DodoWalletsConfig {
         DodoWalletsConfig {

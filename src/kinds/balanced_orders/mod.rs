@@ -32,6 +32,9 @@ use super::{decode_json, BalanceRow, ExtraSample, PollOutput};
 use crate::amount::{currency_code, minor_to_major};
 use crate::upstream::{PollError, Reason, Request, Upstream};
 
+/// The demo's simulation of this API (`--demo`).
+pub mod sim;
+
 /// The media type of API revision 1.1, sent as `Accept` on every request.
 pub const ACCEPT_REVISION: &str = "application/vnd.api+json;revision=1.1";
 
@@ -123,6 +126,21 @@ struct Totals {
     escrowed: Decimal,
     debited: Decimal,
     orders_with_escrow: u64,
+}
+
+impl super::Kind for BalancedOrdersConfig {
+    const NAME: &'static str = "balanced_orders";
+    const DEFAULT_BASE_URL: Option<&'static str> = Some("https://api.balancedpayments.com");
+    // undocumented (the service is defunct); be gentle, pages included
+    const DEFAULT_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+    fn validate(&self, path: &str, issues: &mut Vec<crate::settings::ConfigIssue>) {
+        BalancedOrdersConfig::validate(self, path, issues);
+    }
+
+    async fn poll(&self, upstream: &Upstream, _memory: &mut super::KindMemory) -> Result<PollOutput, PollError> {
+        poll(self, upstream).await
+    }
 }
 
 pub async fn poll(cfg: &BalancedOrdersConfig, upstream: &Upstream) -> Result<PollOutput, PollError> {
@@ -396,7 +414,7 @@ fn field_string(text: &str, key: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::suppliers::test_upstream;
+    use crate::kinds::test_upstream;
 
     fn cfg() -> BalancedOrdersConfig {
         BalancedOrdersConfig { path: default_path(), limit: 10, max_pages: 3, currency_exponents: BTreeMap::new() }

@@ -11,6 +11,9 @@ use super::{decode_json, parse_rfc3339, BalanceRow, PollOutput};
 use crate::amount::currency_code;
 use crate::upstream::{PollError, Request, Upstream};
 
+/// The demo's simulation of this API (`--demo`).
+pub mod sim;
+
 /// `kind: foxreload` keys.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +38,21 @@ struct Balance {
     amount: Decimal,
     currency: String,
     updated_at: Option<String>,
+}
+
+impl super::Kind for FoxReloadConfig {
+    const NAME: &'static str = "foxreload";
+    const DEFAULT_BASE_URL: Option<&'static str> = Some("https://api.foxreload.com");
+    // 100 requests/min per key
+    const DEFAULT_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+    fn validate(&self, path: &str, issues: &mut Vec<crate::settings::ConfigIssue>) {
+        super::require_absolute_path(&self.path, path, issues);
+    }
+
+    async fn poll(&self, upstream: &Upstream, _memory: &mut super::KindMemory) -> Result<PollOutput, PollError> {
+        poll(self, upstream).await
+    }
 }
 
 pub async fn poll(cfg: &FoxReloadConfig, upstream: &Upstream) -> Result<PollOutput, PollError> {
@@ -68,7 +86,7 @@ pub fn parse(upstream: &Upstream, body: &[u8]) -> Result<PollOutput, PollError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::suppliers::test_upstream;
+    use crate::kinds::test_upstream;
     use crate::upstream::Reason;
 
     fn body(amount: &str, currency: &str, updated_at: &str) -> String {

@@ -14,6 +14,9 @@ use super::{decode_json, BalanceRow, PollOutput};
 use crate::amount::currency_code;
 use crate::upstream::{PollError, Request, Upstream};
 
+/// The demo's simulation of this API (`--demo`).
+pub mod sim;
+
 /// `kind: novasend` keys.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +38,21 @@ struct Entry {
     available_balance: Decimal,
     reference: String,
     currency: String,
+}
+
+impl super::Kind for NovaSendConfig {
+    const NAME: &'static str = "novasend";
+    const DEFAULT_BASE_URL: Option<&'static str> = Some("https://api.novasend.app");
+    // "at most one request every 10 seconds"
+    const DEFAULT_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+    fn validate(&self, path: &str, issues: &mut Vec<crate::settings::ConfigIssue>) {
+        super::require_absolute_path(&self.path, path, issues);
+    }
+
+    async fn poll(&self, upstream: &Upstream, _memory: &mut super::KindMemory) -> Result<PollOutput, PollError> {
+        poll(self, upstream).await
+    }
 }
 
 pub async fn poll(cfg: &NovaSendConfig, upstream: &Upstream) -> Result<PollOutput, PollError> {
@@ -82,7 +100,7 @@ pub fn parse(upstream: &Upstream, body: &[u8]) -> Result<PollOutput, PollError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::suppliers::test_upstream;
+    use crate::kinds::test_upstream;
     use crate::upstream::Reason;
 
     fn body(balance: &str, available: &str) -> String {
