@@ -392,6 +392,14 @@ mod tests {
     use super::*;
     use crate::storage::fault;
     use crate::poll::BalanceRow;
+
+    #[test]
+    fn a_caught_panic_reads_as_before() {
+        let at = Panic { message: "boom".into(), location: Some("src/x.rs:1:2".into()) };
+        assert_eq!(at.to_string(), "panic at src/x.rs:1:2: boom");
+        assert_eq!(Panic { message: "boom".into(), location: None }.to_string(), "panic: boom");
+        assert_eq!(guard(|| 7).unwrap(), 7);
+    }
     use rust_decimal::Decimal;
     use std::sync::atomic::{AtomicU32, Ordering};
 
