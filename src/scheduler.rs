@@ -75,8 +75,17 @@ pub fn install_panic_hook() {
     });
 }
 
+/// A panic caught by [`guard`] or [`Guarded`]: its message and, when the
+/// hook saw it, where it happened (`file:line:column`). Not yet redacted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("panic{}: {message}", location.as_ref().map(|at| format!(" at {at}")).unwrap_or_default())]
+pub struct Panic {
+    pub message: String,
+    pub location: Option<String>,
+}
+
 /// Runs `f` with panics caught: `Err` holds the panic's message and location.
-fn guard<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+fn guard<T>(f: impl FnOnce() -> T) -> Result<T, Panic> {
     let was = GUARDED.replace(true);
     let result = std::panic::catch_unwind(AssertUnwindSafe(f));
     GUARDED.set(was);
@@ -86,10 +95,7 @@ fn guard<T>(f: impl FnOnce() -> T) -> Result<T, String> {
             .map(|s| (*s).to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "non-text panic payload".to_string());
-        match PANIC_LOCATION.with_borrow_mut(Option::take) {
-            Some(at) => format!("panic at {at}: {message}"),
-            None => format!("panic: {message}"),
-        }
+        Panic { message, location: PANIC_LOCATION.with_borrow_mut(Option::take) }
     })
 }
 
@@ -105,7 +111,7 @@ pub fn guarded<F: Future>(future: F) -> Guarded<F> {
 }
 
 impl<F: Future> Future for Guarded<F> {
-    type Output = Result<F::Output, String>;
+    type Output = Result<F::Output, Panic>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let inner = self.inner.as_mut();
@@ -190,7 +196,7 @@ where
                 }
                 a.result
             }
-            Err(panic) => Err(PollError::new(Reason::Internal, redact(&panic))),
+            Err(panic) => Err(PollError::new(Reason::Internal, redact(&panic.to_string()))),
         };
         let working = slot.working_state();
         let state = guard(|| working.after_poll(result, took, now)).unwrap_or_else(|panic| {
@@ -231,7 +237,7 @@ where
                     Err(e) => {
                         // Balances and health go out; counters wait until durable.
                         store.state_write_failed();
-                        tracing::warn!(supplier = %slot.name, error = %e, "state write failed; counters held back");
+                        tracing::warn!(supplier = %slot.name, error = %crate::server::error_chain(&e), "state write failed; counters held back");
                         let published = state.with_counters_of(&slot.state());
                         store.publish_held(&slot, state, published);
                     }
@@ -386,6 +392,14 @@ mod tests {
     use super::*;
     use crate::storage::fault;
     use crate::poll::BalanceRow;
+
+    #[test]
+    fn a_caught_panic_reads_as_before() {
+        let at = Panic { message: "boom".into(), location: Some("src/x.rs:1:2".into()) };
+        assert_eq!(at.to_string(), "panic at src/x.rs:1:2: boom");
+        assert_eq!(Panic { message: "boom".into(), location: None }.to_string(), "panic: boom");
+        assert_eq!(guard(|| 7).unwrap(), 7);
+    }
     use rust_decimal::Decimal;
     use std::sync::atomic::{AtomicU32, Ordering};
 
