@@ -345,7 +345,7 @@ impl Scheduler {
     fn spawn(&self, cfg: SupplierConfig, slot: Arc<SupplierSlot>, cancel: CancellationToken) {
         let limiter = self.limiters.lock().unwrap_or_else(|e| e.into_inner()).entry(cfg.limiter_key()).or_default().clone();
         let memory = self.memories.lock().unwrap_or_else(|e| e.into_inner()).entry(cfg.name.clone()).or_default().clone();
-        let upstream = Upstream::new(self.client.clone(), &cfg.upstream_settings(), limiter);
+        let upstream = Upstream::new(self.client.clone(), &cfg.upstream_settings(), limiter).reading_errors_with(cfg.kind.error_reader());
         let initial = MAX_INITIAL_DELAY.min(cfg.poll_interval / 10).mul_f64(rand::random::<f64>());
         let redactor = upstream.clone();
         let ctx = LoopContext {

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use crate::demo::kit::Simulated;
 use crate::settings::ConfigIssue;
 use crate::upstream::Upstream;
-pub use crate::poll::{BalanceRow, ExtraSample, FlowDelta, Flows, KindMemory, PollError, PollOutput, Reason};
+pub use crate::poll::{BalanceRow, ErrorReader, ErrorResponse, ExtraSample, FlowDelta, Flows, KindMemory, PollError, PollOutput, Reason};
 
 /// What a supplier kind is: implemented by each kind's config type.
 pub trait Kind {
@@ -45,6 +45,13 @@ pub trait Kind {
     /// Polls the supplier once; `memory` persists between polls (and, when
     /// taken with [`KindMemory::get_persistent`], across restarts).
     fn poll(&self, upstream: &Upstream, memory: &mut KindMemory) -> impl Future<Output = Result<PollOutput, PollError>> + Send;
+
+    /// Reads a non-2xx answer of this API (its error envelope) into a reason
+    /// and message; `None` leaves it to the driver. The driver cuts and
+    /// redacts the message.
+    fn read_error(_response: &ErrorResponse<'_>) -> Option<(Reason, String)> {
+        None
+    }
 }
 
 /// A kind's `path` key must be absolute (it is joined to `base_url`).
@@ -87,6 +94,11 @@ macro_rules! kinds {
             /// Kind-specific checks beyond what serde enforces.
             pub fn validate(&self, path: &str, issues: &mut Vec<ConfigIssue>) {
                 match self { $( KindConfig::$variant(c) => c.validate(path, issues), )* }
+            }
+
+            /// How this kind reads its API's non-2xx answers.
+            pub fn error_reader(&self) -> ErrorReader {
+                match self { $( KindConfig::$variant(_) => <$module::$config as Kind>::read_error, )* }
             }
 
             /// Secrets in the kind's own keys, beyond the supplier's `auth`.
@@ -175,22 +187,6 @@ pub mod fault {
     }
 }
 
-/// Parses a JSON body into `T`, mapping failures to reason `decode` with the
-/// JSON path and a short message (never the body itself).
-pub fn decode_json<T: serde::de::DeserializeOwned>(upstream: &Upstream, body: &[u8]) -> Result<T, PollError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let message = upstream.redact(&e.into_inner().to_string());
-        match path.as_str() {
-            "." => PollError::decode(message),
-            p if p.starts_with('[') => PollError::decode(format!("${p}: {message}")),
-            p => PollError::decode(format!("$.{p}: {message}")),
-        }
-    })?;
-    de.end().map_err(|e| PollError::decode(e.to_string()))?;
-    Ok(value)
-}
 
 /// The first instant of year 10000: RFC 3339 has four-digit years.
 pub const YEAR_10000: Duration = Duration::from_secs(253_402_300_800);

@@ -48,7 +48,7 @@ use rust_decimal::Decimal;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
-use super::{decode_json, parse_rfc3339, BalanceRow, ExtraSample, FlowDelta, Flows, KindMemory, PollOutput};
+use super::{parse_rfc3339, BalanceRow, ExtraSample, FlowDelta, Flows, KindMemory, PollOutput};
 use crate::amount::{currency_code, minor_to_major, AmountError};
 use crate::settings::ConfigIssue;
 use crate::upstream::{PollError, Reason, Request, Upstream};
@@ -396,7 +396,7 @@ async fn fetch_wallets(upstream: &Upstream, customer: &str) -> Result<Wallets, P
 }
 
 fn decode_wallets(upstream: &Upstream, customer: &str, body: &[u8]) -> Result<Wallets, PollError> {
-    decode_json(upstream, body).map_err(|e| PollError::decode(format!("customer {customer} wallets: {}", e.message)))
+    upstream.decode(body).map_err(|e| PollError::decode(format!("customer {customer} wallets: {}", e.message)))
 }
 
 /// One poll in `customers` mode: its rows and flows, and the ledger memory
@@ -531,7 +531,7 @@ impl LedgerWalk {
         let (customer, currency) = (&key.0, &key.1);
         let page_number = self.pages;
         self.pages = self.pages.saturating_add(1);
-        let page: Items<Box<serde_json::value::RawValue>> = decode_json(upstream, body)
+        let page: Items<Box<serde_json::value::RawValue>> = upstream.decode(body)
             .map_err(|e| PollError::decode(format!("customer {customer} {currency} ledger page {page_number}: {}", e.message)))?;
         if page.items.is_empty() {
             return Ok(false);
@@ -721,7 +721,7 @@ impl Aggregate {
     fn customers_page(&mut self, upstream: &Upstream, body: &[u8]) -> Result<bool, PollError> {
         let page_number = self.pages;
         self.pages = self.pages.saturating_add(1);
-        let page: Items<Customer> = decode_json(upstream, body).map_err(|e| PollError::decode(format!("customers page {page_number}: {}", e.message)))?;
+        let page: Items<Customer> = upstream.decode(body).map_err(|e| PollError::decode(format!("customers page {page_number}: {}", e.message)))?;
         if page.items.is_empty() {
             return Ok(false);
         }

@@ -7,7 +7,7 @@
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use super::{decode_json, parse_rfc3339, BalanceRow, PollOutput};
+use super::{parse_rfc3339, BalanceRow, PollOutput};
 use crate::amount::currency_code;
 use crate::upstream::{PollError, Request, Upstream};
 
@@ -62,7 +62,7 @@ pub async fn poll(cfg: &FoxReloadConfig, upstream: &Upstream) -> Result<PollOutp
 
 /// Reads a 200 body.
 pub fn parse(upstream: &Upstream, body: &[u8]) -> Result<PollOutput, PollError> {
-    let body: Body = decode_json(upstream, body)?;
+    let body: Body = upstream.decode(body)?;
     let b = body.balance;
     let currency = currency_code(&b.currency)
         .ok_or_else(|| PollError::decode(format!("$.balance.currency: not a currency code: {:?}", upstream.snippet(b.currency.as_bytes()))))?;

@@ -10,7 +10,7 @@
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use super::{decode_json, BalanceRow, PollOutput};
+use super::{BalanceRow, PollOutput};
 use crate::amount::currency_code;
 use crate::upstream::{PollError, Request, Upstream};
 
@@ -62,7 +62,7 @@ pub async fn poll(cfg: &NovaSendConfig, upstream: &Upstream) -> Result<PollOutpu
 
 /// Reads a 200 body.
 pub fn parse(upstream: &Upstream, body: &[u8]) -> Result<PollOutput, PollError> {
-    let entries: Vec<Entry> = decode_json(upstream, body)?;
+    let entries: Vec<Entry> = upstream.decode(body)?;
     let mut out = PollOutput::default();
     let mut seen = std::collections::HashSet::with_capacity(entries.len());
     for (i, e) in entries.into_iter().enumerate() {

@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{decode_json, BalanceRow, PollOutput};
+use super::{BalanceRow, PollOutput};
 use crate::amount::currency_code;
 use crate::upstream::{PollError, Reason, Request, Upstream};
 
@@ -72,7 +72,7 @@ pub async fn poll(cfg: &Vai247Config, upstream: &Upstream) -> Result<PollOutput,
 
 /// Reads a 200 body.
 pub fn parse(upstream: &Upstream, body: &[u8]) -> Result<PollOutput, PollError> {
-    let body: Body = decode_json(upstream, body)?;
+    let body: Body = upstream.decode(body)?;
     if let Some(code) = body.status_code.filter(|c| *c != 200) {
         let reason = match code {
             401 => Reason::Auth,
