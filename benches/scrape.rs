@@ -77,7 +77,7 @@ fn main() {
             store: store.clone(),
             renderer,
             telemetry_path: "/metrics".into(),
-            reload: Arc::new(|| Box::pin(async { Ok(String::new()) })),
+            reload: Arc::new(|| Box::pin(async { Ok(balance_exporter::server::Reloaded { suppliers: 0 }) })),
             extra_routes: None,
             web: Default::default(),
         });

@@ -71,6 +71,7 @@ check "deploy/docker/Dockerfile: structure" python3 deploy/check_manifests.py do
 # ---- Kubernetes -----------------------------------------------------------------------
 check "prometheusrule.yaml up to date with alerts/*.rules.yml" python3 deploy/kubernetes/gen-prometheusrule.py --check
 check "configmap.yaml up to date with examples/balance_exporter.yml" python3 deploy/kubernetes/gen-configmap.py --check
+check "src/demo/demo.yml up to date with src/kinds/*/demo.yml (registry order)" python3 scripts/gen-demo-config.py --check
 check "deploy/kubernetes/*.yaml: parse, schema, labels/selectors/ports" python3 deploy/check_manifests.py kubernetes
 promrule_promtool() {
   python3 - "$TMP/prometheusrule.rules.yml" <<'PY' || return 1

@@ -113,6 +113,9 @@ macro_rules! kinds {
             }
         }
 
+        /// Every registered kind's name, in registry order.
+        pub const NAMES: &[&str] = &[ $( <$module::$config as Kind>::NAME, )* ];
+
         /// Every kind's demo simulation (`--demo`), in registry order.
         pub fn simulations() -> Vec<Arc<dyn Simulated>> {
             let mut sims: Vec<Arc<dyn Simulated>> = Vec::new();
@@ -128,10 +131,10 @@ kinds! {
     Vai247(vai247::Vai247Config), sim: Vai247Sim;
     /// Any JSON balance API, described in the config (docs/json-kind.md).
     Json(json::JsonConfig);
-    /// Balanced marketplace escrow orders, API revision 1.1.
-    BalancedOrders(balanced_orders::BalancedOrdersConfig), sim: BalancedSim;
     /// Dodo Payments customer wallets and their ledgers.
     DodoWallets(dodo_wallets::DodoWalletsConfig), sim: DodoSim;
+    /// Balanced marketplace escrow orders, API revision 1.1.
+    BalancedOrders(balanced_orders::BalancedOrdersConfig), sim: BalancedSim;
 }
 
 impl KindConfig {
@@ -254,6 +257,18 @@ pub(crate) fn test_upstream() -> Upstream {
 #[allow(clippy::arithmetic_side_effects)] // constants in tests, not upstream values
 mod tests {
     use super::*;
+
+    /// A registry line's variant, in snake_case, is the `kind:` value serde
+    /// accepts; it must be the kind's own `Kind::NAME`.
+    #[test]
+    fn every_registry_variant_is_named_as_its_kind() {
+        for name in NAMES {
+            let err = serde_yaml::from_str::<KindConfig>(&format!("kind: {name}
+no_such_key: 1
+")).unwrap_err().to_string();
+            assert!(!err.contains("unknown variant"), "kind {name}: the registry variant's snake_case name differs: {err}");
+        }
+    }
 
     #[test]
     fn timestamps_with_zone_and_offset() {

@@ -1,4 +1,6 @@
 //! Simulated FoxReload: `GET /balance` with a Bearer key; heads toward zero.
+// The simulation computes with its own numbers, not upstream ones.
+#![allow(clippy::arithmetic_side_effects)]
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};

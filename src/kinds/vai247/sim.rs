@@ -1,4 +1,6 @@
 //! Simulated Vai247: `POST /api/v1/payment-gateway/balance-inquiry`, `X-Api-Key`, USD and KHR.
+// The simulation computes with its own numbers, not upstream ones.
+#![allow(clippy::arithmetic_side_effects)]
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
