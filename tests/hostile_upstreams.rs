@@ -12,7 +12,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use balance_exporter::app::App;
@@ -28,7 +28,7 @@ const API_KEY: &str = "vai_key_secret_77d2e";
 
 /// Tests take this shared; the memory test takes it alone, so that no other
 /// test's allocations blur its RSS reading.
-static GATE: RwLock<()> = RwLock::new(());
+static GATE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// What a stub does with the next request.
 #[derive(Clone, Debug)]
@@ -336,13 +336,13 @@ async fn fox_case(mode: Mode, reason: &str) -> String {
 
 /// Several hostile modes in turn against one foxreload victim, recovering in between.
 async fn fox_cases(cases: Vec<(Mode, &str)>) -> Vec<String> {
-    victim_cases(&FOX_BODY, |stub| fox(stub), VICTIM_FOX, 284.5, cases).await
+    victim_cases(FOX_BODY, fox, VICTIM_FOX, 284.5, cases).await
 }
 
 /// Several hostile modes in turn against one victim answering `good_body`
 /// when it behaves (showing `good` under `labels`), recovering after each.
 async fn victim_cases(good_body: &str, keys: impl Fn(&Stub) -> String, labels: &[(&str, &str)], good: f64, cases: Vec<(Mode, &str)>) -> Vec<String> {
-    let _gate = GATE.read().unwrap_or_else(|e| e.into_inner());
+    let _gate = GATE.read().await;
     let stub = Stub::start("127.0.0.1", Mode::Json(good_body.into())).await;
     let rig = rig(&keys(&stub)).await;
     let mut messages = Vec::new();
@@ -402,7 +402,7 @@ async fn numbers_out_of_range_and_nan_like_strings() {
 /// they are exported as they are, and replaced by the next answer.
 #[tokio::test]
 async fn negative_balances_are_reported_as_they_are() {
-    let _gate = GATE.read().unwrap_or_else(|e| e.into_inner());
+    let _gate = GATE.read().await;
     let stub = Stub::start("127.0.0.1", Mode::Json(FOX_BODY.into())).await;
     let rig = rig(&fox(&stub)).await;
     rig.good_poll("decode", VICTIM_FOX, 284.5).await;
@@ -484,7 +484,7 @@ async fn rate_limited_with_and_without_retry_after() {
 /// fresh exporter.
 #[tokio::test]
 async fn absurd_retry_after_values_do_not_crash_the_poller() {
-    let _gate = GATE.read().unwrap_or_else(|e| e.into_inner());
+    let _gate = GATE.read().await;
     for (line, header, reason, capped) in [
         ("429 Too Many Requests", "Retry-After: 18446744073709551615\r\n", "rate_limited", true),
         ("429 Too Many Requests", "retry-after-ms: 1e300\r\n", "rate_limited", true),
@@ -516,7 +516,7 @@ async fn absurd_retry_after_values_do_not_crash_the_poller() {
 /// `Retry-After` longer than a poll interval: the next request to that
 /// supplier waits for it (max_retries 0, so the wait spans polls).
 async fn next_request_waits(mode: Mode, at_least: Duration) {
-    let _gate = GATE.read().unwrap_or_else(|e| e.into_inner());
+    let _gate = GATE.read().await;
     let stub = Stub::start("127.0.0.1", Mode::Json(FOX_BODY.into())).await;
     let rig = rig(&fox(&stub)).await;
     rig.survive(&stub, mode.clone(), "rate_limited", VICTIM_FOX, 284.5).await;
@@ -569,7 +569,7 @@ async fn connection_refused() {
 /// to `http://supplier.invalid`), then resolves again (reloaded back).
 #[tokio::test]
 async fn dns_failure_of_the_configured_host() {
-    let _gate = GATE.read().unwrap_or_else(|e| e.into_inner());
+    let _gate = GATE.read().await;
     let stub = Stub::start("127.0.0.1", Mode::Json(FOX_BODY.into())).await;
     let rig = rig(&fox(&stub)).await;
     let before = rig.good_poll("connect", VICTIM_FOX, 284.5).await;
@@ -587,7 +587,7 @@ async fn dns_failure_of_the_configured_host() {
 /// generous and is a guard against buffering the whole body, not a benchmark.
 #[tokio::test]
 async fn body_of_64_mib_is_cut_at_the_cap_and_memory_stays_flat() {
-    let _gate = GATE.write().unwrap_or_else(|e| e.into_inner());
+    let _gate = GATE.write().await;
     let stub = Stub::start("127.0.0.1", Mode::Json(FOX_BODY.into())).await;
     // A longer timeout: the cut must come from the cap, not the clock.
     let rig = rig(&format!("{}, timeout: 20s", fox(&stub))).await;
@@ -611,7 +611,7 @@ async fn body_of_64_mib_is_cut_at_the_cap_and_memory_stays_flat() {
 
 #[tokio::test]
 async fn configurable_cap() {
-    let _gate = GATE.read().unwrap_or_else(|e| e.into_inner());
+    let _gate = GATE.read().await;
     let stub = Stub::start("127.0.0.1", Mode::Json(FOX_BODY.into())).await;
     let rig = rig(&format!("{}, max_response_size: 1KiB", fox(&stub))).await;
     let padded = FOX_BODY.replace("}}", &format!("}}, \"pad\": \"{}\"}}", "x".repeat(2000)));
@@ -631,7 +631,7 @@ fn rss_kib() -> u64 {
 /// `X-Api-Key`: the second listener, on 127.0.0.2, records what it got.
 #[tokio::test]
 async fn redirect_to_another_host_never_carries_credentials() {
-    let _gate = GATE.read().unwrap_or_else(|e| e.into_inner());
+    let _gate = GATE.read().await;
     let other = Stub::start("127.0.0.2", status("401 Unauthorized", "", "{\"error\": \"no key\"}")).await;
 
     // Bearer (foxreload).
@@ -663,7 +663,7 @@ async fn redirect_to_another_host_never_carries_credentials() {
 /// Another port on the same host is another origin, and so is another scheme.
 #[tokio::test]
 async fn redirect_to_another_port_or_scheme_never_carries_credentials() {
-    let _gate = GATE.read().unwrap_or_else(|e| e.into_inner());
+    let _gate = GATE.read().await;
     let other_port = Stub::start("127.0.0.1", status("401 Unauthorized", "", "")).await;
     let stub = Stub::start("127.0.0.1", Mode::Json(FOX_BODY.into())).await;
     let rig = rig(&fox(&stub)).await;
