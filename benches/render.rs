@@ -41,7 +41,7 @@ fn parse(c: &mut Criterion) {
     let text = fixture::many_suppliers_config(1, "http://127.0.0.1:9", "1m");
     let cfg = config::load_str(&text, &|_| None).unwrap();
     let client = reqwest::Client::new();
-    let upstream = balance_exporter::upstream::Upstream::new(client, &cfg.suppliers[0], Default::default());
+    let upstream = balance_exporter::upstream::Upstream::new(client, &cfg.suppliers[0].upstream_settings(), Default::default());
     let fox = br#"{"balance": {"amount": 284.50, "currency": "USD", "updated_at": "2026-05-01T13:45:22Z"}}"#;
     let vai = br#"{"statusCode": 200, "message": "Success", "data": {"usd": {"balance": 1250.75, "freeze": 100.00, "usable": 1150.75}, "khr": {"balance": 5000000.00, "freeze": 250000.00, "usable": 4750000.00}}, "traceId": "trace_abc123"}"#;
     let nova: String = format!(

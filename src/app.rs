@@ -16,7 +16,7 @@ use crate::scheduler::Scheduler;
 use crate::server::{self, Action, ServerState};
 use crate::shard::Shard;
 use crate::snapshot::Store;
-use crate::web_config::{self, WebConfig};
+use crate::web::{self, WebConfig};
 
 /// How the exporter is started.
 #[derive(Debug, Clone, Default)]
@@ -85,7 +85,7 @@ impl App {
             None => WebConfig::default(),
             Some(path) => {
                 let p = path.clone();
-                let loaded = tokio::task::spawn_blocking(move || web_config::load_file(&p)).await;
+                let loaded = tokio::task::spawn_blocking(move || web::load_file(&p)).await;
                 let loaded = loaded.unwrap_or_else(|e| Err(ConfigError::Yaml(format!("web config loader panicked: {e}"))));
                 loaded.map_err(|source| StartError::WebConfig { path: path.display().to_string(), source })?
             }
@@ -213,7 +213,7 @@ impl App {
 /// restart: a reload must never silently downgrade a TLS listener to plain HTTP.
 async fn reload_web_config(path: PathBuf, current: &WebConfig) -> Result<WebConfig, String> {
     let p = path.clone();
-    let loaded = tokio::task::spawn_blocking(move || web_config::load_file(&p)).await;
+    let loaded = tokio::task::spawn_blocking(move || web::load_file(&p)).await;
     let loaded = loaded.unwrap_or_else(|e| Err(ConfigError::Yaml(format!("web config loader panicked: {e}"))));
     let new = loaded.map_err(|e| format!("web config {}: {}", path.display(), error_chain(&e)))?;
     if new.tls.is_some() != current.tls.is_some() {

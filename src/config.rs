@@ -5,8 +5,9 @@
 //! replaces it here alone). Every problem is reported with its key path, and
 //! all problems of a file are collected, not just the first.
 
+pub use crate::settings::{read_secret_file, Auth, ConfigIssue, Secret, UpstreamSettings};
 use std::collections::BTreeMap;
-use std::fmt;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -25,48 +26,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// Default retries of one request within a poll (429, 5xx, timeouts, connect errors).
 pub const DEFAULT_MAX_RETRIES: u32 = 2;
-
-/// A secret string: never printed by `Debug` or `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    /// The secret itself, for the one place that sends it upstream.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<secret>")
-    }
-}
-
-/// How requests to a supplier authenticate.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Auth {
-    None,
-    Bearer(Secret),
-    Basic { username: Secret, password: Secret },
-    Header { name: reqwest::header::HeaderName, value: Secret },
-}
-
-impl Auth {
-    /// Every secret value, so that upstream error text can be redacted.
-    pub fn secrets(&self) -> Vec<&str> {
-        let all: Vec<&Secret> = match self {
-            Auth::None => vec![],
-            Auth::Bearer(t) => vec![t],
-            Auth::Basic { username, password } => vec![username, password],
-            Auth::Header { value, .. } => vec![value],
-        };
-        all.into_iter().map(Secret::expose).filter(|s| s.len() >= 4).collect()
-    }
-}
 
 /// A configured threshold, exported as gauges for the alert rules.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +66,18 @@ pub struct SupplierConfig {
 }
 
 impl SupplierConfig {
+    /// What the HTTP driver needs of this supplier.
+    pub fn upstream_settings(&self) -> UpstreamSettings {
+        UpstreamSettings {
+            base_url: self.base_url.clone(),
+            auth: self.auth.clone(),
+            min_interval: self.min_interval,
+            timeout: self.timeout,
+            max_response_bytes: self.max_response_bytes,
+            max_retries: self.max_retries,
+        }
+    }
+
     /// The key of the rate limiter this supplier uses.
     pub fn limiter_key(&self) -> String {
         match &self.rate_limit_group {
@@ -124,23 +95,6 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-/// One problem found in a config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigIssue {
-    /// Key path, e.g. `suppliers[1].auth.bearer_token_file`.
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigIssue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
 
 /// Why a config could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -604,43 +558,6 @@ fn validate_auth(raw: Option<FileAuth>, path: &str, issues: &mut Vec<ConfigIssue
     issues.push(ConfigIssue { path: path.into(), message: "give exactly one of bearer_token, basic, header".into() });
     None
 }
-
-/// Reads a secret file (trailing newline trimmed). The error never echoes the
-/// value when it does not look like a path: it may be a secret put inline.
-pub(crate) fn read_secret_file(file: &str, path: &str, issues: &mut Vec<ConfigIssue>, warnings: &mut Vec<String>) -> Option<Secret> {
-    let looks_like_path = file.contains('/') && !file.contains(char::is_whitespace);
-    let shown = if looks_like_path { file.to_string() } else { "<value hidden>".to_string() };
-    match std::fs::read_to_string(file) {
-        Ok(content) => {
-            warn_if_readable_by_others(file, path, warnings);
-            let value = content.trim_end_matches(['\n', '\r']).to_string();
-            if value.is_empty() {
-                issues.push(ConfigIssue { path: path.into(), message: format!("secret file {shown} is empty") });
-                return None;
-            }
-            Some(Secret::new(value))
-        }
-        Err(e) => {
-            let hint = if looks_like_path { "" } else { " (this looks like a secret given inline; `*_file` keys take a file path)" };
-            issues.push(ConfigIssue { path: path.into(), message: format!("cannot read secret file {shown}: {}{hint}", e.kind()) });
-            None
-        }
-    }
-}
-
-#[cfg(unix)]
-fn warn_if_readable_by_others(file: &str, path: &str, warnings: &mut Vec<String>) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(file) {
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            warnings.push(format!("{path}: secret file {file} is readable by group or others (mode {mode:04o}); use chmod 600"));
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn warn_if_readable_by_others(_: &str, _: &str, _: &mut Vec<String>) {}
 
 /// Parses a duration such as `5m`, `10s`, `1h30m`, `250ms`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -251,41 +251,9 @@ fn utc(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-const STYLE: &str = "*{box-sizing:border-box}
-body{font-family:system-ui,-apple-system,\"Segoe UI\",Roboto,\"DejaVu Sans\",sans-serif;margin:0;padding:1rem;background:#f4f5f7;color:#1d232b;line-height:1.35}
-main,header,footer{max-width:72rem;margin:0 auto}
-h1{font-size:1.35rem;margin:0 0 .35rem}h2{font-size:1.1rem;margin:0;display:flex;gap:.4rem;align-items:center;flex-wrap:wrap}
-.meta{color:#58636f;font-size:.82rem;margin:.15rem 0 .5rem}.meta a{color:inherit}
-.summary{display:flex;flex-wrap:wrap;gap:.35rem;margin:.4rem 0 .9rem;padding:0;list-style:none}
-.summary li{font-size:.85rem;padding:.15rem .55rem;border-radius:1rem;background:#e3e7eb;color:#1d232b}
-.summary .failing{background:#c62828;color:#fff}.summary .stale{background:#b26a00;color:#fff}.summary .low{background:#fbe0dc;color:#8e1b1b}.summary .ok{background:#d9f0e1;color:#1d5e36}
-section{background:#fff;border:1px solid #d9dee4;border-left:8px solid #2e9d58;border-radius:6px;padding:.7rem .8rem;margin-bottom:1rem}
-section.failing{border-left-color:#c62828;background:#fff4f4;border-color:#efb7b7;border-left-color:#c62828}
-section.stale{border-left-color:#e08600;background:#fff8ec}section.failing.stale{background:#fff4f4;border-left-color:#c62828}
-section.low{border-left-color:#e0533a}section.pending{border-left-color:#8795a1}
-.badge,.tag{display:inline-block;font-size:.72rem;line-height:1.4;padding:0 .45rem;border-radius:3px;text-transform:uppercase;letter-spacing:.03em;font-weight:600;white-space:nowrap}
-.badge{background:#2e9d58;color:#fff}.badge.failing{background:#c62828}.badge.stale{background:#b26a00}.badge.low{background:#d84a32}.badge.pending{background:#8795a1}
-.badge.reason,.tag.reason{background:#fff;color:#a31515;border:1px solid #c62828;text-transform:none}
-.tag{background:#e3e7eb;color:#33404c}.tag.ok{background:#d9f0e1;color:#1d5e36}.tag.failing{background:#c62828;color:#fff}.tag.stale{background:#f6dcae;color:#6b4000}.tag.low,.tag.negative{background:#c62828;color:#fff}.tag.short-runway{background:#f6dcae;color:#6b4000}.tag.pending{background:#e3e7eb}
-.kind{color:#58636f;font-size:.8rem;font-weight:normal}
-.err{color:#8e1b1b;background:#fde8e8;border-radius:4px;font-size:.85rem;margin:.4rem 0 0;padding:.3rem .5rem;overflow-wrap:anywhere}
-.scroll{overflow-x:auto}table{border-collapse:collapse;width:100%;margin-top:.5rem;font-size:.9rem}
-th,td{padding:.32rem .5rem;border-bottom:1px solid #e6e9ed;text-align:right;white-space:nowrap;vertical-align:middle}
-th.account,td.account,th.currency,td.currency,th.status,td.status{text-align:left}td.status{white-space:normal}
-th{color:#58636f;font-weight:600;font-size:.78rem}td.total,td.frozen,td.usable,td.runway{font-variant-numeric:tabular-nums}
-tr.low td,tr.negative td{background:#fdecea}tr.low td.usable,tr.negative td.usable{color:#b71c1c;font-weight:700}tr.short-runway td.runway{color:#9a5b00;font-weight:700}
-tr.stale td.total,tr.stale td.frozen,tr.stale td.usable,tr.stale td.updated{color:#8a6d3b;font-style:italic}td.neg{color:#c62828}
-.none{color:#58636f}footer{color:#58636f;font-size:.78rem;margin-top:1rem}footer p{margin:.2rem 0}
-@media (max-width:640px){body{padding:.5rem}h1{font-size:1.15rem}section{padding:.55rem .6rem}
-table,tbody,tr,td{display:block;width:100%}thead{display:none}
-tr{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);column-gap:.75rem;padding:.4rem 0;border-bottom:1px solid #e6e9ed}
-td{display:flex;justify-content:space-between;gap:.5rem;min-width:0;border:0;padding:.12rem 0;font-size:.88rem;text-align:right;white-space:normal;overflow-wrap:anywhere}
-td::before{content:attr(data-label);color:#58636f;font-size:.75rem;font-weight:normal;font-style:normal;text-align:left}
-td.account{grid-column:1/-1;font-weight:700;font-size:.95rem}td.currency{font-weight:700}td.status{grid-column:1/-1;order:1;justify-content:flex-start;flex-wrap:wrap;gap:.3rem}td.status::before{margin-right:auto}
-tr.low td,tr.negative td{background:none}tr.low,tr.negative{background:#fdecea;border-radius:4px;padding-left:.35rem;padding-right:.35rem}}
-@media (prefers-color-scheme:dark){body{background:#14171b;color:#dfe3e8}section{background:#1d2127;border-color:#333a42}section.failing,section.failing.stale{background:#2a1a1a;border-color:#5a2a2a}section.stale{background:#2a2416}
-th,.meta,.kind,footer,.none,td::before{color:#9aa5b1}td,th{border-color:#2c3238}tr.low td,tr.negative td,tr.low,tr.negative{background:#3a1f1f}
-.err{background:#3a1f1f;color:#ffb4b4}.summary li,.tag{background:#2c3238;color:#dfe3e8}.badge.reason,.tag.reason{background:#1d2127;color:#ff8a80}}";
+// The stylesheet, inlined into the page (the CSP allows inline styles, not
+// files). Trimmed so that the page does not depend on the file's last newline.
+const STYLE: &str = include_str!("landing.css").trim_ascii_end();
 
 /// Renders the page for `now`.
 pub fn render(store: &Store, telemetry_path: &str, now: SystemTime) -> String {
@@ -480,8 +448,7 @@ fn render_supplier(html: &mut String, v: &SupplierView, now: SystemTime) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::suppliers::{BalanceRow, PollOutput};
-    use crate::upstream::{PollError, Reason};
+    use crate::poll::{BalanceRow, PollError, PollOutput, Reason};
 
     fn dec(s: &str) -> Decimal {
         Decimal::from_str_exact(s).unwrap()
@@ -698,5 +665,13 @@ suppliers:
         assert!(!html.contains("SECRET"), "{html}");
         assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<script") && !html.contains("<link"));
         assert!(!html.contains("url("), "no CSS url() at all");
+    }
+
+    #[test]
+    fn stylesheet_is_inlined_whole() {
+        let html = render(&store(now()), "/metrics", now());
+        assert!(html.contains(&format!("<style>{STYLE}</style>")));
+        assert!(STYLE.starts_with("*{box-sizing:border-box}") && STYLE.ends_with("}}"), "the whole file, without its last newline");
+        assert!(!STYLE.contains("</"), "nothing in the CSS can close the <style> element");
     }
 }

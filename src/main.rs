@@ -74,7 +74,7 @@ fn check_config(flags: &Flags) -> ExitCode {
     }));
     let web = match &flags.web_config_file {
         None => true,
-        Some(path) => check_one(path, balance_exporter::web_config::load_file(path).map(|w| (w.summary(), w.warnings))),
+        Some(path) => check_one(path, balance_exporter::web::load_file(path).map(|w| (w.summary(), w.warnings))),
     };
     if config && web {
         ExitCode::SUCCESS

@@ -16,7 +16,7 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use rust_decimal::Decimal;
 
 use crate::snapshot::{unix_seconds, Store, SupplierSlot, SupplierState, DURATION_BUCKETS};
-use crate::upstream::Reason;
+use crate::poll::Reason;
 
 /// Version and revision baked in at build time.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -156,10 +156,10 @@ pub fn collect_families(store: &Store) -> Vec<MetricFamily> {
         }
         push_thresholds(slot, &state, &mut low, &mut runway);
         for g in &state.gauges {
-            push_extra(&mut extra, s, g.name, g.help, MetricType::GAUGE, &g.labels, g.value);
+            push_extra(&mut extra, s, g.name, g.help, MetricType::GAUGE, &g.labels, to_f64(g.value));
         }
         for ((name, labels), (help, value)) in &state.counters {
-            push_extra(&mut extra, s, name, help, MetricType::COUNTER, labels, *value);
+            push_extra(&mut extra, s, name, help, MetricType::COUNTER, labels, to_f64(*value));
         }
     }
 

@@ -22,8 +22,8 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Config, SupplierConfig};
 use crate::snapshot::{Store, SupplierSlot};
 use crate::storage::Storage;
-use crate::suppliers::{KindMemory, PollOutput};
-use crate::upstream::{build_client, Limiter, PollError, Reason, Upstream};
+use crate::poll::{KindMemory, PollError, PollOutput, Reason};
+use crate::upstream::{build_client, Limiter, Upstream};
 
 /// The first poll happens within this long of start (or reload), spread by jitter.
 const MAX_INITIAL_DELAY: Duration = Duration::from_secs(3);
@@ -231,7 +231,7 @@ where
                     Err(e) => {
                         // Balances and health go out; counters wait until durable.
                         store.state_write_failed();
-                        tracing::warn!(supplier = %slot.name, error = %crate::app::error_chain(&e), "state write failed; counters held back");
+                        tracing::warn!(supplier = %slot.name, error = %e, "state write failed; counters held back");
                         let published = state.with_counters_of(&slot.state());
                         store.publish_held(&slot, state, published);
                     }
@@ -339,7 +339,7 @@ impl Scheduler {
     fn spawn(&self, cfg: SupplierConfig, slot: Arc<SupplierSlot>, cancel: CancellationToken) {
         let limiter = self.limiters.lock().unwrap_or_else(|e| e.into_inner()).entry(cfg.limiter_key()).or_default().clone();
         let memory = self.memories.lock().unwrap_or_else(|e| e.into_inner()).entry(cfg.name.clone()).or_default().clone();
-        let upstream = Upstream::new(self.client.clone(), &cfg, limiter);
+        let upstream = Upstream::new(self.client.clone(), &cfg.upstream_settings(), limiter);
         let initial = MAX_INITIAL_DELAY.min(cfg.poll_interval / 10).mul_f64(rand::random::<f64>());
         let redactor = upstream.clone();
         let ctx = LoopContext {
@@ -384,7 +384,8 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::suppliers::BalanceRow;
+    use crate::storage::fault;
+    use crate::poll::BalanceRow;
     use rust_decimal::Decimal;
     use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -603,5 +604,107 @@ mod tests {
         let s = wait_for("up").await;
         assert!(s.polls_total >= 4);
         scheduler.shutdown(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
+    async fn while_state_writes_fail_counters_are_held_back_and_polling_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(Storage::open(dir.path()).unwrap());
+        let store = Arc::new(Store::default());
+        store.enable_state_writes();
+        let slot = store.set_suppliers(&[test_config("s", Duration::from_millis(100))]).remove(0);
+        let cancel = CancellationToken::new();
+        let polls = Arc::new(AtomicU32::new(0));
+        let p2 = polls.clone();
+        let mut ctx = LoopContext::new(store.clone(), slot.clone(), cancel.clone(), Duration::ZERO);
+        ctx.storage = Some(storage.clone());
+        let task = tokio::spawn(run_poll_loop(ctx, move || {
+            // 1000, 990, 980, …: each poll spends 10.
+            let i = p2.fetch_add(1, Ordering::SeqCst);
+            let balance = (1000 - 10 * i64::from(i)).to_string();
+            async move { Attempt::from(Ok(PollOutput { balances: vec![fox_row(&balance)], ..Default::default() })) }
+        }));
+        let key = ("main".to_string(), "USD".to_string());
+        let spent = |slot: &SupplierSlot| slot.state().spent_total.get(&key).copied().unwrap_or_default();
+        let wait = |n: u32| {
+            let polls = polls.clone();
+            async move {
+                while polls.load(Ordering::SeqCst) < n {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        };
+        wait(3).await;
+        let before = spent(&slot);
+        assert!(before >= Decimal::from(20), "{before}");
+        fault::fail_writes(dir.path(), true);
+        let failing_from = polls.load(Ordering::SeqCst);
+        wait(failing_from + 3).await;
+        let s = slot.state();
+        assert!(s.up, "polling goes on and balances are published");
+        let latest = s.balances[&key].row.balance;
+        assert!(latest <= Decimal::from(1000 - 10 * i64::from(failing_from + 1)), "{latest}");
+        assert!(spent(&slot) <= before + Decimal::from(10), "held back: {} (was {before})", spent(&slot));
+        assert!(store.state_write_errors().unwrap() >= 2);
+        assert!(slot.working_state().spent_total[&key] > spent(&slot), "the working state keeps counting");
+        fault::fail_writes(dir.path(), false);
+        let recovered_at = polls.load(Ordering::SeqCst);
+        wait(recovered_at + 2).await;
+        cancel.cancel();
+        task.await.unwrap();
+        // Published again once durable: the full spend, nothing lost while writes failed.
+        let s = slot.state();
+        assert_eq!(spent(&slot), Decimal::from(1000) - s.balances[&key].row.balance);
+        storage.close();
+        drop(storage);
+        let reopened = Storage::open(dir.path()).unwrap();
+        let restored = reopened.take_restored("s", "foxreload").unwrap();
+        assert!(restored.state.spent_total[&key] >= spent(&slot) - Decimal::from(10));
+        assert!(restored.state.spent_total[&key] <= spent(&slot));
+    }
+
+    #[tokio::test]
+    async fn removed_and_renamed_suppliers_lose_their_state_kept_ones_restart_from_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = |names: &[&str]| {
+            let mut text = String::from("suppliers:\n");
+            for n in names {
+                text.push_str(&format!("  - {{name: {n}, kind: foxreload, base_url: 'http://127.0.0.1:9', poll_interval: 50ms, min_interval: 0s, max_retries: 0}}\n"));
+            }
+            crate::config::load_str(&text, &|_| None).unwrap()
+        };
+        let run = |names: &'static [&'static str], then: Option<&'static [&'static str]>| {
+            let dir = dir.path().to_path_buf();
+            async move {
+                let store = Arc::new(Store::default());
+                let storage = Arc::new(Storage::open(&dir).unwrap());
+                let scheduler = Scheduler::with_storage(store.clone(), Some(storage));
+                scheduler.apply(&config(names));
+                let polls = |store: &Store| store.slots().iter().map(|s| (s.name.clone(), s.state().polls_total)).collect::<HashMap<_, _>>();
+                let at_start = polls(&store);
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                if let Some(next) = then {
+                    scheduler.apply(&config(next));
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                let at_end = polls(&store);
+                scheduler.shutdown(Duration::from_secs(1)).await;
+                (at_start, at_end)
+            }
+        };
+        let (start, end) = run(&["a", "b", "c"], Some(&["a", "c2"])).await;
+        assert!(start.values().all(|n| *n == 0));
+        assert!(end["a"] >= 2 && !end.contains_key("b"));
+        // Restart with b back and c2: a continues, b (removed by the reload) and c (renamed) start fresh.
+        let (start, _) = run(&["a", "b", "c", "c2"], None).await;
+        assert!(start["a"] >= end["a"], "a continues from its state: {start:?} vs {end:?}");
+        assert_eq!(start["b"], 0, "b was dropped when a reload removed it");
+        assert_eq!(start["c"], 0, "c was renamed to c2: its state went");
+        assert!(start["c2"] >= 1, "c2 continues");
+        // A restart whose config lacks a supplier drops it too.
+        let _ = run(&["c2"], None).await;
+        let (start, _) = run(&["a", "c2"], None).await;
+        assert_eq!(start["a"], 0, "a was dropped when started without it");
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! hyper 1 with a read timer, so a slow client cannot hold a connection
 //! open forever. `/metrics` serves the cached rendering, gzip when asked.
-//! The web config ([`crate::web_config`]) adds TLS (rustls, handshake in the
+//! The web config ([`crate::web`]) adds TLS (rustls, handshake in the
 //! connection's own task with a timeout), basic auth on every route, and
 //! extra response headers; it is swapped on reload.
 
@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Renderer;
 use crate::snapshot::Store;
-use crate::web_config::WebConfig;
+use crate::web::WebConfig;
 
 /// A boxed async action returning a message or an error text.
 pub type Action = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> + Send + Sync>;

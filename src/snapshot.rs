@@ -19,14 +19,16 @@ use arc_swap::ArcSwap;
 use rust_decimal::Decimal;
 
 use crate::config::{SupplierConfig, Threshold};
-use crate::suppliers::{BalanceRow, ExtraSample, Flows, PollOutput};
-use crate::upstream::{PollError, Reason};
+use crate::poll::{BalanceRow, ExtraSample, Flows, PollError, PollOutput, Reason};
 
 /// How long spend/top-up counters outlive their balance (a poll or two of absence keeps them).
 pub const COUNTER_RETENTION: Duration = Duration::from_secs(3600);
 
 /// Bucket bounds of `supplier_poll_duration_seconds`.
 pub const DURATION_BUCKETS: [f64; 12] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0];
+
+/// Key of a kind-specific counter: (name, labels).
+pub type ExtraKey = (&'static str, Vec<(&'static str, String)>);
 
 /// Key of a balance: (account, currency).
 pub type BalanceKey = (String, String);
@@ -103,7 +105,7 @@ pub struct SupplierState {
     /// Two anchors per balance to estimate the spend rate for the landing page's runway.
     pub spend_windows: BTreeMap<BalanceKey, SpendWindow>,
     /// Kind-specific counters keyed by (name, labels).
-    pub counters: BTreeMap<(&'static str, Vec<(&'static str, String)>), (&'static str, f64)>,
+    pub counters: BTreeMap<ExtraKey, (&'static str, Decimal)>,
 }
 
 impl SupplierState {
@@ -215,8 +217,11 @@ impl SupplierState {
         self.balances = balances;
         self.gauges = output.gauges;
         for inc in output.counter_increments {
-            let entry = self.counters.entry((inc.name, inc.labels)).or_insert((inc.help, 0.0));
-            entry.1 += inc.value;
+            let entry = self.counters.entry((inc.name, inc.labels)).or_insert((inc.help, Decimal::ZERO));
+            match entry.1.checked_add(inc.value) {
+                Some(sum) => entry.1 = sum,
+                None => row_errors.push(format!("{} {:?}: the increment {} overflows the counter", inc.name, entry.0, inc.value)),
+            }
         }
         self.row_errors_total = self.row_errors_total.saturating_add(row_errors.len() as u64);
         self.last_row_errors = row_errors;
@@ -499,7 +504,7 @@ pub fn unix_seconds(t: SystemTime) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::suppliers::FlowDelta;
+    use crate::poll::FlowDelta;
 
     fn row(account: &str, currency: &str, balance: &str) -> BalanceRow {
         let b = Decimal::from_str_exact(balance).unwrap();

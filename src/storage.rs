@@ -17,10 +17,12 @@
 //! durable. When the journal outgrows twice the snapshot it is compacted:
 //! a new snapshot is written to a temporary file, synced, renamed over the
 //! old one, and the journal starts again.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Mutex;
@@ -31,8 +33,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::snapshot::{Balance, LastError, SpendWindow, SupplierState};
-use crate::suppliers::BalanceRow;
-use crate::upstream::Reason;
+use crate::poll::{BalanceRow, Reason};
 
 /// Version of the record format; a file of another version is set aside.
 pub const FORMAT_VERSION: u32 = 1;
@@ -365,9 +366,10 @@ impl Storage {
     /// starts the writer. An unusable directory is an error; damaged content
     /// is a warning and those suppliers start fresh.
     pub fn open(dir: &Path) -> Result<Storage, StorageError> {
-        std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+        // Balances are business data: the directory and its files are the exporter's alone.
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io("creating", dir))?;
         let lock_path = dir.join("lock");
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io("opening", &lock_path))?;
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&lock_path).map_err(io("opening", &lock_path))?;
         lock.try_lock().map_err(|e| match e {
             std::fs::TryLockError::WouldBlock => StorageError::Locked { path: dir.to_path_buf() },
             std::fs::TryLockError::Error(source) => StorageError::Io { op: "locking", path: lock_path.clone(), source },
@@ -564,6 +566,10 @@ impl Writer {
             self.journal = Some(file);
         }
         let Some(file) = self.journal.as_mut() else { return Err(("opening", path, std::io::Error::other("no journal"))) };
+        #[cfg(test)]
+        if fault::failing(&self.dir) {
+            return Err(("writing", path, std::io::Error::other("injected fault: no space left on device")));
+        }
         let written = file.write_all(bytes).and_then(|()| file.sync_data());
         match written {
             Ok(()) => {
@@ -615,7 +621,7 @@ impl Writer {
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = File::create(path)?;
+    let mut file = OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
 }
@@ -624,10 +630,35 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Fault injection for the lib's own tests: writes under an armed directory fail.
 #[cfg(test)]
+pub mod fault {
+    use std::collections::HashSet;
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    static FAILING: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+
+    pub fn fail_writes(dir: &Path, on: bool) {
+        let mut failing = FAILING.lock().unwrap_or_else(|e| e.into_inner());
+        let set = failing.get_or_insert_with(HashSet::new);
+        if on {
+            set.insert(dir.to_path_buf());
+        } else {
+            set.remove(dir);
+        }
+    }
+
+    pub(super) fn failing(dir: &Path) -> bool {
+        FAILING.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|s| s.contains(dir))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
-    use crate::suppliers::{PollOutput};
+    use crate::poll::PollOutput;
     use std::time::Duration;
 
     fn polled(balance: &str) -> SupplierState {

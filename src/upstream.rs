@@ -16,90 +16,9 @@ use reqwest::{Method, StatusCode, Url};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::config::{Auth, SupplierConfig};
+use crate::settings::{Auth, UpstreamSettings};
 
-/// Why a poll failed: the fixed values of the `reason` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Reason {
-    Auth,
-    Forbidden,
-    NotFound,
-    RateLimited,
-    ServerError,
-    Timeout,
-    Connect,
-    Decode,
-    UpstreamStatus,
-    /// A bug of ours (a panic while polling): caught, counted, polling goes on.
-    Internal,
-}
-
-impl Reason {
-    /// Every reason, in label order; used to pre-create the error counters at 0.
-    pub const ALL: [Reason; 10] = [
-        Reason::Auth,
-        Reason::Forbidden,
-        Reason::NotFound,
-        Reason::RateLimited,
-        Reason::ServerError,
-        Reason::Timeout,
-        Reason::Connect,
-        Reason::Decode,
-        Reason::UpstreamStatus,
-        Reason::Internal,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Auth => "auth",
-            Reason::Forbidden => "forbidden",
-            Reason::NotFound => "not_found",
-            Reason::RateLimited => "rate_limited",
-            Reason::ServerError => "server_error",
-            Reason::Timeout => "timeout",
-            Reason::Connect => "connect",
-            Reason::Decode => "decode",
-            Reason::UpstreamStatus => "upstream_status",
-            Reason::Internal => "internal",
-        }
-    }
-
-    /// The reason of a label value.
-    pub fn parse(label: &str) -> Option<Reason> {
-        Reason::ALL.into_iter().find(|r| r.as_str() == label)
-    }
-
-    /// The reason for an HTTP error status.
-    pub fn from_status(status: StatusCode) -> Reason {
-        match status.as_u16() {
-            401 => Reason::Auth,
-            403 => Reason::Forbidden,
-            404 => Reason::NotFound,
-            429 => Reason::RateLimited,
-            500..=599 => Reason::ServerError,
-            _ => Reason::UpstreamStatus,
-        }
-    }
-}
-
-/// A failed poll: a fixed reason plus a short, secret-free message.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{reason}: {message}", reason = .reason.as_str())]
-pub struct PollError {
-    pub reason: Reason,
-    pub message: String,
-    /// When the supplier asked us to come back (429/503 `Retry-After`).
-    pub retry_after: Option<Duration>,
-}
-
-impl PollError {
-    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
-        PollError { reason, message: message.into(), retry_after: None }
-    }
-    pub fn decode(message: impl Into<String>) -> Self {
-        PollError::new(Reason::Decode, message)
-    }
-}
+pub use crate::poll::{PollError, Reason};
 
 /// One request a kind wants sent. `path` is joined to the supplier's `base_url`.
 #[derive(Debug, Clone)]
@@ -221,7 +140,7 @@ pub fn build_client(connect_timeout: Duration) -> reqwest::Client {
 const MAX_REDIRECTS: usize = 5;
 
 impl Upstream {
-    pub fn new(client: reqwest::Client, cfg: &SupplierConfig, limiter: Arc<Limiter>) -> Self {
+    pub fn new(client: reqwest::Client, cfg: &UpstreamSettings, limiter: Arc<Limiter>) -> Self {
         Upstream {
             client,
             base_url: cfg.base_url.clone(),
@@ -401,7 +320,7 @@ impl Upstream {
                 return Ok(Response { status, headers, body: bytes });
             }
             let mut err = PollError::new(
-                Reason::from_status(status),
+                Reason::from_status(status.as_u16()),
                 format!("http {}: {}", status.as_u16(), self.snippet(&bytes)),
             );
             if matches!(status.as_u16(), 429 | 503) {
@@ -543,17 +462,9 @@ mod tests {
 
     #[test]
     fn redaction_covers_escaped_and_cut_secrets() {
-        let cfg = crate::config::load_str(
-            "suppliers:\n  - {name: a, kind: foxreload, auth: {bearer_token: 'sk_\"quoted\\\\key'}}\n",
-            &|_| None,
-        )
-        .unwrap();
-        let secret = match &cfg.suppliers[0].auth {
-            Auth::Bearer(s) => s.expose().to_string(),
-            other => panic!("{other:?}"),
-        };
-        assert!(secret.contains('"') && secret.contains('\\'), "{secret}");
-        let up = Upstream::new(reqwest::Client::new(), &cfg.suppliers[0], Arc::default());
+        let secret = "sk_\"quoted\\key".to_string();
+        let settings = UpstreamSettings::new("https://api.example.com".parse().unwrap(), Auth::Bearer(crate::settings::Secret::new(secret.clone())));
+        let up = Upstream::new(reqwest::Client::new(), &settings, Arc::default());
         assert_eq!(up.redact(&format!("bad key {secret}")), "bad key <redacted>");
         assert_eq!(up.redact(&format!("bad key {secret:?}")), "bad key \"<redacted>\"");
         let json = serde_json::json!({ "key": secret }).to_string();

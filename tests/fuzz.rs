@@ -41,7 +41,7 @@ use balance_exporter::storage;
 use balance_exporter::suppliers::dodo_wallets::DodoMemory;
 use balance_exporter::suppliers::{self, KindConfig, KindMemory, PollOutput};
 use balance_exporter::upstream::{build_client, Limiter, PollError, Upstream};
-use balance_exporter::{landing, metrics, web_config};
+use balance_exporter::{landing, metrics, web};
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
@@ -538,7 +538,7 @@ impl Kind {
 }
 
 fn upstream(cfg: &SupplierConfig) -> Upstream {
-    Upstream::new(build_client(Duration::from_secs(1)), cfg, Arc::new(Limiter::default()))
+    Upstream::new(build_client(Duration::from_secs(1)), &cfg.upstream_settings(), Arc::new(Limiter::default()))
 }
 
 /// Feeds one poll's answers to the kind's decoder, as its `poll` would.
@@ -1032,6 +1032,6 @@ fn fuzz_web_config_loader() {
     run("web config loader", cases("FUZZ_CASES", 2000), config_texts(seeds), |text| {
         // The dummy hash costs 2^cost rounds: keep generated costs at 4.
         let text = text.replace("$2y$1", "$2y$0").replace("$2b$1", "$2b$0").replace("$2y$2", "$2y$0").replace("$2b$2", "$2b$0").replace("$2y$3", "$2y$0").replace("$2b$3", "$2b$0");
-        Ok(web_config::load_str(&text).is_ok())
+        Ok(web::load_str(&text).is_ok())
     });
 }

@@ -9,6 +9,7 @@
 //! drip a body forever, never answer, reset the connection, close the port,
 //! or send 64 MiB.
 
+#[path = "it/common.rs"]
 mod common;
 
 use std::net::SocketAddr;

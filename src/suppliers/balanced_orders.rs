@@ -66,9 +66,9 @@ fn default_max_pages() -> u32 {
 
 impl BalancedOrdersConfig {
     /// Checks beyond serde, reported under `path`.
-    pub fn validate(&self, path: &str, issues: &mut Vec<crate::config::ConfigIssue>) {
+    pub fn validate(&self, path: &str, issues: &mut Vec<crate::settings::ConfigIssue>) {
         let mut issue = |key: &str, message: &str| {
-            issues.push(crate::config::ConfigIssue { path: format!("{path}.{key}"), message: message.into() })
+            issues.push(crate::settings::ConfigIssue { path: format!("{path}.{key}"), message: message.into() })
         };
         if !self.path.starts_with('/') {
             issue("path", "must start with '/'");
@@ -263,13 +263,13 @@ impl Walk {
                 name: "supplier_escrow_orders",
                 help: "Orders holding escrow above zero, per merchant (escrow suppliers).",
                 labels: labels.clone(),
-                value: t.orders_with_escrow as f64,
+                value: Decimal::from(t.orders_with_escrow),
             });
             out.gauges.push(ExtraSample {
                 name: "supplier_escrow_debited",
                 help: "Sum of amounts debited into the merchant's orders, in major units (escrow suppliers).",
                 labels,
-                value: crate::metrics::to_f64(debited),
+                value: debited,
             });
             out.balances.push(BalanceRow { account: merchant, currency, balance: escrowed, frozen: escrowed, usable: Decimal::ZERO, updated_at: None });
         }
@@ -431,7 +431,7 @@ mod tests {
         let p = page(&[order("OR1", "CU1", "79228162514264337593543950335", "-0")], "null");
         let out = parse_pages(&cfg(), &test_upstream(), &[&p]).unwrap();
         assert_eq!(out.balances[0].balance, Decimal::ZERO);
-        assert_eq!(out.gauges[1].value, "792281625142643375935439503.35".parse::<f64>().unwrap());
+        assert_eq!(out.gauges[1].value.to_string(), "792281625142643375935439503.35");
         for (amount, field) in [("1e30", "amount"), ("1e-30", "amount"), ("123456789012345678901234567890", "amount"), ("1.00000000000000000000000000001e0", "amount")] {
             let p = page(&[order("OR1", "CU1", amount, "1")], "null");
             let e = parse_pages(&cfg(), &test_upstream(), &[&p]).unwrap_err();

@@ -50,7 +50,7 @@ use serde::Deserialize;
 
 use super::{decode_json, parse_rfc3339, BalanceRow, ExtraSample, FlowDelta, Flows, KindMemory, PollOutput};
 use crate::amount::{currency_code, minor_to_major, AmountError};
-use crate::config::ConfigIssue;
+use crate::settings::ConfigIssue;
 use crate::upstream::{PollError, Reason, Request, Upstream};
 
 /// Ids of accounted entries are kept this long past a wallet's newest entry
@@ -479,14 +479,14 @@ impl Found {
                 name: "supplier_ledger_entries_total",
                 help: "Ledger entries counted since the exporter started watching the wallet, by direction and event type.",
                 labels: vec![("account", key.0.clone()), ("currency", key.1.clone()), ("direction", direction.to_string()), ("event_type", event_type)],
-                value: n as f64,
+                value: Decimal::from(n),
             });
         }
         out.counter_increments.push(ExtraSample {
             name: "supplier_ledger_duplicate_suspects_total",
             help: "Ledger debits repeating an earlier debit's amount and reference (or reason) within duplicate_window.",
             labels: vec![("account", key.0.clone()), ("currency", key.1.clone())],
-            value: self.duplicate_suspects as f64,
+            value: Decimal::from(self.duplicate_suspects),
         });
         FlowDelta { account: key.0.clone(), currency: key.1.clone(), spent: self.spent, topped_up: self.topped_up }
     }
@@ -771,7 +771,7 @@ impl Aggregate {
         }
         for (currency, agg) in self.by_currency {
             let labels = vec![("currency", currency.clone())];
-            out.gauges.push(ExtraSample { name: "supplier_wallets", help: "Customer wallets in this currency (all_customers mode).", labels: labels.clone(), value: agg.wallets as f64 });
+            out.gauges.push(ExtraSample { name: "supplier_wallets", help: "Customer wallets in this currency (all_customers mode).", labels: labels.clone(), value: Decimal::from(agg.wallets) });
             if agg.sum_overflowed {
                 out.row_errors.push(format!("{currency}: the sum of wallet balances overflows; supplier_wallets_balance_sum not exported"));
             } else {
@@ -779,7 +779,7 @@ impl Aggregate {
                     name: "supplier_wallets_balance_sum",
                     help: "Sum of all customer wallet balances in this currency, in major units (all_customers mode).",
                     labels: labels.clone(),
-                    value: crate::metrics::to_f64(agg.sum),
+                    value: agg.sum,
                 });
             }
             if cfg.low.as_ref().and_then(|l| l.for_currency(&currency)).is_some() {
@@ -787,7 +787,7 @@ impl Aggregate {
                     name: "supplier_wallets_below_threshold",
                     help: "Customer wallets whose balance is below the configured `low` (all_customers mode).",
                     labels,
-                    value: agg.below as f64,
+                    value: Decimal::from(agg.below),
                 });
             }
             for (balance, customer) in agg.lowest {
@@ -874,7 +874,7 @@ mod tests {
         let out = parse_all_customers(&cfg, &test_upstream(), &[customers], &wallets("79228162514264337593543950335", "XOF")).unwrap();
         assert_eq!(out.row_errors, ["XOF: the sum of wallet balances overflows; supplier_wallets_balance_sum not exported"]);
         assert!(out.gauges.iter().all(|g| g.name != "supplier_wallets_balance_sum"));
-        assert_eq!(out.gauges[0].value, 2.0);
+        assert_eq!(out.gauges[0].value, Decimal::from(2));
         assert_eq!(out.balances.len(), 2);
         // A listing that repeats itself fails the poll instead of looping.
         let e = parse_all_customers(&cfg, &test_upstream(), &[customers, customers], &wallets("1", "XOF")).unwrap_err();

@@ -10,14 +10,13 @@
 //! value `Decimal` cannot hold into a `decode` error naming the field.
 #![deny(clippy::arithmetic_side_effects)]
 
-use std::any::Any;
 use std::time::{Duration, SystemTime};
 
-use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use crate::config::ConfigIssue;
-use crate::upstream::{PollError, Upstream};
+use crate::settings::ConfigIssue;
+use crate::upstream::Upstream;
+pub use crate::poll::{BalanceRow, ExtraSample, FlowDelta, Flows, KindMemory, PollError, PollOutput, Reason};
 
 pub mod foxreload;
 pub mod json;
@@ -183,127 +182,6 @@ pub mod fault {
     }
 }
 
-/// One balance: one (account, currency) of a supplier.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BalanceRow {
-    pub account: String,
-    pub currency: String,
-    /// Total, including frozen.
-    pub balance: Decimal,
-    pub frozen: Decimal,
-    pub usable: Decimal,
-    /// When the supplier computed it; `None` means "when we fetched it".
-    pub updated_at: Option<SystemTime>,
-}
-
-/// How spend and top-ups are known for this poll's rows.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub enum Flows {
-    /// Inferred from changes of the total balance between polls.
-    #[default]
-    Inferred,
-    /// Counted exactly from a ledger: new spend and top-ups since the last poll.
-    Ledger(Vec<FlowDelta>),
-}
-
-/// New ledger spend and top-ups of one (account, currency).
-#[derive(Debug, Clone, PartialEq)]
-pub struct FlowDelta {
-    pub account: String,
-    pub currency: String,
-    pub spent: Decimal,
-    pub topped_up: Decimal,
-}
-
-/// A kind-specific series (escrow order counts, wallet aggregates, ledger
-/// counters). Labels exclude `supplier`, which is added when rendering.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExtraSample {
-    pub name: &'static str,
-    pub help: &'static str,
-    pub labels: Vec<(&'static str, String)>,
-    pub value: f64,
-}
-
-/// What one successful poll found.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct PollOutput {
-    pub balances: Vec<BalanceRow>,
-    pub flows: Flows,
-    /// Gauges replaced on every poll.
-    pub gauges: Vec<ExtraSample>,
-    /// Counter increments, added to what earlier polls counted.
-    pub counter_increments: Vec<ExtraSample>,
-    /// Rows that could not be read while others could: counted, logged, not fatal.
-    pub row_errors: Vec<String>,
-}
-
-/// State a kind keeps between polls of one supplier (e.g. ledger entries seen).
-///
-/// Memory taken with [`KindMemory::get_persistent`] is also written under
-/// `--storage.path` and comes back after a restart; [`KindMemory::get`] is
-/// for what must not reach the disk (access tokens).
-#[derive(Default)]
-pub struct KindMemory {
-    value: Option<Box<dyn Any + Send + Sync>>,
-    /// Serialises `value` when it is persistent memory.
-    save: Option<fn(&(dyn Any + Send + Sync)) -> Option<serde_json::Value>>,
-    /// Read from the state directory, turned into the kind's type on first use.
-    restored: Option<serde_json::Value>,
-}
-
-impl KindMemory {
-    /// Memory that starts from what a previous run persisted.
-    pub fn restored(value: serde_json::Value) -> KindMemory {
-        KindMemory { restored: Some(value), ..KindMemory::default() }
-    }
-
-    /// This kind's memory, created on first use; never persisted.
-    pub fn get<T: Default + Send + Sync + 'static>(&mut self) -> &mut T {
-        if !self.value.as_ref().is_some_and(|b| b.is::<T>()) {
-            self.value = Some(Box::new(T::default()));
-            self.save = None;
-        }
-        self.value.as_mut().and_then(|b| b.downcast_mut::<T>()).expect("memory type just set")
-    }
-
-    /// This kind's memory, persisted with `--storage.path`: on first use it
-    /// is read back from the restored value (a value of another shape starts
-    /// fresh, with a warning).
-    pub fn get_persistent<T>(&mut self) -> &mut T
-    where
-        T: Default + serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
-    {
-        if !self.value.as_ref().is_some_and(|b| b.is::<T>()) {
-            let value = match self.restored.take().map(serde_json::from_value::<T>) {
-                Some(Ok(v)) => v,
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "persisted kind memory unreadable; starting fresh");
-                    T::default()
-                }
-                None => T::default(),
-            };
-            self.value = Some(Box::new(value));
-            self.save = Some(|any| any.downcast_ref::<T>().and_then(|v| serde_json::to_value(v).ok()));
-        }
-        self.value.as_mut().and_then(|b| b.downcast_mut::<T>()).expect("memory type just set")
-    }
-
-    /// What to persist: the persistent memory, or what was restored and not yet used.
-    pub fn saved(&self) -> Option<serde_json::Value> {
-        match (&self.value, self.save) {
-            (Some(value), Some(save)) => save(value.as_ref()),
-            _ => self.restored.clone(),
-        }
-    }
-}
-
-impl std::fmt::Debug for KindMemory {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("KindMemory")
-    }
-}
-
 /// Parses a JSON body into `T`, mapping failures to reason `decode` with the
 /// JSON path and a short message (never the body itself).
 pub fn decode_json<T: serde::de::DeserializeOwned>(upstream: &Upstream, body: &[u8]) -> Result<T, PollError> {
@@ -378,12 +256,9 @@ fn local_time(local: &str) -> Option<SystemTime> {
 /// An `Upstream` for kinds' unit tests (never contacted: 127.0.0.1:9).
 #[cfg(test)]
 pub(crate) fn test_upstream() -> Upstream {
-    let config = crate::config::load_str(
-        "suppliers:\n  - {name: t, kind: foxreload, base_url: 'http://127.0.0.1:9', auth: {bearer_token: sk_secret_123}}\n",
-        &|_| None,
-    )
-    .expect("test config");
-    Upstream::new(crate::upstream::build_client(Duration::from_secs(1)), &config.suppliers[0], Default::default())
+    let auth = crate::settings::Auth::Bearer(crate::settings::Secret::new("sk_secret_123"));
+    let settings = crate::settings::UpstreamSettings::new("http://127.0.0.1:9".parse().expect("test URL"), auth);
+    Upstream::new(crate::upstream::build_client(Duration::from_secs(1)), &settings, Default::default())
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ use serde_json_path::JsonPath;
 use self::document::{display, join, Document, Location, Seg};
 use super::{parse_rfc3339, BalanceRow, KindMemory, PollOutput};
 use crate::amount::{currency_code, minor_to_major, parse_decimal_text, parse_json_amount, AmountError};
-use crate::config::ConfigIssue;
+use crate::settings::ConfigIssue;
 use crate::upstream::{PollError, Reason, Request, Upstream};
 
 /// `kind: json` keys.

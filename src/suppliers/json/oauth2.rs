@@ -17,7 +17,7 @@ use reqwest::Url;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::config::{Auth, Secret};
+use crate::settings::{read_secret_file, Auth, Secret};
 use crate::upstream::{PollError, Reason, Request, Response, Upstream};
 
 /// `oauth2_client_credentials:` keys as written in the file.
@@ -91,7 +91,7 @@ impl TryFrom<FileOAuth2> for OAuth2Config {
             (Some(s), None) => Secret::new(s),
             (None, Some(file)) => {
                 let (mut issues, mut warnings) = (Vec::new(), Vec::new());
-                match crate::config::read_secret_file(&file, "client_secret_file", &mut issues, &mut warnings) {
+                match read_secret_file(&file, "client_secret_file", &mut issues, &mut warnings) {
                     Some(s) => s,
                     None => return Err(issues.into_iter().next().map(|i| i.to_string()).unwrap_or_default()),
                 }

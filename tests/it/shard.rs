@@ -1,7 +1,7 @@
 //! N exporter replicas with --shard.index/--shard.count poll every supplier
 //! exactly once between them.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

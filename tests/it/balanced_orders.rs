@@ -3,7 +3,7 @@
 //! spend, the `errors[]` envelope as reason. Every stub answer is checked
 //! against the API's own JSON Schemas (tests/fixtures/balanced/schema).
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! `page_number`, customers listing, Bearer auth and the `{code, message}`
 //! error shape. Values are asserted exactly.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

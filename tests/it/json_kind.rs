@@ -8,7 +8,7 @@
 //! The `examples/*.yml` files are loaded as they are, with their variables
 //! pointed at the stub through the config loader's env lookup.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -73,7 +73,7 @@ fn expect_request(supplier: &config::SupplierConfig, token: Option<&str>) -> Moc
 /// Polls the config's only supplier once against `server` and renders `/metrics`.
 async fn poll_and_render(config: &Config, memory: &mut KindMemory) -> (Result<(), PollError>, Samples) {
     let supplier = &config.suppliers[0];
-    let upstream = Upstream::new(build_client(Duration::from_secs(2)), supplier, Arc::new(Limiter::default()));
+    let upstream = Upstream::new(build_client(Duration::from_secs(2)), &supplier.upstream_settings(), Arc::new(Limiter::default()));
     let result = supplier.kind.poll(&upstream, memory).await;
     let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
     let store = Arc::new(Store::default());

@@ -9,7 +9,7 @@
 //!   `balance == frozen + usable` on every row.
 //! - SIGTERM while polls hang in flight: the binary exits within 5 s.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -106,6 +106,9 @@ fn check_scrape(body: &str, warmed_up: bool) -> Result<usize, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_scrapers_while_suppliers_flap_and_config_reloads() {
+    if common::isolated("load::two_hundred_scrapers_while_suppliers_flap_and_config_reloads") {
+        return;
+    }
     let seconds: u64 = std::env::var("LOAD_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
     let polls: Vec<Arc<AtomicU64>> = (0..SUPPLIERS).map(|_| Arc::new(AtomicU64::new(0))).collect();
     let mut urls = Vec::new();

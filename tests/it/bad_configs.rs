@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use balance_exporter::config::{self, ConfigError};
-use balance_exporter::web_config;
+use balance_exporter::web;
 
 const DIR: &str = "tests/fixtures/bad_configs";
 
@@ -156,7 +156,7 @@ fn env(name: &str) -> Option<String> {
 fn problems(file: &Path) -> Vec<String> {
     let name = file.file_name().unwrap().to_str().unwrap();
     let result = if name.starts_with("web_") {
-        web_config::load_file(file).map(|_| ())
+        web::load_file(file).map(|_| ())
     } else {
         let text = std::fs::read_to_string(file).unwrap();
         config::load_str(&text, &env).map(|_| ())
@@ -237,9 +237,9 @@ fn secret_files_readable_by_others_warn() {
     std::fs::write(&cert, signed.cert.pem()).unwrap();
     std::fs::write(&key, signed.signing_key.serialize_pem()).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let web = dir.path().join("web.yml");
-    std::fs::write(&web, format!("tls_server_config:\n  cert_file: {}\n  key_file: {}\n", cert.display(), key.display())).unwrap();
-    let loaded = web_config::load_file(&web).unwrap();
+    let web_file = dir.path().join("web.yml");
+    std::fs::write(&web_file, format!("tls_server_config:\n  cert_file: {}\n  key_file: {}\n", cert.display(), key.display())).unwrap();
+    let loaded = web::load_file(&web_file).unwrap();
     assert_eq!(
         loaded.warnings,
         vec![format!("tls_server_config.key_file: secret file {} is readable by group or others (mode 0640); use chmod 600", key.display())]

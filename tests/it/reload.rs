@@ -1,6 +1,6 @@
 //! Reload adds, removes and rejects; retries honour Retry-After.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

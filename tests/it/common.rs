@@ -134,3 +134,29 @@ fn parse_labels(s: &str) -> Vec<(String, String)> {
     }
     out
 }
+
+/// Runs the calling test again in a process of its own, for figures (RSS,
+/// latency) that tests running beside it in this binary would blur.
+///
+/// Returns `true` in the parent, after the child passed (the caller then
+/// returns at once), and `false` in the child, which runs the test's body.
+/// `name` is the test's path in this binary, e.g. `load::two_hundred_scrapers…`.
+pub fn isolated(name: &str) -> bool {
+    if std::env::var_os("BALANCE_EXPORTER_ISOLATED").is_some() {
+        return false;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out = std::process::Command::new(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads", "1"])
+        .env("BALANCE_EXPORTER_ISOLATED", "1")
+        .output()
+        .expect("running the test in its own process");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // What the child printed (figures included) shows in the parent's output.
+    print!("{stdout}");
+    eprint!("{stderr}");
+    assert!(out.status.success(), "{name} failed in its own process");
+    assert!(stdout.contains("1 passed"), "{name} did not run in its own process:\n{stdout}");
+    true
+}

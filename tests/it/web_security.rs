@@ -168,7 +168,7 @@ async fn basic_auth_answers_401_with_www_authenticate() {
 #[test]
 fn unknown_user_costs_the_same_as_a_wrong_password() {
     let hash = bcrypt::hash("right", 8).unwrap();
-    let cfg = balance_exporter::web_config::load_str(&format!("basic_auth_users:\n  alice: '{hash}'\n")).unwrap();
+    let cfg = balance_exporter::web::load_str(&format!("basic_auth_users:\n  alice: '{hash}'\n")).unwrap();
     let auth = cfg.basic_auth.unwrap();
     let median = |user: &str, pass: &str| {
         let mut times: Vec<Duration> = (0..5)

@@ -1,7 +1,7 @@
 //! The three seed kinds against stub suppliers over real HTTP, with the exact
 //! bodies, auth and error shapes of SUPPLIERS.md, read back from /metrics.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
