@@ -48,9 +48,9 @@ fn parse(c: &mut Criterion) {
         "[{}]",
         (0..1000).map(|i| format!(r#"{{"balance": {}.50, "availableBalance": {}, "reference": "merchant_{i}", "currency": "XOF"}}"#, 4676 + i, 4000 + i)).collect::<Vec<_>>().join(",")
     );
-    c.bench_function("parse foxreload", |b| b.iter(|| black_box(balance_exporter::suppliers::foxreload::parse(&upstream, fox).unwrap())));
-    c.bench_function("parse vai247", |b| b.iter(|| black_box(balance_exporter::suppliers::vai247::parse(&upstream, vai).unwrap())));
-    c.bench_function("parse novasend (1,000 sub-accounts)", |b| b.iter(|| black_box(balance_exporter::suppliers::novasend::parse(&upstream, nova.as_bytes()).unwrap())));
+    c.bench_function("parse foxreload", |b| b.iter(|| black_box(balance_exporter::kinds::foxreload::parse(&upstream, fox).unwrap())));
+    c.bench_function("parse vai247", |b| b.iter(|| black_box(balance_exporter::kinds::vai247::parse(&upstream, vai).unwrap())));
+    c.bench_function("parse novasend (1,000 sub-accounts)", |b| b.iter(|| black_box(balance_exporter::kinds::novasend::parse(&upstream, nova.as_bytes()).unwrap())));
 }
 
 fn config_load(c: &mut Criterion) {

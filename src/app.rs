@@ -13,7 +13,7 @@ use crate::config::{self, Config, ConfigError};
 use crate::demo::{Demo, DemoError};
 use crate::metrics::Renderer;
 use crate::scheduler::Scheduler;
-use crate::server::{self, Action, ServerState};
+use crate::server::{self, error_chain, Action, ReloadError, Reloaded, ServerState};
 use crate::shard::Shard;
 use crate::snapshot::Store;
 use crate::web::{self, WebConfig};
@@ -136,7 +136,7 @@ impl App {
                         }
                         (None, None) => config::load_file(std::path::Path::new("balance_exporter.yml")),
                     };
-                    let loaded = loaded.map(|c| for_this_replica(c, shard)).map_err(|e| error_chain(&e));
+                    let loaded = loaded.map(|c| for_this_replica(c, shard)).map_err(ReloadError::Config);
                     // The web config is re-read too; if either is invalid, both old ones stay.
                     let new_web = match &web_file {
                         None => Ok(None),
@@ -154,12 +154,12 @@ impl App {
                             scheduler.apply(&config);
                             store.set_reload_result(true);
                             tracing::info!(suppliers = config.suppliers.len(), "config reloaded");
-                            Ok(format!("reloaded: {} suppliers", config.suppliers.len()))
+                            Ok(Reloaded { suppliers: config.suppliers.len() })
                         }
-                        Err(text) => {
+                        Err(e) => {
                             store.set_reload_result(false);
-                            tracing::error!(error = %text, "config reload failed; keeping the previous config");
-                            Err(format!("config reload failed, keeping the previous config: {text}"))
+                            tracing::error!(error = %error_chain(&e), "config reload failed; keeping the previous config");
+                            Err(e)
                         }
                     }
                 })
@@ -189,7 +189,7 @@ impl App {
     }
 
     /// Reloads the config as SIGHUP and `POST /-/reload` do.
-    pub async fn reload(&self) -> Result<String, String> {
+    pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
         (self.reload)().await
     }
 
@@ -211,29 +211,13 @@ impl App {
 
 /// Re-reads the web config for a reload. Switching TLS on or off needs a
 /// restart: a reload must never silently downgrade a TLS listener to plain HTTP.
-async fn reload_web_config(path: PathBuf, current: &WebConfig) -> Result<WebConfig, String> {
+async fn reload_web_config(path: PathBuf, current: &WebConfig) -> Result<WebConfig, ReloadError> {
     let p = path.clone();
     let loaded = tokio::task::spawn_blocking(move || web::load_file(&p)).await;
     let loaded = loaded.unwrap_or_else(|e| Err(ConfigError::Yaml(format!("web config loader panicked: {e}"))));
-    let new = loaded.map_err(|e| format!("web config {}: {}", path.display(), error_chain(&e)))?;
+    let new = loaded.map_err(|source| ReloadError::WebConfig { path: path.display().to_string(), source })?;
     if new.tls.is_some() != current.tls.is_some() {
-        return Err(format!(
-            "web config {}: tls_server_config was {}; switching TLS on or off needs a restart",
-            path.display(),
-            if new.tls.is_some() { "added" } else { "removed" }
-        ));
+        return Err(ReloadError::TlsSwitch { path: path.display().to_string(), added: new.tls.is_some() });
     }
     Ok(new)
-}
-
-/// An error with its causes, one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
 }

@@ -16,7 +16,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use crate::suppliers::KindConfig;
+use crate::kinds::KindConfig;
 
 /// Default `global.poll_interval`.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(300);
@@ -157,7 +157,7 @@ fn expand_env(value: &mut Value, path: String, env: &dyn Fn(&str) -> Option<Stri
     match value {
         Value::String(s) => match expand_string(s, env) {
             Ok(expanded) => *s = expanded,
-            Err(message) => issues.push(ConfigIssue { path, message }),
+            Err(e) => issues.push(ConfigIssue { path, message: e.to_string() }),
         },
         Value::Sequence(items) => {
             for (i, item) in items.iter_mut().enumerate() {
@@ -176,8 +176,21 @@ fn expand_env(value: &mut Value, path: String, env: &dyn Fn(&str) -> Option<Stri
     }
 }
 
+/// Why a `${VAR}` reference in a config string could not be expanded.
+/// Names the variable, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExpandError {
+    #[error("unterminated ${{ in string")]
+    Unterminated,
+    /// `name` is cut to 40 characters.
+    #[error("invalid variable reference ${{{name}}}")]
+    InvalidReference { name: String },
+    #[error("environment variable {name} is not set")]
+    NotSet { name: String },
+}
+
 /// Expands one string; the error names the missing variable, never a value.
-pub fn expand_string(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub fn expand_string(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, ExpandError> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('$') {
@@ -187,7 +200,7 @@ pub fn expand_string(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<St
             out.push('$');
             rest = tail;
         } else if let Some(tail) = after.strip_prefix('{') {
-            let end = tail.find('}').ok_or_else(|| "unterminated ${ in string".to_string())?;
+            let end = tail.find('}').ok_or(ExpandError::Unterminated)?;
             let expr = &tail[..end];
             let (name, default) = match expr.find(":-") {
                 Some(j) => (&expr[..j], Some(&expr[j + 2..])),
@@ -197,12 +210,12 @@ pub fn expand_string(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<St
                 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
                 && !name.as_bytes()[0].is_ascii_digit();
             if !valid {
-                return Err(format!("invalid variable reference ${{{}}}", name.chars().take(40).collect::<String>()));
+                return Err(ExpandError::InvalidReference { name: name.chars().take(40).collect() });
             }
             match (env(name).filter(|v| default.is_none() || !v.is_empty()), default) {
                 (Some(v), _) => out.push_str(&v),
                 (None, Some(d)) => out.push_str(d),
-                (None, None) => return Err(format!("environment variable {name} is not set")),
+                (None, None) => return Err(ExpandError::NotSet { name: name.into() }),
             }
             rest = &tail[end + 1..];
         } else {
@@ -395,8 +408,8 @@ fn validate_supplier(
         }
         Some(s) => match parse_base_url(s) {
             Ok(u) => Some(u),
-            Err(message) => {
-                issues.push(ConfigIssue { path: format!("{path}.base_url"), message });
+            Err(e) => {
+                issues.push(ConfigIssue { path: format!("{path}.base_url"), message: issue_message(&e) });
                 None
             }
         },
@@ -455,18 +468,44 @@ fn with_common_keys(mut issue: ConfigIssue, path: &str) -> ConfigIssue {
     issue
 }
 
-fn parse_base_url(s: &str) -> Result<Url, String> {
-    let url = Url::parse(s).map_err(|e| format!("invalid URL: {e}"))?;
+/// Why a `base_url` is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BaseUrlError {
+    #[error("invalid URL")]
+    Parse(#[source] <Url as std::str::FromStr>::Err),
+    #[error("scheme must be http or https, found {scheme:?}")]
+    Scheme { scheme: String },
+    #[error("credentials in the URL are not allowed; use `auth`")]
+    Credentials,
+    #[error("must not have a query or fragment")]
+    QueryOrFragment,
+}
+
+fn parse_base_url(s: &str) -> Result<Url, BaseUrlError> {
+    let url = Url::parse(s).map_err(BaseUrlError::Parse)?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("scheme must be http or https, found {:?}", url.scheme()));
+        return Err(BaseUrlError::Scheme { scheme: url.scheme().into() });
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("credentials in the URL are not allowed; use `auth`".into());
+        return Err(BaseUrlError::Credentials);
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err("must not have a query or fragment".into());
+        return Err(BaseUrlError::QueryOrFragment);
     }
     Ok(url)
+}
+
+/// A config issue's message: the error and its causes, one line
+/// (`invalid URL: relative URL without a base`).
+fn issue_message(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        message.push_str(": ");
+        message.push_str(&c.to_string());
+        cause = c.source();
+    }
+    message
 }
 
 fn validate_thresholds(raw: Vec<FileThreshold>, path: &str, issues: &mut Vec<ConfigIssue>) -> Vec<Threshold> {
@@ -559,9 +598,17 @@ fn validate_auth(raw: Option<FileAuth>, path: &str, issues: &mut Vec<ConfigIssue
     None
 }
 
+/// A duration that does not parse. `text` is the given text cut to 40
+/// characters; humantime's own explanation is not shown (the hint is clearer).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {text:?} (use e.g. 250ms, 10s, 5m, 1h)")]
+pub struct DurationError {
+    pub text: String,
+}
+
 /// Parses a duration such as `5m`, `10s`, `1h30m`, `250ms`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|_| format!("invalid duration {:?} (use e.g. 250ms, 10s, 5m, 1h)", s.chars().take(40).collect::<String>()))
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+    humantime::parse_duration(s.trim()).map_err(|_| DurationError { text: s.chars().take(40).collect() })
 }
 
 /// A duration key under `path`, or `default` when absent.
@@ -569,19 +616,32 @@ pub(crate) fn duration_or(s: Option<&str>, path: &str, default: Duration, issues
     match s.map(parse_duration) {
         None => default,
         Some(Ok(d)) => d,
-        Some(Err(message)) => {
-            issues.push(ConfigIssue { path: path.into(), message });
+        Some(Err(e)) => {
+            issues.push(ConfigIssue { path: path.into(), message: e.to_string() });
             default
         }
     }
 }
 
+/// A byte size that does not parse; `text` is the given text, trimmed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    /// No number in front of the unit.
+    #[error("invalid size {text:?} (use e.g. 4MiB)")]
+    Number { text: String },
+    #[error("invalid size unit in {text:?} (use B, KiB, MiB, GiB, KB, MB)")]
+    Unit { text: String },
+    /// Zero, or more bytes than `usize` holds.
+    #[error("invalid size {text:?}")]
+    OutOfRange { text: String },
+}
+
 /// Parses a byte size such as `4MiB`, `512KiB`, `1000000`.
-pub fn parse_size(s: &str) -> Result<usize, String> {
+pub fn parse_size(s: &str) -> Result<usize, SizeError> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
-    let n: usize = digits.parse().map_err(|_| format!("invalid size {s:?} (use e.g. 4MiB)"))?;
+    let n: usize = digits.parse().map_err(|_| SizeError::Number { text: s.into() })?;
     let mult = match unit.trim() {
         "" | "B" => 1,
         "KiB" => 1 << 10,
@@ -589,17 +649,17 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         "GiB" => 1 << 30,
         "KB" | "kB" => 1000,
         "MB" => 1_000_000,
-        _ => return Err(format!("invalid size unit in {s:?} (use B, KiB, MiB, GiB, KB, MB)")),
+        _ => return Err(SizeError::Unit { text: s.into() }),
     };
-    n.checked_mul(mult).filter(|n| *n > 0).ok_or_else(|| format!("invalid size {s:?}"))
+    n.checked_mul(mult).filter(|n| *n > 0).ok_or_else(|| SizeError::OutOfRange { text: s.into() })
 }
 
 fn size_or(s: Option<&str>, path: &str, issues: &mut Vec<ConfigIssue>) -> usize {
     match s.map(parse_size) {
         None => DEFAULT_MAX_RESPONSE_BYTES,
         Some(Ok(n)) => n,
-        Some(Err(message)) => {
-            issues.push(ConfigIssue { path: path.into(), message });
+        Some(Err(e)) => {
+            issues.push(ConfigIssue { path: path.into(), message: e.to_string() });
             DEFAULT_MAX_RESPONSE_BYTES
         }
     }
@@ -631,7 +691,10 @@ mod tests {
         assert_eq!(expand_string("${NOPE:-https://x}", &env).unwrap(), "https://x");
         assert_eq!(expand_string("${EMPTY:-d}", &env).unwrap(), "d");
         assert_eq!(expand_string("$$5 and $x", &env).unwrap(), "$5 and $x");
-        assert_eq!(expand_string("${NOPE}", &env).unwrap_err(), "environment variable NOPE is not set");
+        assert_eq!(expand_string("${NOPE}", &env).unwrap_err(), ExpandError::NotSet { name: "NOPE".into() });
+        assert_eq!(expand_string("${NOPE}", &env).unwrap_err().to_string(), "environment variable NOPE is not set");
+        assert_eq!(expand_string("${1X}", &env).unwrap_err().to_string(), "invalid variable reference ${1X}");
+        assert_eq!(expand_string("a ${X", &env).unwrap_err().to_string(), "unterminated ${ in string");
     }
 
     #[test]
@@ -695,6 +758,18 @@ mod tests {
     fn sizes_parse() {
         assert_eq!(parse_size("4MiB").unwrap(), 4 << 20);
         assert_eq!(parse_size("1000").unwrap(), 1000);
-        assert!(parse_size("4 lots").is_err());
+        assert_eq!(parse_size("4 lots").unwrap_err().to_string(), "invalid size unit in \"4 lots\" (use B, KiB, MiB, GiB, KB, MB)");
+        assert_eq!(parse_size("MiB").unwrap_err().to_string(), "invalid size \"MiB\" (use e.g. 4MiB)");
+        assert_eq!(parse_size("0").unwrap_err().to_string(), "invalid size \"0\"");
+    }
+
+    #[test]
+    fn base_url_errors_keep_their_text() {
+        let message = |s: &str| issue_message(&parse_base_url(s).unwrap_err());
+        assert_eq!(message("not a url"), "invalid URL: relative URL without a base");
+        assert_eq!(message("ftp://x"), "scheme must be http or https, found \"ftp\"");
+        assert_eq!(message("https://u:p@x"), "credentials in the URL are not allowed; use `auth`");
+        assert_eq!(message("https://x/?q=1"), "must not have a query or fragment");
+        assert_eq!(parse_duration("5x").unwrap_err().to_string(), "invalid duration \"5x\" (use e.g. 250ms, 10s, 5m, 1h)");
     }
 }

@@ -29,6 +29,6 @@ pub mod settings;
 pub mod shard;
 pub mod snapshot;
 pub mod storage;
-pub mod suppliers;
+pub mod kinds;
 pub mod upstream;
 pub mod web;

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use balance_exporter::app::{error_chain, App, Options};
+use balance_exporter::app::{App, Options};
 use balance_exporter::config;
+use balance_exporter::server::error_chain;
 
 /// Prometheus exporter for prepaid balances at suppliers and payment providers.
 #[derive(Parser, Debug)]
@@ -50,10 +51,17 @@ struct Flags {
     log_format: String,
 }
 
-fn init_logging(flags: &Flags) -> Result<(), String> {
+/// `--log.level` names no level.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid --log.level {level:?} (error, warn, info, debug)")]
+struct LogLevelError {
+    level: String,
+}
+
+fn init_logging(flags: &Flags) -> Result<(), LogLevelError> {
     let level = match flags.log_level.as_str() {
         l @ ("error" | "warn" | "info" | "debug" | "trace") => l,
-        other => return Err(format!("invalid --log.level {other:?} (error, warn, info, debug)")),
+        other => return Err(LogLevelError { level: other.into() }),
     };
     // Our own crate at the chosen level; chatty dependencies stay at warn.
     let filter = EnvFilter::new(format!("warn,balance_exporter={level}"));

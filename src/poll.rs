@@ -216,3 +216,16 @@ impl std::fmt::Debug for KindMemory {
     }
 }
 
+
+/// A non-2xx answer, as the HTTP driver hands it to the supplier's kind
+/// before any text is made of it (the kind may know the API's error envelope).
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorResponse<'a> {
+    pub status: u16,
+    pub headers: &'a reqwest::header::HeaderMap,
+    pub body: &'a [u8],
+}
+
+/// How a kind reads its API's error answers: the reason and a message, or
+/// `None` for the driver's reading (reason from the status, `http N: <snippet>`).
+pub type ErrorReader = fn(&ErrorResponse<'_>) -> Option<(Reason, String)>;

@@ -75,8 +75,17 @@ pub fn install_panic_hook() {
     });
 }
 
+/// A panic caught by [`guard`] or [`Guarded`]: its message and, when the
+/// hook saw it, where it happened (`file:line:column`). Not yet redacted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("panic{}: {message}", location.as_ref().map(|at| format!(" at {at}")).unwrap_or_default())]
+pub struct Panic {
+    pub message: String,
+    pub location: Option<String>,
+}
+
 /// Runs `f` with panics caught: `Err` holds the panic's message and location.
-fn guard<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+fn guard<T>(f: impl FnOnce() -> T) -> Result<T, Panic> {
     let was = GUARDED.replace(true);
     let result = std::panic::catch_unwind(AssertUnwindSafe(f));
     GUARDED.set(was);
@@ -86,10 +95,7 @@ fn guard<T>(f: impl FnOnce() -> T) -> Result<T, String> {
             .map(|s| (*s).to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "non-text panic payload".to_string());
-        match PANIC_LOCATION.with_borrow_mut(Option::take) {
-            Some(at) => format!("panic at {at}: {message}"),
-            None => format!("panic: {message}"),
-        }
+        Panic { message, location: PANIC_LOCATION.with_borrow_mut(Option::take) }
     })
 }
 
@@ -105,7 +111,7 @@ pub fn guarded<F: Future>(future: F) -> Guarded<F> {
 }
 
 impl<F: Future> Future for Guarded<F> {
-    type Output = Result<F::Output, String>;
+    type Output = Result<F::Output, Panic>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let inner = self.inner.as_mut();
@@ -190,7 +196,7 @@ where
                 }
                 a.result
             }
-            Err(panic) => Err(PollError::new(Reason::Internal, redact(&panic))),
+            Err(panic) => Err(PollError::new(Reason::Internal, redact(&panic.to_string()))),
         };
         let working = slot.working_state();
         let state = guard(|| working.after_poll(result, took, now)).unwrap_or_else(|panic| {
@@ -231,7 +237,7 @@ where
                     Err(e) => {
                         // Balances and health go out; counters wait until durable.
                         store.state_write_failed();
-                        tracing::warn!(supplier = %slot.name, error = %e, "state write failed; counters held back");
+                        tracing::warn!(supplier = %slot.name, error = %crate::server::error_chain(&e), "state write failed; counters held back");
                         let published = state.with_counters_of(&slot.state());
                         store.publish_held(&slot, state, published);
                     }
@@ -339,7 +345,7 @@ impl Scheduler {
     fn spawn(&self, cfg: SupplierConfig, slot: Arc<SupplierSlot>, cancel: CancellationToken) {
         let limiter = self.limiters.lock().unwrap_or_else(|e| e.into_inner()).entry(cfg.limiter_key()).or_default().clone();
         let memory = self.memories.lock().unwrap_or_else(|e| e.into_inner()).entry(cfg.name.clone()).or_default().clone();
-        let upstream = Upstream::new(self.client.clone(), &cfg.upstream_settings(), limiter);
+        let upstream = Upstream::new(self.client.clone(), &cfg.upstream_settings(), limiter).reading_errors_with(cfg.kind.error_reader());
         let initial = MAX_INITIAL_DELAY.min(cfg.poll_interval / 10).mul_f64(rand::random::<f64>());
         let redactor = upstream.clone();
         let ctx = LoopContext {
@@ -386,6 +392,14 @@ mod tests {
     use super::*;
     use crate::storage::fault;
     use crate::poll::BalanceRow;
+
+    #[test]
+    fn a_caught_panic_reads_as_before() {
+        let at = Panic { message: "boom".into(), location: Some("src/x.rs:1:2".into()) };
+        assert_eq!(at.to_string(), "panic at src/x.rs:1:2: boom");
+        assert_eq!(Panic { message: "boom".into(), location: None }.to_string(), "panic: boom");
+        assert_eq!(guard(|| 7).unwrap(), 7);
+    }
     use rust_decimal::Decimal;
     use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -593,12 +607,12 @@ mod tests {
             }
         };
         wait_for("up").await;
-        crate::suppliers::fault::arm(&base_url, true);
+        crate::kinds::fault::arm(&base_url, true);
         let s = wait_for("two internal failures").await;
-        crate::suppliers::fault::arm(&base_url, false);
+        crate::kinds::fault::arm(&base_url, false);
         assert!(!s.up);
         let message = &s.last_error.as_ref().unwrap().message;
-        assert!(message.starts_with("foxreload kind: panic at src/suppliers/mod.rs"), "{message}");
+        assert!(message.starts_with("foxreload kind: panic at src/kinds/mod.rs"), "{message}");
         assert!(!message.contains("sk_fault_secret"), "redacted: {message}");
         assert_eq!(s.balances.values().next().unwrap().row.balance.to_string(), "284.50", "last good kept");
         let s = wait_for("up").await;

@@ -25,12 +25,54 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::ConfigError;
 use crate::metrics::Renderer;
 use crate::snapshot::Store;
 use crate::web::WebConfig;
 
-/// A boxed async action returning a message or an error text.
-pub type Action = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> + Send + Sync>;
+/// The reload action (`POST /-/reload`, SIGHUP): a boxed async function.
+pub type Action = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<Reloaded, ReloadError>> + Send>> + Send + Sync>;
+
+/// A reload that took effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Suppliers this replica polls now.
+    pub suppliers: usize,
+}
+
+impl std::fmt::Display for Reloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "reloaded: {} suppliers", self.suppliers)
+    }
+}
+
+/// Why a reload kept the previous config (and web config). The answer to
+/// `/-/reload` is "config reload failed, keeping the previous config: " and
+/// the [`error_chain`] of this.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// Loading the config file failed; its own message says how.
+    #[error(transparent)]
+    Config(ConfigError),
+    #[error("web config {path}")]
+    WebConfig { path: String, source: ConfigError },
+    /// The web config adds or removes `tls_server_config`: a restart is needed,
+    /// so a reload never silently downgrades a TLS listener to plain HTTP.
+    #[error("web config {path}: tls_server_config was {}; switching TLS on or off needs a restart", if *added { "added" } else { "removed" })]
+    TlsSwitch { path: String, added: bool },
+}
+
+/// An error with its causes, one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
 
 /// Extra routes (the demo's switches): `(method, path, query)` → response, if handled.
 pub type ExtraRoutes = Arc<dyn Fn(&Method, &str, &str) -> Option<(StatusCode, String)> + Send + Sync>;
@@ -128,8 +170,8 @@ async fn route(state: Arc<ServerState>, req: Request<Incoming>) -> Response<Body
             // Drain (and cap) any body before answering.
             let _ = Limited::new(req.into_body(), 64 * 1024).collect().await;
             match (state.reload)().await {
-                Ok(msg) => text(StatusCode::OK, format!("{msg}\n")),
-                Err(err) => text(StatusCode::BAD_REQUEST, format!("{err}\n")),
+                Ok(reloaded) => text(StatusCode::OK, format!("{reloaded}\n")),
+                Err(err) => text(StatusCode::BAD_REQUEST, format!("config reload failed, keeping the previous config: {}\n", error_chain(&err))),
             }
         }
         (_, "/-/reload") => {

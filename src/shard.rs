@@ -14,13 +14,22 @@ pub struct Shard {
     pub count: u64,
 }
 
+/// Why `--shard.index` / `--shard.count` do not name a shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    #[error("--shard.count must be at least 1")]
+    NoShards,
+    #[error("--shard.index must be below --shard.count ({count}), got {index}")]
+    IndexOutOfRange { index: u64, count: u64 },
+}
+
 impl Shard {
-    pub fn new(index: u64, count: u64) -> Result<Shard, String> {
+    pub fn new(index: u64, count: u64) -> Result<Shard, ShardError> {
         if count == 0 {
-            return Err("--shard.count must be at least 1".into());
+            return Err(ShardError::NoShards);
         }
         if index >= count {
-            return Err(format!("--shard.index must be below --shard.count ({count}), got {index}"));
+            return Err(ShardError::IndexOutOfRange { index, count });
         }
         Ok(Shard { index, count })
     }
@@ -66,7 +75,7 @@ mod tests {
                 assert!(owned > 1000 / count as usize / 2, "shard {s:?} owns only {owned}");
             }
         }
-        assert!(Shard::new(2, 2).is_err());
-        assert!(Shard::new(0, 0).is_err());
+        assert_eq!(Shard::new(2, 2).unwrap_err().to_string(), "--shard.index must be below --shard.count (2), got 2");
+        assert_eq!(Shard::new(0, 0).unwrap_err(), ShardError::NoShards);
     }
 }

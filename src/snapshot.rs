@@ -164,8 +164,8 @@ impl SupplierState {
                 continue;
             }
             if let (Flows::Inferred, Some(old)) = (&output.flows, self.balances.get(&key).cloned()) {
-                if let Err(message) = self.infer_flow(&key, old.row.balance, row.balance) {
-                    row_errors.push(format!("account {:?} currency {:?}: {message}", key.0, key.1));
+                if let Err(e) = self.infer_flow(&key, old.row.balance, row.balance) {
+                    row_errors.push(format!("account {:?} currency {:?}: {e}", key.0, key.1));
                     failed = failed.saturating_add(1);
                     balances.insert(key, old);
                     continue;
@@ -243,19 +243,26 @@ impl SupplierState {
 
     /// Counts the change of a total balance as spend (decrease) or top-up
     /// (increase), exactly; an error when `Decimal` cannot hold the change or the sum.
-    fn infer_flow(&mut self, key: &BalanceKey, old: Decimal, new: Decimal) -> Result<(), String> {
-        let delta = new
-            .checked_sub(old)
-            .ok_or_else(|| format!("the change of supplier_balance from {old} to {new} cannot be represented"))?;
+    fn infer_flow(&mut self, key: &BalanceKey, old: Decimal, new: Decimal) -> Result<(), FlowError> {
+        let delta = new.checked_sub(old).ok_or(FlowError::Change { old, new })?;
         let counters = if delta < Decimal::ZERO { &mut self.spent_total } else { &mut self.topped_up_total };
-        let name = if delta < Decimal::ZERO { "supplier_balance_spent_total" } else { "supplier_balance_topped_up_total" };
+        let counter = if delta < Decimal::ZERO { "supplier_balance_spent_total" } else { "supplier_balance_topped_up_total" };
         let total = counters.get(key).copied().unwrap_or_default();
-        let sum = total
-            .checked_add(delta.abs())
-            .ok_or_else(|| format!("{name} {total} plus the change from {old} to {new} cannot be represented"))?;
+        let sum = total.checked_add(delta.abs()).ok_or(FlowError::Counter { counter, total, old, new })?;
         counters.insert(key.clone(), sum);
         Ok(())
     }
+}
+
+/// Why a balance change could not be counted as spend or top-up: `Decimal`
+/// cannot hold the change, or the counter plus the change. The balance row is
+/// skipped (a row error), its last good value kept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlowError {
+    #[error("the change of supplier_balance from {old} to {new} cannot be represented")]
+    Change { old: Decimal, new: Decimal },
+    #[error("{counter} {total} plus the change from {old} to {new} cannot be represented")]
+    Counter { counter: &'static str, total: Decimal, old: Decimal, new: Decimal },
 }
 
 /// A cheap spend-rate estimate: the spend counter at two past instants,

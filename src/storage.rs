@@ -25,7 +25,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use rust_decimal::Decimal;
@@ -52,8 +52,20 @@ pub enum StorageError {
     Locked { path: PathBuf },
     #[error("state record: {0}")]
     Record(String),
+    /// The journal write holding this record failed; the writer goes on.
+    #[error("state record")]
+    Write(#[source] Arc<WriteFailed>),
     #[error("the state writer has stopped")]
     Stopped,
+}
+
+/// A failed append to the journal, shared by every record of the batch.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {path}")]
+pub struct WriteFailed {
+    op: &'static str,
+    path: PathBuf,
+    source: std::io::Error,
 }
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
@@ -342,7 +354,7 @@ fn read_file(path: &Path, into: &mut HashMap<String, Vec<u8>>) -> Result<u64, St
 // ---- the store ----
 
 enum Command {
-    Put { supplier: String, json: Vec<u8>, done: oneshot::Sender<Result<(), String>> },
+    Put { supplier: String, json: Vec<u8>, done: oneshot::Sender<Result<(), Arc<WriteFailed>>> },
     Drop { supplier: String },
     Flush { done: oneshot::Sender<()> },
 }
@@ -451,7 +463,7 @@ impl Storage {
         }
         match wait.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(StorageError::Record(message)),
+            Ok(Err(failed)) => Err(StorageError::Write(failed)),
             Err(_) => Err(StorageError::Stopped),
         }
     }
@@ -539,11 +551,11 @@ impl Writer {
                     let _ = done.send(Ok(()));
                 }
             }
-            Err((op, path, e)) => {
-                let message = format!("{op} {}: {e}", path.display());
-                tracing::warn!(error = %message, records = puts.len(), "state write failed; counters are held back until a write succeeds");
+            Err((op, path, source)) => {
+                let failed = Arc::new(WriteFailed { op, path, source });
+                tracing::warn!(error = %format_args!("{failed}: {}", failed.source), records = puts.len(), "state write failed; counters are held back until a write succeeds");
                 for done in puts {
-                    let _ = done.send(Err(message.clone()));
+                    let _ = done.send(Err(failed.clone()));
                 }
             }
         }
@@ -736,5 +748,19 @@ mod tests {
         assert!(text.starts_with(HEADER), "a fresh snapshot: {text}");
         let aside = std::fs::read_to_string(dir.path().join("state.snapshot.set-aside")).unwrap();
         assert!(aside.starts_with("balance_exporter state v999"), "the foreign file is kept aside");
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_names_the_operation_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        fault::fail_writes(dir.path(), true);
+        let err = storage.put("a", "foxreload", &polled("1"), None).await.unwrap_err();
+        fault::fail_writes(dir.path(), false);
+        assert!(matches!(err, StorageError::Write(_)), "{err:?}");
+        let chain = crate::server::error_chain(&err);
+        assert_eq!(chain, format!("state record: writing {}: injected fault: no space left on device", dir.path().join(JOURNAL).display()));
+        storage.put("a", "foxreload", &polled("1"), None).await.unwrap();
+        storage.close();
     }
 }

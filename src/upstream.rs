@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::settings::{Auth, UpstreamSettings};
 
-pub use crate::poll::{PollError, Reason};
+pub use crate::poll::{ErrorReader, ErrorResponse, PollError, Reason};
 
 /// One request a kind wants sent. `path` is joined to the supplier's `base_url`.
 #[derive(Debug, Clone)]
@@ -118,6 +118,8 @@ pub struct Upstream {
     max_body: usize,
     retry: RetryPolicy,
     secrets: Arc<Vec<String>>,
+    /// The kind's reading of non-2xx answers.
+    read_error: ErrorReader,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -155,7 +157,37 @@ impl Upstream {
                 cap: Duration::from_secs(30),
             },
             secrets: Arc::new(cfg.auth.secrets().into_iter().map(String::from).collect()),
+            read_error: |_| None,
         }
+    }
+
+    /// The same handle, reading non-2xx answers the kind's way.
+    pub fn reading_errors_with(self, read_error: ErrorReader) -> Upstream {
+        Upstream { read_error, ..self }
+    }
+
+    /// Sends `req` and decodes the 2xx body as `T` (reason `decode` with the
+    /// JSON path on failure).
+    pub async fn send_json<T: serde::de::DeserializeOwned>(&self, req: &Request) -> Result<T, PollError> {
+        let resp = self.send(req).await?;
+        self.decode(&resp.body)
+    }
+
+    /// Decodes a JSON body into `T`, mapping failures to reason `decode` with
+    /// the JSON path and a short message (never the body itself).
+    pub fn decode<T: serde::de::DeserializeOwned>(&self, body: &[u8]) -> Result<T, PollError> {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let message = self.redact(&e.into_inner().to_string());
+            match path.as_str() {
+                "." => PollError::decode(message),
+                p if p.starts_with('[') => PollError::decode(format!("${p}: {message}")),
+                p => PollError::decode(format!("$.{p}: {message}")),
+            }
+        })?;
+        de.end().map_err(|e| PollError::decode(e.to_string()))?;
+        Ok(value)
     }
 
     pub fn base_url(&self) -> &Url {
@@ -319,10 +351,12 @@ impl Upstream {
             if status.is_success() {
                 return Ok(Response { status, headers, body: bytes });
             }
-            let mut err = PollError::new(
-                Reason::from_status(status.as_u16()),
-                format!("http {}: {}", status.as_u16(), self.snippet(&bytes)),
-            );
+            // The kind reads its API's error answer first; the text is cut and redacted here.
+            let answer = ErrorResponse { status: status.as_u16(), headers: &headers, body: &bytes };
+            let mut err = match (self.read_error)(&answer) {
+                Some((reason, message)) => PollError::new(reason, self.snippet(message.as_bytes())),
+                None => PollError::new(Reason::from_status(status.as_u16()), format!("http {}: {}", status.as_u16(), self.snippet(&bytes))),
+            };
             if matches!(status.as_u16(), 429 | 503) {
                 err.retry_after = retry_after;
             }

@@ -38,8 +38,8 @@ use std::time::{Duration, Instant, SystemTime};
 use balance_exporter::config::{self, SupplierConfig};
 use balance_exporter::snapshot::{Store, SupplierSlot, SupplierState};
 use balance_exporter::storage;
-use balance_exporter::suppliers::dodo_wallets::DodoMemory;
-use balance_exporter::suppliers::{self, KindConfig, KindMemory, PollOutput};
+use balance_exporter::kinds::dodo_wallets::DodoMemory;
+use balance_exporter::kinds::{self, KindConfig, KindMemory, PollOutput};
 use balance_exporter::upstream::{build_client, Limiter, PollError, Upstream};
 use balance_exporter::{landing, metrics, web};
 use proptest::prelude::*;
@@ -546,18 +546,18 @@ fn decode(cfg: &SupplierConfig, up: &Upstream, answers: &Answers, memory: &mut K
     let pages: Vec<&[u8]> = answers.0.iter().map(Vec::as_slice).collect();
     let first = pages.first().copied().unwrap_or_default();
     match &cfg.kind {
-        KindConfig::Foxreload(_) => suppliers::foxreload::parse(up, first),
-        KindConfig::Novasend(_) => suppliers::novasend::parse(up, first),
-        KindConfig::Vai247(_) => suppliers::vai247::parse(up, first),
-        KindConfig::Json(c) => suppliers::json::parse(c, up, first),
-        KindConfig::BalancedOrders(c) => suppliers::balanced_orders::parse_pages(c, up, &pages),
+        KindConfig::Foxreload(_) => kinds::foxreload::parse(up, first),
+        KindConfig::Novasend(_) => kinds::novasend::parse(up, first),
+        KindConfig::Vai247(_) => kinds::vai247::parse(up, first),
+        KindConfig::Json(c) => kinds::json::parse(c, up, first),
+        KindConfig::BalancedOrders(c) => kinds::balanced_orders::parse_pages(c, up, &pages),
         KindConfig::DodoWallets(c) if c.all_customers => {
             let (wallets, customers) = pages.split_last().unwrap_or((&first, &[]));
-            suppliers::dodo_wallets::parse_all_customers(c, up, customers, wallets)
+            kinds::dodo_wallets::parse_all_customers(c, up, customers, wallets)
         }
         KindConfig::DodoWallets(c) => {
             let (wallets, ledger) = pages.split_first().unwrap_or((&first, &[]));
-            suppliers::dodo_wallets::parse_customer(c, up, &c.customers[0], wallets, ledger, memory)
+            kinds::dodo_wallets::parse_customer(c, up, &c.customers[0], wallets, ledger, memory)
         }
     }
 }

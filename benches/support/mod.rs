@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use balance_exporter::config;
 use balance_exporter::snapshot::Store;
-use balance_exporter::suppliers::{BalanceRow, PollOutput};
+use balance_exporter::kinds::{BalanceRow, PollOutput};
 use rust_decimal::Decimal;
 
 /// A config text with `n` foxreload suppliers at `base_url/s{i}`.

@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime};
 use balance_exporter::config::{self, Auth, Config, ConfigError};
 use balance_exporter::metrics::Renderer;
 use balance_exporter::snapshot::Store;
-use balance_exporter::suppliers::json::oauth2::TokenUrl;
-use balance_exporter::suppliers::{KindConfig, KindMemory};
+use balance_exporter::kinds::json::oauth2::TokenUrl;
+use balance_exporter::kinds::{KindConfig, KindMemory};
 use balance_exporter::upstream::{build_client, Limiter, PollError, Upstream};
 use common::Samples;
 use wiremock::matchers::{any, basic_auth, bearer_token, body_string, body_string_contains, header, method, path, query_param};
@@ -44,8 +44,8 @@ fn load(text: &str, env: &BTreeMap<&str, String>) -> Config {
 fn expect_request(supplier: &config::SupplierConfig, token: Option<&str>) -> MockBuilder {
     let KindConfig::Json(cfg) = &supplier.kind else { panic!("not a json supplier") };
     let verb = match cfg.method {
-        balance_exporter::suppliers::json::HttpMethod::Get => "GET",
-        balance_exporter::suppliers::json::HttpMethod::Post => "POST",
+        balance_exporter::kinds::json::HttpMethod::Get => "GET",
+        balance_exporter::kinds::json::HttpMethod::Post => "POST",
     };
     let mut mock = Mock::given(method(verb)).and(path(cfg.path.as_str()));
     for (k, v) in &cfg.query {

@@ -43,6 +43,7 @@ async fn reload_adds_removes_and_rejects() {
     assert_eq!(resp.status(), 400);
     let text = resp.text().await.unwrap();
     assert!(text.contains("suppliers[1].poll_interval: invalid duration \"soon\""), "{text}");
+    assert_eq!(text, "config reload failed, keeping the previous config: 1 problem(s) in config:\n  suppliers[1].poll_interval: invalid duration \"soon\" (use e.g. 250ms, 10s, 5m, 1h)\n");
     let s = common::scrape(&app).await;
     assert_eq!(s.value("balance_exporter_config_last_reload_successful", &[]), 0.0);
     assert_eq!(s.value("supplier_up", &[("supplier", "nova")]), 1.0);

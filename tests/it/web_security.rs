@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use balance_exporter::app::{App, Options};
+use balance_exporter::server::error_chain;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 
 /// A test PKI: one CA for the server, another for clients.
@@ -232,14 +233,14 @@ async fn web_config_is_reread_on_reload_and_tls_cannot_be_switched_off() {
 
     // An invalid web config keeps the old one, and the reload is reported failed.
     std::fs::write(&web_path, "basic_auth_users:\n  prometheus: plaintext\n").unwrap();
-    let err = app.reload().await.unwrap_err();
+    let err = error_chain(&app.reload().await.unwrap_err());
     assert!(err.contains("basic_auth_users.prometheus: is not a bcrypt hash"), "{err}");
     assert!(!err.contains("plaintext"), "the value is never echoed: {err}");
     assert_eq!(status("second").await, 200);
 
     // Dropping tls_server_config would silently serve plain HTTP: refused.
     std::fs::write(&web_path, format!("basic_auth_users:\n  prometheus: '{}'\n", bcrypt_hash("second"))).unwrap();
-    let err = app.reload().await.unwrap_err();
+    let err = error_chain(&app.reload().await.unwrap_err());
     assert!(err.contains("switching TLS on or off needs a restart"), "{err}");
     let resp = client.get(&url).basic_auth("prometheus", Some("second")).send().await.unwrap();
     assert_eq!(resp.status(), 200);

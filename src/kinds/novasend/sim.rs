@@ -7,7 +7,7 @@ use base64::Engine;
 use rust_decimal::Decimal;
 use serde_json::json;
 
-use super::{each_account, random_key, SimAccount, SimRequest, SimResponse, Simulated};
+use crate::demo::kit::{each_account, random_key, SimAccount, SimRequest, SimResponse, Simulated};
 
 pub struct NovaSendSim {
     api_key: String,

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use rust_decimal::Decimal;
 use serde_json::json;
 
-use super::{random_key, SimAccount, SimRequest, SimResponse, Simulated};
+use crate::demo::kit::{random_key, SimAccount, SimRequest, SimResponse, Simulated};
 
 pub struct FoxReloadSim {
     key: String,

@@ -437,6 +437,24 @@ struct JsonMemory {
     tokens: oauth2::TokenCache,
 }
 
+impl super::Kind for JsonConfig {
+    const NAME: &'static str = "json";
+    const DEFAULT_BASE_URL: Option<&'static str> = None;
+    // unknown API; be gentle
+    const DEFAULT_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+    fn validate(&self, path: &str, issues: &mut Vec<crate::settings::ConfigIssue>) {
+        JsonConfig::validate(self, path, issues);
+    }
+    fn secrets(&self) -> Vec<String> {
+        JsonConfig::secrets(self)
+    }
+
+    async fn poll(&self, upstream: &Upstream, memory: &mut super::KindMemory) -> Result<PollOutput, PollError> {
+        poll(self, upstream, memory).await
+    }
+}
+
 pub async fn poll(cfg: &JsonConfig, upstream: &Upstream, memory: &mut KindMemory) -> Result<PollOutput, PollError> {
     let upstream = upstream.with_secrets(cfg.secrets());
     let req = cfg.request();

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-use super::{daily_rhythm, random_key, SimRequest, SimResponse, Simulated};
+use crate::demo::kit::{daily_rhythm, random_key, SimRequest, SimResponse, Simulated};
 
 /// First duplicate burst after start, then the period between bursts.
 const FIRST_BURST: Duration = Duration::from_secs(4 * 60);

@@ -16,7 +16,7 @@
 //! are buyer debits into escrow (top-ups).
 //!
 //! Error answers carry `{"errors": [{"status_code", "category_code",
-//! "description", …}]}`; [`error_from_envelope`] maps them onto `reason`.
+//! "description", …}]}`; its `read_error` maps them onto `reason`.
 //!
 //! Sums are checked: escrow that adds up past what `Decimal` holds spoils
 //! that merchant's row (a row error), never the poll task.
@@ -28,9 +28,12 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{decode_json, BalanceRow, ExtraSample, PollOutput};
+use super::{BalanceRow, ErrorResponse, ExtraSample, PollOutput};
 use crate::amount::{currency_code, minor_to_major};
 use crate::upstream::{PollError, Reason, Request, Upstream};
+
+/// The demo's simulation of this API (`--demo`).
+pub mod sim;
 
 /// The media type of API revision 1.1, sent as `Accept` on every request.
 pub const ACCEPT_REVISION: &str = "application/vnd.api+json;revision=1.1";
@@ -125,11 +128,30 @@ struct Totals {
     orders_with_escrow: u64,
 }
 
+impl super::Kind for BalancedOrdersConfig {
+    const NAME: &'static str = "balanced_orders";
+    const DEFAULT_BASE_URL: Option<&'static str> = Some("https://api.balancedpayments.com");
+    // undocumented (the service is defunct); be gentle, pages included
+    const DEFAULT_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+    fn validate(&self, path: &str, issues: &mut Vec<crate::settings::ConfigIssue>) {
+        BalancedOrdersConfig::validate(self, path, issues);
+    }
+
+    async fn poll(&self, upstream: &Upstream, _memory: &mut super::KindMemory) -> Result<PollOutput, PollError> {
+        poll(self, upstream).await
+    }
+
+    fn read_error(response: &ErrorResponse<'_>) -> Option<(Reason, String)> {
+        read_error(response)
+    }
+}
+
 pub async fn poll(cfg: &BalancedOrdersConfig, upstream: &Upstream) -> Result<PollOutput, PollError> {
     let mut walk = Walk::default();
     let mut request = Some(get(&cfg.path).query("limit", cfg.limit).query("offset", 0));
     while let Some(req) = request {
-        let resp = upstream.send(&req).await.map_err(|e| error_from_envelope(upstream, e))?;
+        let resp = upstream.send(&req).await?;
         request = walk.page(cfg, upstream, &resp.body)?;
     }
     walk.finish(cfg)
@@ -172,7 +194,7 @@ impl Walk {
     fn page(&mut self, cfg: &BalancedOrdersConfig, upstream: &Upstream, body: &[u8]) -> Result<Option<Request>, PollError> {
         let page_number = self.pages;
         self.pages = self.pages.saturating_add(1);
-        let page: Page = decode_json(upstream, body).map_err(|e| PollError::decode(format!("page {page_number}: {}", e.message)))?;
+        let page: Page = upstream.decode(body).map_err(|e| PollError::decode(format!("page {page_number}: {}", e.message)))?;
         for (i, raw) in page.orders.iter().enumerate() {
             let at = format!("page {page_number} $.orders[{i}]");
             self.order(upstream, raw.get(), &at);
@@ -302,30 +324,34 @@ fn next_path(upstream: &Upstream, next: &str) -> Result<String, PollError> {
     })
 }
 
-/// The first error of a Balanced `errors[]` envelope, read tolerantly: the
-/// driver hands kinds only a short (redacted) snippet of an error body, so
-/// this reads the fields it can find even in a truncated document.
-#[derive(Debug, Default, PartialEq)]
+/// A Balanced `errors[]` envelope, read from the whole error body the
+/// driver hands over: `{"errors": [{"status_code", "category_code", "description", …}]}`.
+#[derive(Debug, Default, PartialEq, Deserialize)]
 pub struct Envelope {
+    errors: Vec<EnvelopeError>,
+}
+
+/// One entry of the envelope; the first one names the failure.
+#[derive(Debug, Default, PartialEq, Deserialize)]
+pub struct EnvelopeError {
+    #[serde(default)]
     pub status_code: Option<u16>,
+    #[serde(default)]
     pub category_code: Option<String>,
+    #[serde(default)]
     pub description: Option<String>,
 }
 
 impl Envelope {
-    /// Reads `text` (a whole body or a truncated prefix); `None` unless it
-    /// looks like an `errors[]` envelope.
-    pub fn read(text: &str) -> Option<Envelope> {
-        // `find` returns a char boundary (the match starts with an ASCII quote).
-        let text = text.get(text.find("\"errors\"")?..)?;
-        let env = Envelope {
-            status_code: field_raw(text, "status_code").and_then(|v| v.trim_end_matches(|c: char| !c.is_ascii_digit()).parse().ok()),
-            category_code: field_string(text, "category_code"),
-            description: field_string(text, "description"),
-        };
-        (env.status_code.is_some() || env.category_code.is_some()).then_some(env)
+    /// The first error of `body` if it is an `errors[]` envelope naming a
+    /// status or a category.
+    pub fn read(body: &[u8]) -> Option<EnvelopeError> {
+        let first = serde_json::from_slice::<Envelope>(body).ok()?.errors.into_iter().next()?;
+        (first.status_code.is_some() || first.category_code.is_some()).then_some(first)
     }
+}
 
+impl EnvelopeError {
     /// The `reason` label for this error: from the envelope's `status_code`
     /// (the HTTP status when absent); category `not-found` is `not_found`
     /// whatever the status. Business refusals (402 funding, 409
@@ -346,57 +372,26 @@ impl Envelope {
     }
 }
 
-/// Rewrites a driver error whose body is an `errors[]` envelope: the reason
-/// from the envelope, the message `http 409 insufficient-funds: <description>`.
-pub fn error_from_envelope(upstream: &Upstream, err: PollError) -> PollError {
-    let Some(envelope) = Envelope::read(&err.message) else { return err };
-    let http = err.message.split(':').next().unwrap_or("http").to_string();
-    let mut message = http;
+/// [`super::Kind::read_error`] for Balanced: the reason from the envelope,
+/// the message `http 409 insufficient-funds: <description>`.
+fn read_error(response: &ErrorResponse<'_>) -> Option<(Reason, String)> {
+    let envelope = Envelope::read(response.body)?;
+    let mut message = format!("http {}", response.status);
     if let Some(c) = &envelope.category_code {
         message.push(' ');
         message.push_str(c);
     }
     if let Some(d) = &envelope.description {
         message.push_str(": ");
-        message.push_str(&upstream.snippet(d.as_bytes()));
+        message.push_str(d);
     }
-    let mut out = PollError::new(envelope.reason(err.reason), message);
-    out.retry_after = err.retry_after;
-    out
-}
-
-/// The raw text after `"key":` (whitespace skipped), if present.
-fn field_raw<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    let (_, after) = text.split_once(&format!("\"{key}\""))?;
-    let after = after.trim_start().strip_prefix(':')?.trim_start();
-    Some(after.split([',', '}', ']']).next().unwrap_or(after).trim())
-}
-
-/// A JSON string value of `key`, unescaped; a string cut off by truncation
-/// is returned as far as it goes.
-fn field_string(text: &str, key: &str) -> Option<String> {
-    let (_, after) = text.split_once(&format!("\"{key}\""))?;
-    let rest = after.trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
-    let mut out = String::new();
-    let mut chars = rest.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => return Some(out),
-            '\\' => match chars.next() {
-                Some('n') => out.push(' '),
-                Some(c) => out.push(c),
-                None => break,
-            },
-            c => out.push(c),
-        }
-    }
-    Some(out.trim_end().to_string())
+    Some((envelope.reason(Reason::from_status(response.status)), message))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::suppliers::test_upstream;
+    use crate::kinds::test_upstream;
 
     fn cfg() -> BalancedOrdersConfig {
         BalancedOrdersConfig { path: default_path(), limit: 10, max_pages: 3, currency_exponents: BTreeMap::new() }
@@ -451,34 +446,31 @@ mod tests {
         assert!(parse_pages(&cfg(), &test_upstream(), &[&a, &a]).unwrap_err().message.starts_with("meta.next repeats an earlier page"));
     }
 
+    fn answer(status: u16, body: &str) -> Option<(Reason, String)> {
+        read_error(&ErrorResponse { status, headers: &reqwest::header::HeaderMap::new(), body: body.as_bytes() })
+    }
+
     #[test]
     fn envelopes_with_multibyte_text_are_read_without_panicking() {
-        let env = Envelope::read("é\"errors\": [{\"status_code\": 4é09, \"category_code\": \"not-found\", \"description\": \"é\u{301}\u{200f}\0").unwrap();
-        assert_eq!(env.status_code, None);
-        assert_eq!(env.description.as_deref(), Some("é\u{301}\u{200f}\0"));
-        assert_eq!(field_raw("\"status_code\"é", "status_code"), None);
+        let (reason, message) = answer(404, "{\"errors\": [{\"category_code\": \"not-found\", \"description\": \"é\u{301}\u{200f}\\u0000\"}]}").unwrap();
+        assert_eq!(reason, Reason::NotFound);
+        assert_eq!(message, "http 404 not-found: é\u{301}\u{200f}\0");
+        assert_eq!(answer(404, "é\"errors\": [{\"status_code\": 4é09"), None, "not JSON: the driver's reading");
     }
 
     #[test]
     fn envelope_maps_status_and_category() {
         let body = r#"{"errors": [{"status": "Conflict", "status_code": 409, "category_code": "insufficient-funds", "description": "Order has insufficient funds. Your request id is OHM123.", "request_id": "OHM123"}]}"#;
-        let env = Envelope::read(body).unwrap();
+        let env = Envelope::read(body.as_bytes()).unwrap();
         assert_eq!(env.status_code, Some(409));
         assert_eq!(env.category_code.as_deref(), Some("insufficient-funds"));
-        assert_eq!(env.description.as_deref(), Some("Order has insufficient funds. Your request id is OHM123."));
         assert_eq!(env.reason(Reason::UpstreamStatus), Reason::UpstreamStatus);
-        let nf = Envelope::read(r#"{"errors":[{"status":"Not Found","status_code":404,"category_code":"not-found","description":"x"}]}"#).unwrap();
-        assert_eq!(nf.reason(Reason::UpstreamStatus), Reason::NotFound);
-        let auth = Envelope::read(r#"http 401: {"errors": [{"status": "Unauthorized", "status_code": 401, "category_code": "authentication-requ"#).unwrap();
-        assert_eq!(auth.reason(Reason::UpstreamStatus), Reason::Auth);
-        assert_eq!(auth.category_code.as_deref(), Some("authentication-requ"));
-        assert_eq!(Envelope::read(r#"{"error": "nope"}"#), None);
-    }
-
-    #[test]
-    fn truncated_fields_are_read_as_far_as_they_go() {
-        assert_eq!(field_string(r#""description": "Paying out more than"#, "description").as_deref(), Some("Paying out more than"));
-        assert_eq!(field_raw(r#""status_code" : 402 }"#, "status_code"), Some("402"));
-        assert_eq!(field_string(r#""description": null"#, "description"), None);
+        assert_eq!(answer(409, body).unwrap(), (Reason::UpstreamStatus, "http 409 insufficient-funds: Order has insufficient funds. Your request id is OHM123.".to_string()));
+        let nf = r#"{"errors":[{"status":"Not Found","status_code":404,"category_code":"not-found","description":"x"}]}"#;
+        assert_eq!(answer(404, nf).unwrap().0, Reason::NotFound);
+        let auth = r#"{"errors": [{"status": "Unauthorized", "status_code": 401, "category_code": "authentication-required"}]}"#;
+        assert_eq!(answer(401, auth).unwrap(), (Reason::Auth, "http 401 authentication-required".to_string()));
+        assert_eq!(answer(400, r#"{"error": "nope"}"#), None);
+        assert_eq!(answer(400, r#"{"errors": []}"#), None);
     }
 }

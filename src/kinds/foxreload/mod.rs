@@ -7,9 +7,12 @@
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use super::{decode_json, parse_rfc3339, BalanceRow, PollOutput};
+use super::{parse_rfc3339, BalanceRow, PollOutput};
 use crate::amount::currency_code;
 use crate::upstream::{PollError, Request, Upstream};
+
+/// The demo's simulation of this API (`--demo`).
+pub mod sim;
 
 /// `kind: foxreload` keys.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -37,6 +40,21 @@ struct Balance {
     updated_at: Option<String>,
 }
 
+impl super::Kind for FoxReloadConfig {
+    const NAME: &'static str = "foxreload";
+    const DEFAULT_BASE_URL: Option<&'static str> = Some("https://api.foxreload.com");
+    // 100 requests/min per key
+    const DEFAULT_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+    fn validate(&self, path: &str, issues: &mut Vec<crate::settings::ConfigIssue>) {
+        super::require_absolute_path(&self.path, path, issues);
+    }
+
+    async fn poll(&self, upstream: &Upstream, _memory: &mut super::KindMemory) -> Result<PollOutput, PollError> {
+        poll(self, upstream).await
+    }
+}
+
 pub async fn poll(cfg: &FoxReloadConfig, upstream: &Upstream) -> Result<PollOutput, PollError> {
     let resp = upstream.send(&Request::get(&cfg.path)).await?;
     parse(upstream, &resp.body)
@@ -44,7 +62,7 @@ pub async fn poll(cfg: &FoxReloadConfig, upstream: &Upstream) -> Result<PollOutp
 
 /// Reads a 200 body.
 pub fn parse(upstream: &Upstream, body: &[u8]) -> Result<PollOutput, PollError> {
-    let body: Body = decode_json(upstream, body)?;
+    let body: Body = upstream.decode(body)?;
     let b = body.balance;
     let currency = currency_code(&b.currency)
         .ok_or_else(|| PollError::decode(format!("$.balance.currency: not a currency code: {:?}", upstream.snippet(b.currency.as_bytes()))))?;
@@ -68,7 +86,7 @@ pub fn parse(upstream: &Upstream, body: &[u8]) -> Result<PollOutput, PollError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::suppliers::test_upstream;
+    use crate::kinds::test_upstream;
     use crate::upstream::Reason;
 
     fn body(amount: &str, currency: &str, updated_at: &str) -> String {

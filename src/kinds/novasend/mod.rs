@@ -10,9 +10,12 @@
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use super::{decode_json, BalanceRow, PollOutput};
+use super::{BalanceRow, PollOutput};
 use crate::amount::currency_code;
 use crate::upstream::{PollError, Request, Upstream};
+
+/// The demo's simulation of this API (`--demo`).
+pub mod sim;
 
 /// `kind: novasend` keys.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -37,6 +40,21 @@ struct Entry {
     currency: String,
 }
 
+impl super::Kind for NovaSendConfig {
+    const NAME: &'static str = "novasend";
+    const DEFAULT_BASE_URL: Option<&'static str> = Some("https://api.novasend.app");
+    // "at most one request every 10 seconds"
+    const DEFAULT_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+    fn validate(&self, path: &str, issues: &mut Vec<crate::settings::ConfigIssue>) {
+        super::require_absolute_path(&self.path, path, issues);
+    }
+
+    async fn poll(&self, upstream: &Upstream, _memory: &mut super::KindMemory) -> Result<PollOutput, PollError> {
+        poll(self, upstream).await
+    }
+}
+
 pub async fn poll(cfg: &NovaSendConfig, upstream: &Upstream) -> Result<PollOutput, PollError> {
     let resp = upstream.send(&Request::get(&cfg.path)).await?;
     parse(upstream, &resp.body)
@@ -44,7 +62,7 @@ pub async fn poll(cfg: &NovaSendConfig, upstream: &Upstream) -> Result<PollOutpu
 
 /// Reads a 200 body.
 pub fn parse(upstream: &Upstream, body: &[u8]) -> Result<PollOutput, PollError> {
-    let entries: Vec<Entry> = decode_json(upstream, body)?;
+    let entries: Vec<Entry> = upstream.decode(body)?;
     let mut out = PollOutput::default();
     let mut seen = std::collections::HashSet::with_capacity(entries.len());
     for (i, e) in entries.into_iter().enumerate() {
@@ -82,7 +100,7 @@ pub fn parse(upstream: &Upstream, body: &[u8]) -> Result<PollOutput, PollError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::suppliers::test_upstream;
+    use crate::kinds::test_upstream;
     use crate::upstream::Reason;
 
     fn body(balance: &str, available: &str) -> String {

@@ -13,7 +13,7 @@ fn cfg(yaml: &str) -> JsonConfig {
 
 fn upstream() -> Upstream {
     let _ = (build_client, Arc::new(Limiter::default()));
-    crate::suppliers::test_upstream()
+    crate::kinds::test_upstream()
 }
 
 fn d(s: &str) -> Decimal {
@@ -276,7 +276,7 @@ fn request_carries_method_query_headers_and_body() {
 fn root_paths_reach_outside_the_row() {
     let c = cfg("path: /b\nrows:\n  - {select: '$.balances[*]', currency: '$.currency', balance: '$.total.value', updated_at: {path: '$.last_refresh_time', root: true}}\n");
     let out = parse(&c, &upstream(), br#"{"balances": [{"currency": "USD", "total": {"value": "1000.00"}}], "last_refresh_time": "2026-05-01T13:45:22Z"}"#).unwrap();
-    assert_eq!(out.balances[0].updated_at, crate::suppliers::parse_rfc3339("2026-05-01T13:45:22Z"));
+    assert_eq!(out.balances[0].updated_at, crate::kinds::parse_rfc3339("2026-05-01T13:45:22Z"));
     let err = parse(&c, &upstream(), br#"{"balances": [{"currency": "USD", "total": {"value": "1"}}]}"#).unwrap_err();
     assert_eq!(err.message, "$.last_refresh_time: expected a value, found nothing");
 }

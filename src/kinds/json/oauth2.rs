@@ -7,7 +7,7 @@
 //! as HTTP Basic (the default) or form fields. Neither the client secret nor
 //! the token ever reaches a message: both are redacted from upstream text.
 //!
-//! [`KindMemory`]: crate::suppliers::KindMemory
+//! [`KindMemory`]: crate::kinds::KindMemory
 #![deny(clippy::arithmetic_side_effects)]
 
 use std::time::Duration;

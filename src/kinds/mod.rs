@@ -1,119 +1,145 @@
-//! Supplier kinds: one file per API, plus the shared output types.
+//! Supplier kinds: one folder per API (its config, `poll`, simulation,
+//! fixtures and unit tests) and the registry below, the one place that lists
+//! them. docs/adding-a-kind.md shows how a kind is added: a folder and a
+//! registry line.
 //!
-//! A kind is a config struct (its own YAML keys) and an `async fn poll` that
-//! asks through [`Upstream`] and returns [`PollOutput`]. The list of kinds
-//! exists once, in [`KindConfig`]; adding a kind is one file and one variant.
+//! A kind implements [`Kind`]: its name, defaults, extra validation and an
+//! `async fn poll` that asks through [`Upstream`] and returns [`PollOutput`].
+//! The [`kinds!`] registry generates the serde-tagged [`KindConfig`] (the
+//! `kind:` key and that kind's own keys) and its dispatch, and the list of
+//! demo simulations.
 //!
 //! Upstream bytes never panic a poll task: kinds slice upstream text only on
 //! char boundaries (`get`, `split_once`), compute with checked arithmetic
 //! (each kind's module denies `clippy::arithmetic_side_effects`), and turn a
 //! value `Decimal` cannot hold into a `decode` error naming the field.
-#![deny(clippy::arithmetic_side_effects)]
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
+use crate::demo::kit::Simulated;
 use crate::settings::ConfigIssue;
 use crate::upstream::Upstream;
-pub use crate::poll::{BalanceRow, ExtraSample, FlowDelta, Flows, KindMemory, PollError, PollOutput, Reason};
+pub use crate::poll::{BalanceRow, ErrorReader, ErrorResponse, ExtraSample, FlowDelta, Flows, KindMemory, PollError, PollOutput, Reason};
 
-pub mod foxreload;
-pub mod json;
-pub mod novasend;
-pub mod vai247;
-pub mod balanced_orders;
-pub mod dodo_wallets;
+/// What a supplier kind is: implemented by each kind's config type.
+pub trait Kind {
+    /// The `kind:` value and the `kind` label.
+    const NAME: &'static str;
+    /// The API's public base URL, when it has one.
+    const DEFAULT_BASE_URL: Option<&'static str>;
+    /// The documented rate limit as a minimum gap between requests.
+    const DEFAULT_MIN_INTERVAL: Duration;
 
-/// The `kind:` of a supplier and that kind's own keys.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum KindConfig {
-    Foxreload(foxreload::FoxReloadConfig),
-    Novasend(novasend::NovaSendConfig),
-    Vai247(vai247::Vai247Config),
+    /// Checks beyond what serde enforces; problems go to `issues` with `path`.
+    fn validate(&self, _path: &str, _issues: &mut Vec<ConfigIssue>) {}
+
+    /// Secrets in the kind's own keys, beyond the supplier's `auth` (redacted too).
+    fn secrets(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Polls the supplier once; `memory` persists between polls (and, when
+    /// taken with [`KindMemory::get_persistent`], across restarts).
+    fn poll(&self, upstream: &Upstream, memory: &mut KindMemory) -> impl Future<Output = Result<PollOutput, PollError>> + Send;
+
+    /// Reads a non-2xx answer of this API (its error envelope) into a reason
+    /// and message; `None` leaves it to the driver. The driver cuts and
+    /// redacts the message.
+    fn read_error(_response: &ErrorResponse<'_>) -> Option<(Reason, String)> {
+        None
+    }
+}
+
+/// A kind's `path` key must be absolute (it is joined to `base_url`).
+fn require_absolute_path(value: &str, path: &str, issues: &mut Vec<ConfigIssue>) {
+    if !value.starts_with('/') {
+        issues.push(ConfigIssue { path: format!("{path}.path"), message: "must start with '/'".into() });
+    }
+}
+
+/// The registry: one line per kind, `Variant(module::ConfigType)` plus its
+/// demo simulation when it has one. The variant's snake_case name is the
+/// `kind:` value.
+macro_rules! kinds {
+    ($( $(#[$doc:meta])* $variant:ident($module:ident::$config:ident) $(, sim: $sim:ident)?; )*) => {
+        $( pub mod $module; )*
+
+        /// The `kind:` of a supplier and that kind's own keys.
+        #[derive(Debug, Clone, PartialEq, Deserialize)]
+        #[serde(tag = "kind", rename_all = "snake_case")]
+        pub enum KindConfig {
+            $( $(#[$doc])* $variant($module::$config), )*
+        }
+
+        impl KindConfig {
+            /// The `kind` label value.
+            pub fn name(&self) -> &'static str {
+                match self { $( KindConfig::$variant(_) => <$module::$config as Kind>::NAME, )* }
+            }
+
+            /// The API's public base URL, when it has one.
+            pub fn default_base_url(&self) -> Option<&'static str> {
+                match self { $( KindConfig::$variant(_) => <$module::$config as Kind>::DEFAULT_BASE_URL, )* }
+            }
+
+            /// The documented rate limit as a minimum gap between requests.
+            pub fn default_min_interval(&self) -> Duration {
+                match self { $( KindConfig::$variant(_) => <$module::$config as Kind>::DEFAULT_MIN_INTERVAL, )* }
+            }
+
+            /// Kind-specific checks beyond what serde enforces.
+            pub fn validate(&self, path: &str, issues: &mut Vec<ConfigIssue>) {
+                match self { $( KindConfig::$variant(c) => c.validate(path, issues), )* }
+            }
+
+            /// How this kind reads its API's non-2xx answers.
+            pub fn error_reader(&self) -> ErrorReader {
+                match self { $( KindConfig::$variant(_) => <$module::$config as Kind>::read_error, )* }
+            }
+
+            /// Secrets in the kind's own keys, beyond the supplier's `auth`.
+            pub fn secrets(&self) -> Vec<String> {
+                match self { $( KindConfig::$variant(c) => c.secrets(), )* }
+            }
+
+            async fn poll_kind(&self, upstream: &Upstream, memory: &mut KindMemory) -> Result<PollOutput, PollError> {
+                #[cfg(test)]
+                fault::maybe_panic(upstream.base_url().as_str());
+                match self { $( KindConfig::$variant(c) => c.poll(upstream, memory).await, )* }
+            }
+        }
+
+        /// Every kind's demo simulation (`--demo`), in registry order.
+        pub fn simulations() -> Vec<Arc<dyn Simulated>> {
+            let mut sims: Vec<Arc<dyn Simulated>> = Vec::new();
+            $( $( sims.push(Arc::new($module::sim::$sim::new())); )? )*
+            sims
+        }
+    };
+}
+
+kinds! {
+    Foxreload(foxreload::FoxReloadConfig), sim: FoxReloadSim;
+    Novasend(novasend::NovaSendConfig), sim: NovaSendSim;
+    Vai247(vai247::Vai247Config), sim: Vai247Sim;
     /// Any JSON balance API, described in the config (docs/json-kind.md).
-    Json(json::JsonConfig),
+    Json(json::JsonConfig);
     /// Balanced marketplace escrow orders, API revision 1.1.
-    BalancedOrders(balanced_orders::BalancedOrdersConfig),
+    BalancedOrders(balanced_orders::BalancedOrdersConfig), sim: BalancedSim;
     /// Dodo Payments customer wallets and their ledgers.
-    DodoWallets(dodo_wallets::DodoWalletsConfig),
+    DodoWallets(dodo_wallets::DodoWalletsConfig), sim: DodoSim;
 }
 
 impl KindConfig {
-    /// The `kind` label value.
-    pub fn name(&self) -> &'static str {
-        match self {
-            KindConfig::Foxreload(_) => "foxreload",
-            KindConfig::Novasend(_) => "novasend",
-            KindConfig::Vai247(_) => "vai247",
-            KindConfig::Json(_) => "json",
-            KindConfig::BalancedOrders(_) => "balanced_orders",
-            KindConfig::DodoWallets(_) => "dodo_wallets",
-        }
-    }
-
-    /// The API's public base URL, when it has one.
-    pub fn default_base_url(&self) -> Option<&'static str> {
-        match self {
-            KindConfig::Foxreload(_) => Some("https://api.foxreload.com"),
-            KindConfig::Novasend(_) => Some("https://api.novasend.app"),
-            KindConfig::Vai247(_) => None,
-            KindConfig::Json(_) => None,
-            KindConfig::BalancedOrders(_) => Some("https://api.balancedpayments.com"),
-            // live; the test environment is https://test.dodopayments.com
-            KindConfig::DodoWallets(_) => Some("https://live.dodopayments.com"),
-        }
-    }
-
-    /// The documented rate limit as a minimum gap between requests.
-    pub fn default_min_interval(&self) -> Duration {
-        match self {
-            // 100 requests/min per key
-            KindConfig::Foxreload(_) => Duration::from_secs(1),
-            // "at most one request every 10 seconds"
-            KindConfig::Novasend(_) => Duration::from_secs(10),
-            // undocumented; be gentle
-            KindConfig::Vai247(_) => Duration::from_secs(1),
-            // unknown API; be gentle
-            KindConfig::Json(_) => Duration::from_secs(1),
-            // undocumented (the service is defunct); be gentle, pages included
-            KindConfig::BalancedOrders(_) => Duration::from_secs(1),
-            // default tier 240 requests/min (40/s bursts fit inside it)
-            KindConfig::DodoWallets(_) => Duration::from_millis(250),
-        }
-    }
-
-    /// Kind-specific checks beyond what serde enforces.
-    pub fn validate(&self, path: &str, issues: &mut Vec<ConfigIssue>) {
-        let paths = match self {
-            KindConfig::Foxreload(c) => vec![("path", &c.path)],
-            KindConfig::Novasend(c) => vec![("path", &c.path)],
-            KindConfig::Vai247(c) => vec![("path", &c.path)],
-            KindConfig::Json(c) => {
-                c.validate(path, issues);
-                vec![]
-            }
-            KindConfig::BalancedOrders(c) => {
-                c.validate(path, issues);
-                vec![]
-            }
-            KindConfig::DodoWallets(c) => {
-                c.validate(path, issues);
-                vec![]
-            }
-        };
-        for (key, value) in paths {
-            if !value.starts_with('/') {
-                issues.push(ConfigIssue { path: format!("{path}.{key}"), message: "must start with '/'".into() });
-            }
-        }
-    }
-
     /// Polls the supplier once. `memory` persists between polls of this supplier.
     ///
     /// Every message that leaves here (poll error, row errors) has the
-    /// supplier's secrets redacted, whatever upstream text a kind quoted.
+    /// supplier's secrets redacted, whatever upstream text a kind quoted:
+    /// redaction happens once, here, for every kind.
     pub async fn poll(&self, upstream: &Upstream, memory: &mut KindMemory) -> Result<PollOutput, PollError> {
         let result = self.poll_kind(upstream, memory).await;
         // The kind's own secrets too (json: header values, OAuth2 client credentials).
@@ -129,27 +155,6 @@ impl KindConfig {
                 e.message = upstream.redact(&e.message);
                 Err(e)
             }
-        }
-    }
-
-    /// Secrets in the kind's own keys, beyond the supplier's `auth`.
-    pub fn secrets(&self) -> Vec<String> {
-        match self {
-            KindConfig::Json(c) => c.secrets(),
-            _ => vec![],
-        }
-    }
-
-    async fn poll_kind(&self, upstream: &Upstream, memory: &mut KindMemory) -> Result<PollOutput, PollError> {
-        #[cfg(test)]
-        fault::maybe_panic(upstream.base_url().as_str());
-        match self {
-            KindConfig::Foxreload(c) => foxreload::poll(c, upstream).await,
-            KindConfig::Novasend(c) => novasend::poll(c, upstream).await,
-            KindConfig::Vai247(c) => vai247::poll(c, upstream).await,
-            KindConfig::Json(c) => json::poll(c, upstream, memory).await,
-            KindConfig::BalancedOrders(c) => balanced_orders::poll(c, upstream).await,
-            KindConfig::DodoWallets(c) => dodo_wallets::poll(c, upstream, memory).await,
         }
     }
 }
@@ -182,22 +187,6 @@ pub mod fault {
     }
 }
 
-/// Parses a JSON body into `T`, mapping failures to reason `decode` with the
-/// JSON path and a short message (never the body itself).
-pub fn decode_json<T: serde::de::DeserializeOwned>(upstream: &Upstream, body: &[u8]) -> Result<T, PollError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let message = upstream.redact(&e.into_inner().to_string());
-        match path.as_str() {
-            "." => PollError::decode(message),
-            p if p.starts_with('[') => PollError::decode(format!("${p}: {message}")),
-            p => PollError::decode(format!("$.{p}: {message}")),
-        }
-    })?;
-    de.end().map_err(|e| PollError::decode(e.to_string()))?;
-    Ok(value)
-}
 
 /// The first instant of year 10000: RFC 3339 has four-digit years.
 pub const YEAR_10000: Duration = Duration::from_secs(253_402_300_800);

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use rust_decimal::Decimal;
 use serde_json::json;
 
-use super::{each_account, random_key, SimAccount, SimRequest, SimResponse, Simulated};
+use crate::demo::kit::{each_account, random_key, SimAccount, SimRequest, SimResponse, Simulated};
 
 pub struct Vai247Sim {
     key: String,
@@ -39,7 +39,7 @@ impl Simulated for Vai247Sim {
             return SimResponse::json(405, json!({"statusCode": 405, "message": "Method not allowed", "error": "Method Not Allowed"}));
         }
         let accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        let wallet = |a: &super::SimAccount| format!(r#"{{"balance": {:.2}, "freeze": {:.2}, "usable": {:.2}}}"#, a.balance, a.frozen, a.usable());
+        let wallet = |a: &SimAccount| format!(r#"{{"balance": {:.2}, "freeze": {:.2}, "usable": {:.2}}}"#, a.balance, a.frozen, a.usable());
         SimResponse {
             status: 200,
             body: format!(

@@ -13,9 +13,12 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{decode_json, BalanceRow, PollOutput};
+use super::{BalanceRow, PollOutput};
 use crate::amount::currency_code;
 use crate::upstream::{PollError, Reason, Request, Upstream};
+
+/// The demo's simulation of this API (`--demo`).
+pub mod sim;
 
 /// `kind: vai247` keys.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -47,6 +50,21 @@ struct Wallet {
     usable: Option<Decimal>,
 }
 
+impl super::Kind for Vai247Config {
+    const NAME: &'static str = "vai247";
+    const DEFAULT_BASE_URL: Option<&'static str> = None;
+    // undocumented; be gentle
+    const DEFAULT_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+    fn validate(&self, path: &str, issues: &mut Vec<crate::settings::ConfigIssue>) {
+        super::require_absolute_path(&self.path, path, issues);
+    }
+
+    async fn poll(&self, upstream: &Upstream, _memory: &mut super::KindMemory) -> Result<PollOutput, PollError> {
+        poll(self, upstream).await
+    }
+}
+
 pub async fn poll(cfg: &Vai247Config, upstream: &Upstream) -> Result<PollOutput, PollError> {
     let resp = upstream.send(&Request::post(&cfg.path)).await?;
     parse(upstream, &resp.body)
@@ -54,7 +72,7 @@ pub async fn poll(cfg: &Vai247Config, upstream: &Upstream) -> Result<PollOutput,
 
 /// Reads a 200 body.
 pub fn parse(upstream: &Upstream, body: &[u8]) -> Result<PollOutput, PollError> {
-    let body: Body = decode_json(upstream, body)?;
+    let body: Body = upstream.decode(body)?;
     if let Some(code) = body.status_code.filter(|c| *c != 200) {
         let reason = match code {
             401 => Reason::Auth,
@@ -119,7 +137,7 @@ fn wallet(key: &str, raw: &str) -> Result<Wallet, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::suppliers::test_upstream;
+    use crate::kinds::test_upstream;
 
     fn body(usd: &str) -> String {
         format!(r#"{{"statusCode": 200, "message": "Success", "data": {{"usd": {usd}}}}}"#)

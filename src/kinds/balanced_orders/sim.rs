@@ -12,7 +12,7 @@ use base64::Engine;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-use super::{daily_rhythm, random_key, SimRequest, SimResponse, Simulated};
+use crate::demo::kit::{daily_rhythm, random_key, SimRequest, SimResponse, Simulated};
 
 const MERCHANTS: [&str; 3] = ["CU4qLd7TzW2mXb9KpN3aRs", "CU7HcE1vYq5nGt8JwM2bFd", "ACx2Zr9LmQ4tWc6VnB1hKe"];
 

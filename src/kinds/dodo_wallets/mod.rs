@@ -48,10 +48,13 @@ use rust_decimal::Decimal;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
-use super::{decode_json, parse_rfc3339, BalanceRow, ExtraSample, FlowDelta, Flows, KindMemory, PollOutput};
+use super::{parse_rfc3339, BalanceRow, ExtraSample, FlowDelta, Flows, KindMemory, PollOutput};
 use crate::amount::{currency_code, minor_to_major, AmountError};
 use crate::settings::ConfigIssue;
 use crate::upstream::{PollError, Reason, Request, Upstream};
+
+/// The demo's simulation of this API (`--demo`).
+pub mod sim;
 
 /// Ids of accounted entries are kept this long past a wallet's newest entry
 /// (at least `duplicate_window`); an entry that shows up later than this
@@ -316,6 +319,21 @@ mod ledger_list {
 
 // ---- polling ----
 
+impl super::Kind for DodoWalletsConfig {
+    const NAME: &'static str = "dodo_wallets";
+    const DEFAULT_BASE_URL: Option<&'static str> = Some("https://live.dodopayments.com");
+    // default tier 240 requests/min (40/s bursts fit inside it); test environment: https://test.dodopayments.com
+    const DEFAULT_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+    fn validate(&self, path: &str, issues: &mut Vec<crate::settings::ConfigIssue>) {
+        DodoWalletsConfig::validate(self, path, issues);
+    }
+
+    async fn poll(&self, upstream: &Upstream, memory: &mut super::KindMemory) -> Result<PollOutput, PollError> {
+        poll(self, upstream, memory).await
+    }
+}
+
 pub async fn poll(cfg: &DodoWalletsConfig, upstream: &Upstream, memory: &mut KindMemory) -> Result<PollOutput, PollError> {
     if cfg.all_customers {
         return poll_aggregate(cfg, upstream).await;
@@ -378,7 +396,7 @@ async fn fetch_wallets(upstream: &Upstream, customer: &str) -> Result<Wallets, P
 }
 
 fn decode_wallets(upstream: &Upstream, customer: &str, body: &[u8]) -> Result<Wallets, PollError> {
-    decode_json(upstream, body).map_err(|e| PollError::decode(format!("customer {customer} wallets: {}", e.message)))
+    upstream.decode(body).map_err(|e| PollError::decode(format!("customer {customer} wallets: {}", e.message)))
 }
 
 /// One poll in `customers` mode: its rows and flows, and the ledger memory
@@ -513,7 +531,7 @@ impl LedgerWalk {
         let (customer, currency) = (&key.0, &key.1);
         let page_number = self.pages;
         self.pages = self.pages.saturating_add(1);
-        let page: Items<Box<serde_json::value::RawValue>> = decode_json(upstream, body)
+        let page: Items<Box<serde_json::value::RawValue>> = upstream.decode(body)
             .map_err(|e| PollError::decode(format!("customer {customer} {currency} ledger page {page_number}: {}", e.message)))?;
         if page.items.is_empty() {
             return Ok(false);
@@ -703,7 +721,7 @@ impl Aggregate {
     fn customers_page(&mut self, upstream: &Upstream, body: &[u8]) -> Result<bool, PollError> {
         let page_number = self.pages;
         self.pages = self.pages.saturating_add(1);
-        let page: Items<Customer> = decode_json(upstream, body).map_err(|e| PollError::decode(format!("customers page {page_number}: {}", e.message)))?;
+        let page: Items<Customer> = upstream.decode(body).map_err(|e| PollError::decode(format!("customers page {page_number}: {}", e.message)))?;
         if page.items.is_empty() {
             return Ok(false);
         }
@@ -803,7 +821,7 @@ impl Aggregate {
 #[allow(clippy::arithmetic_side_effects)] // times in tests, not upstream values
 mod tests {
     use super::*;
-    use crate::suppliers::test_upstream;
+    use crate::kinds::test_upstream;
 
     fn cfg() -> DodoWalletsConfig {
         DodoWalletsConfig {
