@@ -1,23 +1,26 @@
-//! Suppliers that misbehave. Each case starts a healthy poll, turns the
-//! stub hostile, and checks that the failure gets its `reason`, the
-//! supplier's last good balances stay, a second supplier keeps being polled
-//! meanwhile, and the supplier recovers once the stub behaves again.
+//! Suppliers that misbehave. Every case starts with a good poll, turns the
+//! supplier hostile, and checks that the failure gets its `reason`, the
+//! supplier's last good balances stay exactly as they were, a second
+//! supplier keeps being polled meanwhile, no secret shows in the error — and
+//! that the supplier recovers once it behaves again.
 //!
 //! The stubs are raw TCP servers on 127.0.0.1 (and 127.0.0.2 for the other
 //! origin of the redirect cases), so they can do what no HTTP mock does:
-//! drip a body forever, never answer, reset the connection, or send 64 MiB.
+//! drip a body forever, never answer, reset the connection, close the port,
+//! or send 64 MiB.
 
 #[path = "it/common.rs"]
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use balance_exporter::app::App;
 use common::{scrape, Samples};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::task::JoinHandle;
 
 const FOX_BODY: &str = r#"{"balance": {"amount": 284.50, "currency": "USD", "updated_at": "2026-05-01T13:45:22Z"}}"#;
 const VAI_BODY: &str = r#"{"statusCode": 200, "message": "Success", "data": {"usd": {"balance": 120.5, "freeze": 20.5, "usable": 100}}}"#;
@@ -26,7 +29,7 @@ const API_KEY: &str = "vai_key_secret_77d2e";
 
 /// Tests take this shared; the memory test takes it alone, so that no other
 /// test's allocations blur its RSS reading.
-static GATE: RwLock<()> = RwLock::new(());
+static GATE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// What a stub does with the next request.
 #[derive(Clone, Debug)]
@@ -47,6 +50,8 @@ enum Mode {
     Redirect(String),
     /// 429 with `Retry-After` as an HTTP date this far ahead of the response.
     LimitedUntil(Duration),
+    /// The port is closed: connections are refused until another mode is set.
+    Refused,
 }
 
 /// A raw HTTP/1.1 stub that records every request head (or raw bytes).
@@ -55,27 +60,42 @@ struct Stub {
     addr: SocketAddr,
     mode: Arc<Mutex<Mode>>,
     requests: Arc<Mutex<Vec<(Instant, String)>>>,
+    /// The accept loop; `None` while the port is closed ([`Mode::Refused`]).
+    accept: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl Stub {
     async fn start(ip: &str, mode: Mode) -> Stub {
-        let listener = TcpListener::bind((ip, 0)).await.unwrap();
-        let stub = Stub { addr: listener.local_addr().unwrap(), mode: Arc::new(Mutex::new(mode)), requests: Default::default() };
-        let s = stub.clone();
+        let addr: SocketAddr = format!("{ip}:0").parse().unwrap();
+        let (listener, addr) = listen(addr);
+        let stub = Stub { addr, mode: Arc::new(Mutex::new(mode)), requests: Default::default(), accept: Default::default() };
+        *stub.accept.lock().unwrap() = Some(stub.accept_loop(listener));
+        stub
+    }
+
+    fn accept_loop(&self, listener: tokio::net::TcpListener) -> JoinHandle<()> {
+        let s = self.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(s.clone().serve(stream));
             }
-        });
-        stub
+        })
     }
 
     fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
+    /// Switches mode; `Refused` closes the port, any other mode opens it again (same port).
     fn set(&self, mode: Mode) {
+        let refuse = matches!(mode, Mode::Refused);
         *self.mode.lock().unwrap() = mode;
+        let mut accept = self.accept.lock().unwrap();
+        match (refuse, accept.take()) {
+            (true, Some(task)) => task.abort(),
+            (false, None) => *accept = Some(self.accept_loop(listen(self.addr).0)),
+            (_, task) => *accept = task,
+        }
     }
 
     fn heads(&self) -> Vec<String> {
@@ -123,8 +143,20 @@ impl Stub {
     }
 }
 
+/// A listening socket at `addr` (port 0: any), reusable right after it is closed.
+fn listen(addr: SocketAddr) -> (tokio::net::TcpListener, SocketAddr) {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_reuseaddr(true).unwrap();
+    socket.bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+    let listener = socket.listen(64).unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
 async fn respond(stream: &mut TcpStream, mode: Mode) -> std::io::Result<()> {
     match mode {
+        // The port is closed; a connection accepted just before gets nothing.
+        Mode::Refused => Ok(()),
         Mode::Json(body) => write_response(stream, "200 OK", "Content-Type: application/json\r\n", &body).await,
         Mode::Status(status, headers, body) => write_response(stream, status, &headers, &body).await,
         Mode::LimitedUntil(ahead) => {
@@ -186,22 +218,25 @@ async fn write_response(stream: &mut TcpStream, status: &str, headers: &str, bod
 /// The exporter with a victim supplier (the stub under test) and a healthy one.
 struct Rig {
     app: App,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     healthy: Stub,
 }
 
 const VICTIM_FOX: &[(&str, &str)] = &[("supplier", "victim"), ("account", "main"), ("currency", "USD")];
 
-/// `victim` is a YAML flow mapping body for the victim supplier (without name).
-async fn rig(victim: &str) -> Rig {
+/// The config: `victim` is a YAML flow mapping body for the victim supplier (without name).
+fn config(victim: &str, healthy: &Stub) -> String {
     let timeout = if victim.contains("timeout:") { "" } else { "timeout: 1s, " };
-    let healthy = Stub::start("127.0.0.1", Mode::Json(FOX_BODY.replace("284.50", "10"))).await;
-    let config = format!(
+    format!(
         "suppliers:\n  - {{name: victim, poll_interval: 1s, min_interval: 0s, max_retries: 0, {timeout}{victim}}}\n  - {{name: healthy, kind: foxreload, base_url: '{}', poll_interval: 300ms, min_interval: 0s, timeout: 1s}}\n",
         healthy.url()
-    );
-    let (app, dir) = common::start(&config).await;
-    Rig { app, _dir: dir, healthy }
+    )
+}
+
+async fn rig(victim: &str) -> Rig {
+    let healthy = Stub::start("127.0.0.1", Mode::Json(FOX_BODY.replace("284.50", "10"))).await;
+    let (app, dir) = common::start(&config(victim, &healthy)).await;
+    Rig { app, dir, healthy }
 }
 
 fn fox(stub: &Stub) -> String {
@@ -218,6 +253,13 @@ fn last_error(app: &App) -> String {
     slot.state().last_error.as_ref().map(|e| e.message.clone()).unwrap_or_default()
 }
 
+/// What must survive a failure, read from the scrape before it.
+struct Before {
+    last_success: f64,
+    healthy_polls: f64,
+    errors: f64,
+}
+
 impl Rig {
     async fn wait(&self, what: &str, limit: Duration, cond: impl Fn(&Samples) -> bool) -> Samples {
         common::wait_for(&self.app, limit, what, cond).await
@@ -227,31 +269,64 @@ impl Rig {
     /// failure with `reason`, and checks what must survive it. Returns the
     /// last error message.
     async fn survive(&self, stub: &Stub, mode: Mode, reason: &str, labels: &[(&str, &str)], good: f64) -> String {
-        self.wait("victim polled", Duration::from_secs(15), |s| s.get("supplier_up", &[("supplier", "victim")]) == Some(1.0)).await;
-        let before = scrape(&self.app).await;
-        assert_eq!(before.value("supplier_balance", labels), good);
-        let last_success = before.value("supplier_last_success_timestamp_seconds", &[("supplier", "victim")]);
-        let healthy_polls = before.value("supplier_polls_total", &[("supplier", "healthy")]);
-        let errors_before = errors(&before, reason);
-
+        let before = self.good_poll(reason, labels, good).await;
         stub.set(mode);
+        self.failed(before, reason, labels, good).await
+    }
+
+    /// Waits for a good poll of the victim showing `good`; what must survive.
+    async fn good_poll(&self, reason: &str, labels: &[(&str, &str)], good: f64) -> Before {
+        self.wait("victim polled", Duration::from_secs(15), |s| s.get("supplier_up", &[("supplier", "victim")]) == Some(1.0)).await;
+        let s = scrape(&self.app).await;
+        assert_eq!(s.value("supplier_balance", labels), good);
+        Before {
+            last_success: s.value("supplier_last_success_timestamp_seconds", &[("supplier", "victim")]),
+            healthy_polls: s.value("supplier_polls_total", &[("supplier", "healthy")]),
+            errors: errors(&s, reason),
+        }
+    }
+
+    /// Waits for a failure with `reason` after `before`; checks the last good
+    /// balance, the last success time, the other supplier, and that no secret
+    /// is in the error. Returns the error message.
+    async fn failed(&self, before: Before, reason: &str, labels: &[(&str, &str)], good: f64) -> String {
+        // The other supplier keeps being polled meanwhile (its interval is 300 ms).
         let s = self
-            .wait(&format!("a poll failing with reason {reason}"), Duration::from_secs(20), |s| errors(s, reason) > errors_before)
+            .wait(&format!("a poll failing with reason {reason}, the other supplier polled since"), Duration::from_secs(20), |s| {
+                errors(s, reason) > before.errors && s.value("supplier_polls_total", &[("supplier", "healthy")]) > before.healthy_polls
+            })
             .await;
         assert_eq!(s.value("supplier_up", &[("supplier", "victim")]), 0.0, "{}", s.text);
         assert_eq!(s.value("supplier_balance", labels), good, "last good balance kept:\n{}", s.text);
-        assert_eq!(s.value("supplier_last_success_timestamp_seconds", &[("supplier", "victim")]), last_success);
+        assert_eq!(s.value("supplier_last_success_timestamp_seconds", &[("supplier", "victim")]), before.last_success);
         assert_eq!(s.value("supplier_up", &[("supplier", "healthy")]), 1.0);
-        assert!(s.value("supplier_polls_total", &[("supplier", "healthy")]) > healthy_polls, "the other supplier kept polling");
         let message = last_error(&self.app);
         assert!(!message.contains(TOKEN) && !message.contains(API_KEY), "no secret in {message:?}");
         message
     }
 
-    /// The stub behaves again: the victim recovers.
+    /// The stub behaves again: the victim recovers, showing `good` again
+    /// with a newer last success.
     async fn recovers(&self, stub: &Stub, mode: Mode) {
         stub.set(mode);
-        self.wait("victim recovered", Duration::from_secs(20), |s| s.get("supplier_up", &[("supplier", "victim")]) == Some(1.0)).await;
+        self.recovered().await;
+    }
+
+    /// Waits for the victim to be up again after a failure, polled anew.
+    async fn recovered(&self) -> Samples {
+        let failed_at = scrape(&self.app).await.value("supplier_last_success_timestamp_seconds", &[("supplier", "victim")]);
+        self.wait("victim recovered", Duration::from_secs(20), |s| {
+            s.get("supplier_up", &[("supplier", "victim")]) == Some(1.0)
+                && s.get("supplier_last_success_timestamp_seconds", &[("supplier", "victim")]).is_some_and(|t| t > failed_at)
+        })
+        .await
+    }
+
+    /// Reloads the config with other keys for the victim; same name and
+    /// kind, so its state (balances, counters) is kept.
+    async fn reload_victim(&self, victim: &str) {
+        common::rewrite(&self.dir, &config(victim, &self.healthy));
+        self.app.reload().await.expect("reload");
     }
 }
 
@@ -260,15 +335,22 @@ async fn fox_case(mode: Mode, reason: &str) -> String {
     fox_cases(vec![(mode, reason)]).await.remove(0)
 }
 
-/// Several hostile modes in turn against one victim, recovering in between.
+/// Several hostile modes in turn against one foxreload victim, recovering in between.
 async fn fox_cases(cases: Vec<(Mode, &str)>) -> Vec<String> {
-    let _gate = GATE.read().unwrap_or_else(|e| e.into_inner());
-    let stub = Stub::start("127.0.0.1", Mode::Json(FOX_BODY.into())).await;
-    let rig = rig(&fox(&stub)).await;
+    victim_cases(FOX_BODY, fox, VICTIM_FOX, 284.5, cases).await
+}
+
+/// Several hostile modes in turn against one victim answering `good_body`
+/// when it behaves (showing `good` under `labels`), recovering after each.
+async fn victim_cases(good_body: &str, keys: impl Fn(&Stub) -> String, labels: &[(&str, &str)], good: f64, cases: Vec<(Mode, &str)>) -> Vec<String> {
+    let _gate = GATE.read().await;
+    let stub = Stub::start("127.0.0.1", Mode::Json(good_body.into())).await;
+    let rig = rig(&keys(&stub)).await;
     let mut messages = Vec::new();
     for (mode, reason) in cases {
-        messages.push(rig.survive(&stub, mode, reason, VICTIM_FOX, 284.5).await);
-        rig.recovers(&stub, Mode::Json(FOX_BODY.into())).await;
+        messages.push(rig.survive(&stub, mode, reason, labels, good).await);
+        rig.recovers(&stub, Mode::Json(good_body.into())).await;
+        assert_eq!(scrape(&rig.app).await.value("supplier_balance", labels), good);
     }
     assert!(!rig.healthy.heads().is_empty());
     rig.app.stop().await;
@@ -317,26 +399,70 @@ async fn numbers_out_of_range_and_nan_like_strings() {
     }
 }
 
+/// Negative balances are real (an overdraft): no failure, no kept old value —
+/// they are exported as they are, and replaced by the next answer.
 #[tokio::test]
-async fn negative_balances_are_kept() {
-    let _gate = GATE.read().unwrap_or_else(|e| e.into_inner());
-    let stub = Stub::start("127.0.0.1", Mode::Json(FOX_BODY.replace("284.50", "-12.75"))).await;
+async fn negative_balances_are_reported_as_they_are() {
+    let _gate = GATE.read().await;
+    let stub = Stub::start("127.0.0.1", Mode::Json(FOX_BODY.into())).await;
     let rig = rig(&fox(&stub)).await;
-    let s = rig.wait("victim polled", Duration::from_secs(15), |s| s.get("supplier_up", &[("supplier", "victim")]) == Some(1.0)).await;
-    assert_eq!(s.value("supplier_balance", VICTIM_FOX), -12.75);
+    rig.good_poll("decode", VICTIM_FOX, 284.5).await;
+    stub.set(Mode::Json(FOX_BODY.replace("284.50", "-12.75")));
+    let s = rig.wait("the negative balance", Duration::from_secs(15), |s| s.get("supplier_balance", VICTIM_FOX) == Some(-12.75)).await;
     assert_eq!(s.value("supplier_balance_usable", VICTIM_FOX), -12.75);
-    // And a negative vai247 wallet (usable below zero while some is frozen).
-    let vai = Stub::start("127.0.0.1", Mode::Json(r#"{"statusCode": 200, "data": {"usd": {"balance": -5, "freeze": 3, "usable": -8}}}"#.into())).await;
-    let rig2 = rig_vai(&vai).await;
-    let l = [("supplier", "victim"), ("account", "main"), ("currency", "USD")];
-    let s = rig2.wait("vai polled", Duration::from_secs(15), |s| s.get("supplier_up", &[("supplier", "victim")]) == Some(1.0)).await;
-    assert_eq!((s.value("supplier_balance", &l), s.value("supplier_balance_frozen", &l), s.value("supplier_balance_usable", &l)), (-5.0, 3.0, -8.0));
+    assert_eq!((s.value("supplier_up", &[("supplier", "victim")]), errors(&s, "decode")), (1.0, 0.0));
+    rig.recovers(&stub, Mode::Json(FOX_BODY.into())).await;
+    rig.wait("back to 284.50", Duration::from_secs(15), |s| s.get("supplier_balance", VICTIM_FOX) == Some(284.5)).await;
     rig.app.stop().await;
-    rig2.app.stop().await;
+    // And a negative vai247 wallet (usable below zero while some is frozen).
+    let vai = Stub::start("127.0.0.1", Mode::Json(VAI_BODY.into())).await;
+    let rig = rig_vai(&vai).await;
+    let l = [("supplier", "victim"), ("account", "main"), ("currency", "USD")];
+    rig.good_poll("decode", &l, 120.5).await;
+    vai.set(Mode::Json(r#"{"statusCode": 200, "data": {"usd": {"balance": -5, "freeze": 3, "usable": -8}}}"#.into()));
+    let s = rig.wait("the negative wallet", Duration::from_secs(15), |s| s.get("supplier_balance", &l) == Some(-5.0)).await;
+    assert_eq!((s.value("supplier_balance_frozen", &l), s.value("supplier_balance_usable", &l)), (3.0, -8.0));
+    assert_eq!((s.value("supplier_up", &[("supplier", "victim")]), errors(&s, "decode")), (1.0, 0.0));
+    vai.set(Mode::Json(VAI_BODY.into()));
+    rig.wait("back to 120.5", Duration::from_secs(15), |s| s.get("supplier_balance", &l) == Some(120.5)).await;
+    rig.app.stop().await;
+}
+
+/// Issue 12: this `updated_at` made `parse_rfc3339` slice inside `é` and
+/// panic the poll task, which then never polled again.
+#[tokio::test]
+async fn non_ascii_updated_at() {
+    let body = FOX_BODY.replace("2026-05-01T13:45:22Z", "aé12345");
+    let messages = fox_cases(vec![(Mode::Json(body), "decode")]).await;
+    assert_eq!(messages[0], "$.balance.updated_at: not an RFC 3339 timestamp");
+}
+
+/// Issue 12: vai247 `balance - freeze` past `Decimal`'s range panicked the poll task.
+#[tokio::test]
+async fn vai247_balance_minus_freeze_past_the_decimal_range() {
+    let l = [("supplier", "victim"), ("account", "main"), ("currency", "USD")];
+    let hostile = r#"{"statusCode": 200, "message": "Success", "data": {"usd": {"balance": 7e28, "freeze": -1e28}}}"#;
+    let messages = victim_cases(VAI_BODY, vai, &l, 120.5, vec![(Mode::Json(hostile.into()), "decode")]).await;
+    assert_eq!(messages[0], "$.data.usd.freeze: balance - freeze overflows");
+}
+
+/// Issue 12: a balance swinging from 7e28 to −7e28 between polls: the
+/// inferred spend (their difference) does not fit in a `Decimal`. Found
+/// panicking in snapshot.rs; now the row keeps its last good balance.
+#[tokio::test]
+async fn balance_swing_across_the_decimal_range() {
+    let good = FOX_BODY.replace("284.50", "7e28");
+    let hostile = FOX_BODY.replace("284.50", "-7e28");
+    let messages = victim_cases(&good, fox, VICTIM_FOX, 7e28, vec![(Mode::Json(hostile), "decode")]).await;
+    assert!(messages[0].contains("\"main\""), "names the row: {messages:?}");
+}
+
+fn vai(stub: &Stub) -> String {
+    format!("kind: vai247, base_url: '{}', auth: {{header: {{name: X-Api-Key, value: {API_KEY}}}}}", stub.url())
 }
 
 async fn rig_vai(stub: &Stub) -> Rig {
-    rig(&format!("kind: vai247, base_url: '{}', auth: {{header: {{name: X-Api-Key, value: {API_KEY}}}}}", stub.url())).await
+    rig(&vai(stub)).await
 }
 
 #[tokio::test]
@@ -351,23 +477,39 @@ async fn rate_limited_with_and_without_retry_after() {
 
 /// Absurd `Retry-After` values: no overflow, no panic (one killed the poll
 /// task before `MAX_RETRY_AFTER` capped them); the poll fails with its reason
-/// and the other supplier goes on. The supplier then waits out the cap (1 h),
-/// so each case gets a fresh exporter.
+/// and the other supplier goes on. Values that are ignored (negative,
+/// garbage) leave the schedule alone and the supplier recovers on its own.
+/// Capped values make the supplier wait an hour (the cap) — not waited out
+/// here: a reload into another rate-limit group lifts the wait, and the
+/// supplier recovers, its last good balance kept throughout. Each case gets a
+/// fresh exporter.
 #[tokio::test]
 async fn absurd_retry_after_values_do_not_crash_the_poller() {
-    let _gate = GATE.read().unwrap_or_else(|e| e.into_inner());
-    for (line, header, reason) in [
-        ("429 Too Many Requests", "Retry-After: 18446744073709551615\r\n", "rate_limited"),
-        ("429 Too Many Requests", "retry-after-ms: 1e300\r\n", "rate_limited"),
-        ("503 Service Unavailable", "retry-after-ms: -5\r\n", "server_error"),
-        ("429 Too Many Requests", "Retry-After: Fri, 31 Dec 9999 23:59:59 GMT\r\n", "rate_limited"),
-        ("429 Too Many Requests", "Retry-After: soon\r\n", "rate_limited"),
+    let _gate = GATE.read().await;
+    for (line, header, reason, capped) in [
+        ("429 Too Many Requests", "Retry-After: 18446744073709551615\r\n", "rate_limited", true),
+        ("429 Too Many Requests", "retry-after-ms: 1e300\r\n", "rate_limited", true),
+        ("503 Service Unavailable", "retry-after-ms: -5\r\n", "server_error", false),
+        ("429 Too Many Requests", "Retry-After: Fri, 31 Dec 9999 23:59:59 GMT\r\n", "rate_limited", true),
+        ("429 Too Many Requests", "Retry-After: soon\r\n", "rate_limited", false),
     ] {
         let stub = Stub::start("127.0.0.1", Mode::Json(FOX_BODY.into())).await;
         let rig = rig(&fox(&stub)).await;
         rig.survive(&stub, status(line, header, ""), reason, VICTIM_FOX, 284.5).await;
         let polls = scrape(&rig.app).await.value("supplier_polls_total", &[("supplier", "healthy")]);
         rig.wait("healthy goes on", Duration::from_secs(10), |s| s.value("supplier_polls_total", &[("supplier", "healthy")]) > polls + 1.0).await;
+        if capped {
+            // Still waiting: no request since the 429.
+            let asked = stub.times().len();
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            assert_eq!(stub.times().len(), asked, "{header}: the capped wait holds");
+            stub.set(Mode::Json(FOX_BODY.into()));
+            rig.reload_victim(&format!("{}, rate_limit_group: after_the_wait", fox(&stub))).await;
+            rig.recovered().await;
+        } else {
+            rig.recovers(&stub, Mode::Json(FOX_BODY.into())).await;
+        }
+        assert_eq!(scrape(&rig.app).await.value("supplier_balance", VICTIM_FOX), 284.5, "{header}");
         rig.app.stop().await;
     }
 }
@@ -375,7 +517,7 @@ async fn absurd_retry_after_values_do_not_crash_the_poller() {
 /// `Retry-After` longer than a poll interval: the next request to that
 /// supplier waits for it (max_retries 0, so the wait spans polls).
 async fn next_request_waits(mode: Mode, at_least: Duration) {
-    let _gate = GATE.read().unwrap_or_else(|e| e.into_inner());
+    let _gate = GATE.read().await;
     let stub = Stub::start("127.0.0.1", Mode::Json(FOX_BODY.into())).await;
     let rig = rig(&fox(&stub)).await;
     rig.survive(&stub, mode.clone(), "rate_limited", VICTIM_FOX, 284.5).await;
@@ -421,25 +563,23 @@ async fn connection_reset() {
 
 #[tokio::test]
 async fn connection_refused() {
-    let _gate = GATE.read().unwrap_or_else(|e| e.into_inner());
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let rig = rig(&format!("kind: foxreload, base_url: 'http://{closed}'")).await;
-    let s = rig.wait("refused", Duration::from_secs(15), |s| errors(s, "connect") >= 1.0).await;
-    assert_eq!(s.value("supplier_up", &[("supplier", "victim")]), 0.0);
-    assert_eq!(s.value("supplier_up", &[("supplier", "healthy")]), 1.0);
-    rig.app.stop().await;
+    fox_case(Mode::Refused, "connect").await;
 }
 
+/// The supplier's host name stops resolving (here: the config is reloaded
+/// to `http://supplier.invalid`), then resolves again (reloaded back).
 #[tokio::test]
 async fn dns_failure_of_the_configured_host() {
-    let _gate = GATE.read().unwrap_or_else(|e| e.into_inner());
-    let rig = rig("kind: foxreload, base_url: 'http://supplier.invalid', auth: {bearer_token: sk_live_victim_token_8c1f}").await;
-    let s = rig.wait("DNS failure", Duration::from_secs(15), |s| errors(s, "connect") >= 1.0).await;
-    assert_eq!(s.value("supplier_up", &[("supplier", "victim")]), 0.0);
-    assert_eq!(errors(&s, "timeout"), 0.0, "a name that does not resolve is not a timeout");
-    assert_eq!(s.value("supplier_up", &[("supplier", "healthy")]), 1.0);
-    let message = last_error(&rig.app);
-    assert!(!message.contains(TOKEN), "{message}");
+    let _gate = GATE.read().await;
+    let stub = Stub::start("127.0.0.1", Mode::Json(FOX_BODY.into())).await;
+    let rig = rig(&fox(&stub)).await;
+    let before = rig.good_poll("connect", VICTIM_FOX, 284.5).await;
+    rig.reload_victim(&format!("kind: foxreload, base_url: 'http://supplier.invalid', auth: {{bearer_token: {TOKEN}}}")).await;
+    rig.failed(before, "connect", VICTIM_FOX, 284.5).await;
+    assert_eq!(errors(&scrape(&rig.app).await, "timeout"), 0.0, "a name that does not resolve is not a timeout");
+    rig.reload_victim(&fox(&stub)).await;
+    rig.recovered().await;
+    assert_eq!(scrape(&rig.app).await.value("supplier_balance", VICTIM_FOX), 284.5);
     rig.app.stop().await;
 }
 
@@ -448,7 +588,7 @@ async fn dns_failure_of_the_configured_host() {
 /// generous and is a guard against buffering the whole body, not a benchmark.
 #[tokio::test]
 async fn body_of_64_mib_is_cut_at_the_cap_and_memory_stays_flat() {
-    let _gate = GATE.write().unwrap_or_else(|e| e.into_inner());
+    let _gate = GATE.write().await;
     let stub = Stub::start("127.0.0.1", Mode::Json(FOX_BODY.into())).await;
     // A longer timeout: the cut must come from the cap, not the clock.
     let rig = rig(&format!("{}, timeout: 20s", fox(&stub))).await;
@@ -472,12 +612,13 @@ async fn body_of_64_mib_is_cut_at_the_cap_and_memory_stays_flat() {
 
 #[tokio::test]
 async fn configurable_cap() {
-    let _gate = GATE.read().unwrap_or_else(|e| e.into_inner());
+    let _gate = GATE.read().await;
     let stub = Stub::start("127.0.0.1", Mode::Json(FOX_BODY.into())).await;
     let rig = rig(&format!("{}, max_response_size: 1KiB", fox(&stub))).await;
     let padded = FOX_BODY.replace("}}", &format!("}}, \"pad\": \"{}\"}}", "x".repeat(2000)));
     rig.survive(&stub, Mode::Json(padded), "decode", VICTIM_FOX, 284.5).await;
     assert!(last_error(&rig.app).contains("1024 byte cap"));
+    rig.recovers(&stub, Mode::Json(FOX_BODY.into())).await;
     rig.app.stop().await;
 }
 
@@ -491,13 +632,14 @@ fn rss_kib() -> u64 {
 /// `X-Api-Key`: the second listener, on 127.0.0.2, records what it got.
 #[tokio::test]
 async fn redirect_to_another_host_never_carries_credentials() {
-    let _gate = GATE.read().unwrap_or_else(|e| e.into_inner());
+    let _gate = GATE.read().await;
     let other = Stub::start("127.0.0.2", status("401 Unauthorized", "", "{\"error\": \"no key\"}")).await;
 
     // Bearer (foxreload).
     let stub = Stub::start("127.0.0.1", Mode::Json(FOX_BODY.into())).await;
     let rig = rig(&fox(&stub)).await;
     rig.survive(&stub, Mode::Redirect(format!("{}/balance", other.url())), "auth", VICTIM_FOX, 284.5).await;
+    rig.recovers(&stub, Mode::Json(FOX_BODY.into())).await;
     rig.app.stop().await;
     assert!(stub.heads().iter().any(|h| h.contains(&format!("authorization: Bearer {TOKEN}"))), "the victim itself got the token");
 
@@ -506,6 +648,7 @@ async fn redirect_to_another_host_never_carries_credentials() {
     let rig = rig_vai(&vai).await;
     let l = [("supplier", "victim"), ("account", "main"), ("currency", "USD")];
     rig.survive(&vai, Mode::Redirect(format!("{}/api/v1/payment-gateway/balance-inquiry", other.url())), "auth", &l, 120.5).await;
+    rig.recovers(&vai, Mode::Json(VAI_BODY.into())).await;
     rig.app.stop().await;
     assert!(vai.heads().iter().any(|h| h.to_ascii_lowercase().contains(&format!("x-api-key: {API_KEY}"))));
 
@@ -521,7 +664,7 @@ async fn redirect_to_another_host_never_carries_credentials() {
 /// Another port on the same host is another origin, and so is another scheme.
 #[tokio::test]
 async fn redirect_to_another_port_or_scheme_never_carries_credentials() {
-    let _gate = GATE.read().unwrap_or_else(|e| e.into_inner());
+    let _gate = GATE.read().await;
     let other_port = Stub::start("127.0.0.1", status("401 Unauthorized", "", "")).await;
     let stub = Stub::start("127.0.0.1", Mode::Json(FOX_BODY.into())).await;
     let rig = rig(&fox(&stub)).await;
@@ -533,6 +676,7 @@ async fn redirect_to_another_port_or_scheme_never_carries_credentials() {
     // A scheme that is not HTTP is not followed.
     rig.recovers(&stub, Mode::Json(FOX_BODY.into())).await;
     rig.survive(&stub, Mode::Redirect("ftp://127.0.0.2/balance".into()), "upstream_status", VICTIM_FOX, 284.5).await;
+    rig.recovers(&stub, Mode::Json(FOX_BODY.into())).await;
     rig.app.stop().await;
     for h in other_port.heads().iter().chain(tls_side.heads().iter()) {
         assert!(!h.to_ascii_lowercase().contains("authorization") && !h.contains(TOKEN), "credentials leaked:\n{h}");

@@ -13,6 +13,7 @@
 //! char boundaries (`get`, `split_once`), compute with checked arithmetic
 //! (each kind's module denies `clippy::arithmetic_side_effects`), and turn a
 //! value `Decimal` cannot hold into a `decode` error naming the field.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::future::Future;
 use std::sync::Arc;
