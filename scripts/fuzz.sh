@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The long fuzz run (tests/fuzz.rs, proptest), in release mode, on the code as
+# The long fuzz run (tests/it/fuzz.rs, proptest), in release mode, on the code as
 # it is checked out. Every count it prints comes from this one run.
 #
 #   bash scripts/fuzz.sh                       # 1,000,000 inputs per decoder, sequence and loader target; 2,000 per kind over HTTP
@@ -28,10 +28,10 @@ revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD -- src tests 2>/dev/null || revision="$revision+uncommitted changes"
 echo "fuzz: code $revision; $FUZZ_CASES inputs per in-process target, $FUZZ_POLL_CASES per kind over HTTP (log: $log)"
 # Build first, so the time below is fuzzing only.
-cargo test --release --locked --test fuzz --no-run >"$log" 2>&1 || { tail -30 "$log"; exit 1; }
+cargo test --release --locked --test it --no-run >"$log" 2>&1 || { tail -30 "$log"; exit 1; }
 start=$SECONDS
 set +e
-cargo test --release --locked --test fuzz -- --nocapture --test-threads 2 "${extra[@]}" >>"$log" 2>&1
+cargo test --release --locked --test it fuzz:: -- --nocapture --test-threads 2 "${extra[@]}" >>"$log" 2>&1
 rc=$?
 set -e
 grep -E '^fuzz |^test .*(ok|FAILED|ignored.*)$|^test result|^minimal failing input|last panic' "$log" || true

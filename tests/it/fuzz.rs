@@ -27,7 +27,8 @@
 //! significant digits, exponents to ±9999, `-0`) or ordinary amounts; plus raw
 //! bytes, generic JSON and byte-level mutations of real bodies.
 //!
-//! `cargo test` runs a short fixed-seed version; `scripts/fuzz.sh` the long one.
+//! `cargo test` runs a short fixed-seed version (`cargo test --release --test it fuzz::`);
+//! `scripts/fuzz.sh` the long one.
 //! Each panic found has a fixed case in [`fixed_cases_that_panicked`] (or a unit test).
 
 use std::convert::Infallible;
