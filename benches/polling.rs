@@ -61,7 +61,8 @@ async fn stub(body: Bytes, seen: Arc<Mutex<Seen>>) -> std::net::SocketAddr {
                         Ok::<_, Infallible>(hyper::Response::new(Full::new(body)))
                     }
                 });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+                let _ =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
             });
         }
     });
@@ -82,7 +83,8 @@ fn cpu_seconds(pid: u32) -> f64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks: f64 =
+        fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     ticks / 100.0 // CLK_TCK is 100 on Linux
 }
 
@@ -225,7 +227,11 @@ async fn memory_run() {
     let addr = stub(body, seen).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yml");
-    std::fs::write(&path, format!("suppliers:\n  - {{name: nova, kind: novasend, base_url: 'http://{addr}', poll_interval: 2s, min_interval: 0s}}\n")).unwrap();
+    std::fs::write(
+        &path,
+        format!("suppliers:\n  - {{name: nova, kind: novasend, base_url: 'http://{addr}', poll_interval: 2s, min_interval: 0s}}\n"),
+    )
+    .unwrap();
     let port = free_port();
     let mut child = spawn(&path, port);
     wait_ready(port, Duration::from_secs(30)).await;
@@ -260,7 +266,8 @@ async fn dodo_stub(n: usize) -> std::net::SocketAddr {
                 let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| async move {
                     let path = req.uri().path().to_string();
                     let query = req.uri().query().unwrap_or("").to_string();
-                    let param = |k: &str| query.split('&').find_map(|kv| kv.strip_prefix(&format!("{k}="))).and_then(|v| v.parse::<usize>().ok());
+                    let param =
+                        |k: &str| query.split('&').find_map(|kv| kv.strip_prefix(&format!("{k}="))).and_then(|v| v.parse::<usize>().ok());
                     let body = if path == "/customers" {
                         let (page, size) = (param("page_number").unwrap_or(0), param("page_size").unwrap_or(100));
                         let items: Vec<String> = (page * size..((page + 1) * size).min(n))
@@ -270,11 +277,14 @@ async fn dodo_stub(n: usize) -> std::net::SocketAddr {
                     } else {
                         let id = path.trim_start_matches("/customers/").trim_end_matches("/wallets");
                         let cents = 1000 + id.trim_start_matches("cus_").parse::<u64>().unwrap_or(0) % 100_000;
-                        format!(r#"{{"items": [{{"balance": {cents}, "currency": "USD", "customer_id": "{id}", "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"}}], "total_balance_usd": {cents}}}"#)
+                        format!(
+                            r#"{{"items": [{{"balance": {cents}, "currency": "USD", "customer_id": "{id}", "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"}}], "total_balance_usd": {cents}}}"#
+                        )
                     };
                     Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
                 });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+                let _ =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
             });
         }
     });
@@ -296,7 +306,8 @@ async fn wallets_run(n: usize) {
     let hwm = proc_status(child.id(), "VmHWM:");
     let _ = child.kill();
     let _ = child.wait();
-    let wallets = text.lines().find_map(|l| l.strip_prefix("supplier_wallets{supplier=\"dodo\",currency=\"USD\"} ")).unwrap_or("?").to_string();
+    let wallets =
+        text.lines().find_map(|l| l.strip_prefix("supplier_wallets{supplier=\"dodo\",currency=\"USD\"} ")).unwrap_or("?").to_string();
     println!(
         "{n} Dodo wallets, all_customers (walk {:.0} s, supplier_wallets {wallets}, /metrics {} lines): RSS {rss:.1} MiB, peak {hwm:.1} MiB (target < 150 MiB)",
         walk.as_secs_f64(),
@@ -308,7 +319,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return;
     }
-    let sizes: Vec<usize> = std::env::var("SIZES").unwrap_or("100,1000,10000".into()).split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let sizes: Vec<usize> =
+        std::env::var("SIZES").unwrap_or("100,1000,10000".into()).split(',').filter_map(|s| s.trim().parse().ok()).collect();
     let window: u64 = std::env::var("WINDOW").ok().and_then(|s| s.parse().ok()).unwrap_or(70);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {

@@ -46,18 +46,29 @@ fn parse(c: &mut Criterion) {
     let vai = br#"{"statusCode": 200, "message": "Success", "data": {"usd": {"balance": 1250.75, "freeze": 100.00, "usable": 1150.75}, "khr": {"balance": 5000000.00, "freeze": 250000.00, "usable": 4750000.00}}, "traceId": "trace_abc123"}"#;
     let nova: String = format!(
         "[{}]",
-        (0..1000).map(|i| format!(r#"{{"balance": {}.50, "availableBalance": {}, "reference": "merchant_{i}", "currency": "XOF"}}"#, 4676 + i, 4000 + i)).collect::<Vec<_>>().join(",")
+        (0..1000)
+            .map(|i| format!(
+                r#"{{"balance": {}.50, "availableBalance": {}, "reference": "merchant_{i}", "currency": "XOF"}}"#,
+                4676 + i,
+                4000 + i
+            ))
+            .collect::<Vec<_>>()
+            .join(",")
     );
     c.bench_function("parse foxreload", |b| b.iter(|| black_box(balance_exporter::kinds::foxreload::parse(&upstream, fox).unwrap())));
     c.bench_function("parse vai247", |b| b.iter(|| black_box(balance_exporter::kinds::vai247::parse(&upstream, vai).unwrap())));
-    c.bench_function("parse novasend (1,000 sub-accounts)", |b| b.iter(|| black_box(balance_exporter::kinds::novasend::parse(&upstream, nova.as_bytes()).unwrap())));
+    c.bench_function("parse novasend (1,000 sub-accounts)", |b| {
+        b.iter(|| black_box(balance_exporter::kinds::novasend::parse(&upstream, nova.as_bytes()).unwrap()))
+    });
 }
 
 fn config_load(c: &mut Criterion) {
     let text = fixture::many_suppliers_config(10_000, "http://127.0.0.1:9", "1m");
     let mut group = c.benchmark_group("config");
     group.sample_size(10).measurement_time(Duration::from_secs(10));
-    group.bench_function("load 10,000 suppliers (target < 1 s)", |b| b.iter(|| black_box(config::load_str(&text, &|_| None).unwrap().suppliers.len())));
+    group.bench_function("load 10,000 suppliers (target < 1 s)", |b| {
+        b.iter(|| black_box(config::load_str(&text, &|_| None).unwrap().suppliers.len()))
+    });
     group.finish();
 }
 

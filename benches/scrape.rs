@@ -37,7 +37,8 @@ async fn reference_server(body: Bytes) -> std::net::SocketAddr {
                         Ok::<_, Infallible>(r)
                     }
                 });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+                let _ =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
             });
         }
     });
@@ -88,12 +89,20 @@ fn main() {
         for (connections, gzip) in [(1, false), (8, false), (1, true), (8, true)] {
             let ours_url = format!("http://{ours}/metrics");
             let ref_url = format!("http://{reference}/metrics");
-            let (a, b) = tokio::task::spawn_blocking(move || (wrk(&ours_url, connections, seconds, gzip), wrk(&ref_url, connections, seconds, false)))
-                .await
-                .unwrap();
+            let (a, b) = tokio::task::spawn_blocking(move || {
+                (wrk(&ours_url, connections, seconds, gzip), wrk(&ref_url, connections, seconds, false))
+            })
+            .await
+            .unwrap();
             let label = format!("{connections} conn{}", if gzip { ", gzip (ref plain)" } else { "" });
             let ratio = a / b;
-            let verdict = if gzip { "(info)" } else if ratio >= 0.5 { ">= 50% ok" } else { ">= 50% MISSED" };
+            let verdict = if gzip {
+                "(info)"
+            } else if ratio >= 0.5 {
+                ">= 50% ok"
+            } else {
+                ">= 50% MISSED"
+            };
             println!("{label:<28} {a:>10.0}/s {b:>10.0}/s {:>7.0}%  {verdict}", ratio * 100.0);
         }
     });

@@ -27,6 +27,11 @@ if ((${#missing[@]})); then
   $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 
+# The lint and format gates need these rustup components.
+for c in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c" || { echo "rustup component add $c failed"; exit 1; }
+done
+
 passed=0; failed=0; failures=()
 suite() {
   local name=$1; shift
@@ -41,11 +46,12 @@ suite() {
 
 # One profile for everything: the release binary is what the other suites run.
 export BALANCE_EXPORTER_BIN="$ROOT/target/release/balance_exporter"
+suite "cargo fmt --check" cargo fmt --check
 suite "cargo build" cargo build --release --locked
-# Lints that are errors (`#![deny(...)]` in the modules computing with upstream
-# numbers: clippy::arithmetic_side_effects) fail this suite; other lints only warn.
-# Same profile as the build, so dependencies are not compiled again.
-suite "cargo clippy" cargo clippy --release --locked --all-targets
+# Every lint is an error, and the modules computing with upstream numbers deny
+# unchecked arithmetic (clippy::arithmetic_side_effects). Same profile as the
+# build, so dependencies are not compiled again.
+suite "cargo clippy" cargo clippy --release --locked --all-targets -- -D warnings
 suite "cargo test" cargo test --release --locked --no-fail-fast
 for s in alerts/test.sh dashboards/test.sh tests/browser/run.sh deploy/check.sh tests/e2e/run.sh; do
   # A suite listed here but missing is a failure, never a silent skip.

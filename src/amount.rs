@@ -31,8 +31,7 @@ pub fn parse_json_amount(raw: &str) -> Result<Decimal, AmountError> {
     let raw = raw.trim();
     let text = match raw.as_bytes().first() {
         Some(b'"') => {
-            let s: String =
-                serde_json::from_str(raw).map_err(|_| AmountError::NotANumber("a malformed string"))?;
+            let s: String = serde_json::from_str(raw).map_err(|_| AmountError::NotANumber("a malformed string"))?;
             return parse_decimal_text(s.trim());
         }
         Some(b'-' | b'0'..=b'9') => raw,
@@ -146,33 +145,166 @@ pub fn exact_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::
 /// ISO 4217 minor-unit exponents. Currencies absent here are not guessed.
 const ISO_4217_EXPONENTS: &[(&str, u32)] = &[
     // zero-decimal currencies
-    ("BIF", 0), ("CLP", 0), ("DJF", 0), ("GNF", 0), ("ISK", 0), ("JPY", 0), ("KMF", 0),
-    ("KRW", 0), ("PYG", 0), ("RWF", 0), ("UGX", 0), ("UYI", 0), ("VND", 0), ("VUV", 0),
-    ("XAF", 0), ("XOF", 0), ("XPF", 0),
+    ("BIF", 0),
+    ("CLP", 0),
+    ("DJF", 0),
+    ("GNF", 0),
+    ("ISK", 0),
+    ("JPY", 0),
+    ("KMF", 0),
+    ("KRW", 0),
+    ("PYG", 0),
+    ("RWF", 0),
+    ("UGX", 0),
+    ("UYI", 0),
+    ("VND", 0),
+    ("VUV", 0),
+    ("XAF", 0),
+    ("XOF", 0),
+    ("XPF", 0),
     // three-decimal currencies
-    ("BHD", 3), ("IQD", 3), ("JOD", 3), ("KWD", 3), ("LYD", 3), ("OMR", 3), ("TND", 3),
+    ("BHD", 3),
+    ("IQD", 3),
+    ("JOD", 3),
+    ("KWD", 3),
+    ("LYD", 3),
+    ("OMR", 3),
+    ("TND", 3),
     // four-decimal
-    ("CLF", 4), ("UYW", 4),
+    ("CLF", 4),
+    ("UYW", 4),
     // two-decimal currencies
-    ("AED", 2), ("AFN", 2), ("ALL", 2), ("AMD", 2), ("ANG", 2), ("AOA", 2), ("ARS", 2),
-    ("AUD", 2), ("AWG", 2), ("AZN", 2), ("BAM", 2), ("BBD", 2), ("BDT", 2), ("BGN", 2),
-    ("BMD", 2), ("BND", 2), ("BOB", 2), ("BRL", 2), ("BSD", 2), ("BTN", 2), ("BWP", 2),
-    ("BYN", 2), ("BZD", 2), ("CAD", 2), ("CDF", 2), ("CHF", 2), ("CNY", 2), ("COP", 2),
-    ("CRC", 2), ("CUP", 2), ("CVE", 2), ("CZK", 2), ("DKK", 2), ("DOP", 2), ("DZD", 2),
-    ("EGP", 2), ("ERN", 2), ("ETB", 2), ("EUR", 2), ("FJD", 2), ("FKP", 2), ("GBP", 2),
-    ("GEL", 2), ("GHS", 2), ("GIP", 2), ("GMD", 2), ("GTQ", 2), ("GYD", 2), ("HKD", 2),
-    ("HNL", 2), ("HTG", 2), ("HUF", 2), ("IDR", 2), ("ILS", 2), ("INR", 2), ("IRR", 2),
-    ("JMD", 2), ("KES", 2), ("KGS", 2), ("KHR", 2), ("KPW", 2), ("KYD", 2), ("KZT", 2),
-    ("LAK", 2), ("LBP", 2), ("LKR", 2), ("LRD", 2), ("LSL", 2), ("MAD", 2), ("MDL", 2),
-    ("MGA", 2), ("MKD", 2), ("MMK", 2), ("MNT", 2), ("MOP", 2), ("MRU", 2), ("MUR", 2),
-    ("MVR", 2), ("MWK", 2), ("MXN", 2), ("MYR", 2), ("MZN", 2), ("NAD", 2), ("NGN", 2),
-    ("NIO", 2), ("NOK", 2), ("NPR", 2), ("NZD", 2), ("PAB", 2), ("PEN", 2), ("PGK", 2),
-    ("PHP", 2), ("PKR", 2), ("PLN", 2), ("QAR", 2), ("RON", 2), ("RSD", 2), ("RUB", 2),
-    ("SAR", 2), ("SBD", 2), ("SCR", 2), ("SDG", 2), ("SEK", 2), ("SGD", 2), ("SHP", 2),
-    ("SLE", 2), ("SOS", 2), ("SRD", 2), ("SSP", 2), ("STN", 2), ("SVC", 2), ("SYP", 2),
-    ("SZL", 2), ("THB", 2), ("TJS", 2), ("TMT", 2), ("TOP", 2), ("TRY", 2), ("TTD", 2),
-    ("TWD", 2), ("TZS", 2), ("UAH", 2), ("USD", 2), ("UZS", 2), ("VES", 2), ("WST", 2),
-    ("XCD", 2), ("YER", 2), ("ZAR", 2), ("ZMW", 2), ("ZWL", 2),
+    ("AED", 2),
+    ("AFN", 2),
+    ("ALL", 2),
+    ("AMD", 2),
+    ("ANG", 2),
+    ("AOA", 2),
+    ("ARS", 2),
+    ("AUD", 2),
+    ("AWG", 2),
+    ("AZN", 2),
+    ("BAM", 2),
+    ("BBD", 2),
+    ("BDT", 2),
+    ("BGN", 2),
+    ("BMD", 2),
+    ("BND", 2),
+    ("BOB", 2),
+    ("BRL", 2),
+    ("BSD", 2),
+    ("BTN", 2),
+    ("BWP", 2),
+    ("BYN", 2),
+    ("BZD", 2),
+    ("CAD", 2),
+    ("CDF", 2),
+    ("CHF", 2),
+    ("CNY", 2),
+    ("COP", 2),
+    ("CRC", 2),
+    ("CUP", 2),
+    ("CVE", 2),
+    ("CZK", 2),
+    ("DKK", 2),
+    ("DOP", 2),
+    ("DZD", 2),
+    ("EGP", 2),
+    ("ERN", 2),
+    ("ETB", 2),
+    ("EUR", 2),
+    ("FJD", 2),
+    ("FKP", 2),
+    ("GBP", 2),
+    ("GEL", 2),
+    ("GHS", 2),
+    ("GIP", 2),
+    ("GMD", 2),
+    ("GTQ", 2),
+    ("GYD", 2),
+    ("HKD", 2),
+    ("HNL", 2),
+    ("HTG", 2),
+    ("HUF", 2),
+    ("IDR", 2),
+    ("ILS", 2),
+    ("INR", 2),
+    ("IRR", 2),
+    ("JMD", 2),
+    ("KES", 2),
+    ("KGS", 2),
+    ("KHR", 2),
+    ("KPW", 2),
+    ("KYD", 2),
+    ("KZT", 2),
+    ("LAK", 2),
+    ("LBP", 2),
+    ("LKR", 2),
+    ("LRD", 2),
+    ("LSL", 2),
+    ("MAD", 2),
+    ("MDL", 2),
+    ("MGA", 2),
+    ("MKD", 2),
+    ("MMK", 2),
+    ("MNT", 2),
+    ("MOP", 2),
+    ("MRU", 2),
+    ("MUR", 2),
+    ("MVR", 2),
+    ("MWK", 2),
+    ("MXN", 2),
+    ("MYR", 2),
+    ("MZN", 2),
+    ("NAD", 2),
+    ("NGN", 2),
+    ("NIO", 2),
+    ("NOK", 2),
+    ("NPR", 2),
+    ("NZD", 2),
+    ("PAB", 2),
+    ("PEN", 2),
+    ("PGK", 2),
+    ("PHP", 2),
+    ("PKR", 2),
+    ("PLN", 2),
+    ("QAR", 2),
+    ("RON", 2),
+    ("RSD", 2),
+    ("RUB", 2),
+    ("SAR", 2),
+    ("SBD", 2),
+    ("SCR", 2),
+    ("SDG", 2),
+    ("SEK", 2),
+    ("SGD", 2),
+    ("SHP", 2),
+    ("SLE", 2),
+    ("SOS", 2),
+    ("SRD", 2),
+    ("SSP", 2),
+    ("STN", 2),
+    ("SVC", 2),
+    ("SYP", 2),
+    ("SZL", 2),
+    ("THB", 2),
+    ("TJS", 2),
+    ("TMT", 2),
+    ("TOP", 2),
+    ("TRY", 2),
+    ("TTD", 2),
+    ("TWD", 2),
+    ("TZS", 2),
+    ("UAH", 2),
+    ("USD", 2),
+    ("UZS", 2),
+    ("VES", 2),
+    ("WST", 2),
+    ("XCD", 2),
+    ("YER", 2),
+    ("ZAR", 2),
+    ("ZMW", 2),
+    ("ZWL", 2),
 ];
 
 /// The ISO 4217 minor-unit exponent of `currency` (upper case), with
@@ -189,11 +321,7 @@ pub fn exponent_of(currency: &str, overrides: &std::collections::BTreeMap<String
 }
 
 /// Converts an amount in minor units (cents) to major units (dollars), exactly.
-pub fn minor_to_major(
-    minor: Decimal,
-    currency: &str,
-    overrides: &std::collections::BTreeMap<String, u32>,
-) -> Result<Decimal, AmountError> {
+pub fn minor_to_major(minor: Decimal, currency: &str, overrides: &std::collections::BTreeMap<String, u32>) -> Result<Decimal, AmountError> {
     let exponent = exponent_of(currency, overrides)?;
     let out_of_range = || AmountError::OutOfRange(minor.to_string());
     let mut major = minor;
@@ -242,10 +370,7 @@ mod tests {
     #[test]
     fn out_of_range_is_an_error_not_a_rounding() {
         assert!(matches!(parse_json_amount("1e400"), Err(AmountError::OutOfRange(_))));
-        assert!(matches!(
-            parse_json_amount("123456789012345678901234567890.5"),
-            Err(AmountError::OutOfRange(_))
-        ));
+        assert!(matches!(parse_json_amount("123456789012345678901234567890.5"), Err(AmountError::OutOfRange(_))));
     }
 
     /// Issue 12: amounts at and past the edge of `Decimal`'s range. Each is
@@ -313,10 +438,7 @@ mod tests {
         assert_eq!(minor_to_major(d("1234"), "KWD", &none).unwrap(), d("1.234"));
         let overrides = BTreeMap::from([("ISK".to_string(), 2)]);
         assert_eq!(minor_to_major(d("500"), "ISK", &overrides).unwrap(), d("5.00"));
-        assert_eq!(
-            minor_to_major(d("1"), "ZZZ", &none),
-            Err(AmountError::UnknownCurrency("ZZZ".into()))
-        );
+        assert_eq!(minor_to_major(d("1"), "ZZZ", &none), Err(AmountError::UnknownCurrency("ZZZ".into())));
     }
 
     #[test]

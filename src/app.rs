@@ -120,7 +120,8 @@ impl App {
         tracing::info!(suppliers = initial.suppliers.len(), demo = opts.demo, "config loaded");
 
         let reload: Action = {
-            let (store, scheduler, file, demo, shard) = (store.clone(), scheduler.clone(), opts.config_file.clone(), demo.clone(), opts.shard);
+            let (store, scheduler, file, demo, shard) =
+                (store.clone(), scheduler.clone(), opts.config_file.clone(), demo.clone(), opts.shard);
             let (web, web_file) = (web.clone(), web_config_file.clone());
             Arc::new(move || {
                 let (store, scheduler, file, demo) = (store.clone(), scheduler.clone(), file.clone(), demo.clone());
@@ -130,9 +131,9 @@ impl App {
                         (Some(demo), _) => Ok(demo.config.clone()),
                         (None, Some(path)) => {
                             let path = path.clone();
-                            tokio::task::spawn_blocking(move || config::load_file(&path)).await.unwrap_or_else(|e| {
-                                Err(ConfigError::Yaml(format!("config loader panicked: {e}")))
-                            })
+                            tokio::task::spawn_blocking(move || config::load_file(&path))
+                                .await
+                                .unwrap_or_else(|e| Err(ConfigError::Yaml(format!("config loader panicked: {e}"))))
                         }
                         (None, None) => config::load_file(std::path::Path::new("balance_exporter.yml")),
                     };
@@ -166,9 +167,8 @@ impl App {
             })
         };
 
-        let listener = server::bind(&opts.listen_address)
-            .await
-            .map_err(|source| StartError::Listen { addr: opts.listen_address.clone(), source })?;
+        let listener =
+            server::bind(&opts.listen_address).await.map_err(|source| StartError::Listen { addr: opts.listen_address.clone(), source })?;
         let addr = listener.local_addr().map_err(|source| StartError::Listen { addr: opts.listen_address.clone(), source })?;
         let extra_routes: Option<server::ExtraRoutes> = demo.clone().map(|d| {
             let routes: server::ExtraRoutes = Arc::new(move |m: &hyper::Method, p: &str, q: &str| d.control(m, p, q));

@@ -95,7 +95,6 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-
 /// Why a config could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -109,8 +108,7 @@ pub enum ConfigError {
 
 /// Reads, expands and validates a config file.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
     load_str(&text, &|name| std::env::var(name).ok())
 }
 
@@ -206,9 +204,8 @@ pub fn expand_string(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<St
                 Some(j) => (&expr[..j], Some(&expr[j + 2..])),
                 None => (expr, None),
             };
-            let valid = !name.is_empty()
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                && !name.as_bytes()[0].is_ascii_digit();
+            let valid =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') && !name.as_bytes()[0].is_ascii_digit();
             if !valid {
                 return Err(ExpandError::InvalidReference { name: name.chars().take(40).collect() });
             }
@@ -284,8 +281,16 @@ struct FileCommon {
 
 /// The common keys, used to split a supplier's mapping between [`FileCommon`] and its kind.
 const COMMON_KEYS: &[&str] = &[
-    "name", "base_url", "auth", "poll_interval", "min_interval", "timeout",
-    "max_response_size", "max_retries", "rate_limit_group", "thresholds",
+    "name",
+    "base_url",
+    "auth",
+    "poll_interval",
+    "min_interval",
+    "timeout",
+    "max_response_size",
+    "max_retries",
+    "rate_limit_group",
+    "thresholds",
 ];
 
 #[derive(Deserialize, Default)]
@@ -455,13 +460,14 @@ fn validate_supplier(
 /// `colour`, expected `path`", as if `path` were the only key: name the
 /// common keys too.
 fn with_common_keys(mut issue: ConfigIssue, path: &str) -> ConfigIssue {
-    let rewritten = issue.message.strip_prefix("unknown field `").and_then(|rest| rest.split_once("`, expected ")).map(|(field, expected)| {
-        let kind_keys = match expected.strip_prefix("one of ").unwrap_or(expected) {
-            "there are no fields" => "none".to_string(),
-            keys => keys.replace('`', ""),
-        };
-        format!("unknown field `{field}` (common keys: {}; keys of this kind: {kind_keys})", COMMON_KEYS.join(", "))
-    });
+    let rewritten =
+        issue.message.strip_prefix("unknown field `").and_then(|rest| rest.split_once("`, expected ")).map(|(field, expected)| {
+            let kind_keys = match expected.strip_prefix("one of ").unwrap_or(expected) {
+                "there are no fields" => "none".to_string(),
+                keys => keys.replace('`', ""),
+            };
+            format!("unknown field `{field}` (common keys: {}; keys of this kind: {kind_keys})", COMMON_KEYS.join(", "))
+        });
     if let (true, Some(message)) = (issue.path == path, rewritten) {
         issue.message = message;
     }
@@ -513,7 +519,8 @@ fn validate_thresholds(raw: Vec<FileThreshold>, path: &str, issues: &mut Vec<Con
     for (i, t) in raw.into_iter().enumerate() {
         let p = format!("{path}[{i}]");
         let Some(currency) = crate::amount::currency_code(&t.currency) else {
-            issues.push(ConfigIssue { path: format!("{p}.currency"), message: format!("{:?} is not a 3-letter currency code", t.currency) });
+            issues
+                .push(ConfigIssue { path: format!("{p}.currency"), message: format!("{:?} is not a 3-letter currency code", t.currency) });
             continue;
         };
         let given = t.low.is_some() || t.runway_days.is_some();
@@ -554,27 +561,29 @@ fn validate_auth(raw: Option<FileAuth>, path: &str, issues: &mut Vec<ConfigIssue
         issues.push(ConfigIssue { path: path.into(), message: "give exactly one of bearer_token, basic, header".into() });
         return None;
     }
-    let mut secret = |inline: Option<String>, file: Option<String>, key: &str, required: bool, issues: &mut Vec<ConfigIssue>| -> Option<Secret> {
-        match (inline, file) {
-            (Some(_), Some(_)) => {
-                issues.push(ConfigIssue { path: format!("{path}.{key}"), message: format!("give either {key} or {key}_file, not both") });
-                None
-            }
-            (Some(v), None) => {
-                if v.is_empty() && required {
-                    issues.push(ConfigIssue { path: format!("{path}.{key}"), message: "is empty".into() });
-                    return None;
+    let mut secret =
+        |inline: Option<String>, file: Option<String>, key: &str, required: bool, issues: &mut Vec<ConfigIssue>| -> Option<Secret> {
+            match (inline, file) {
+                (Some(_), Some(_)) => {
+                    issues
+                        .push(ConfigIssue { path: format!("{path}.{key}"), message: format!("give either {key} or {key}_file, not both") });
+                    None
                 }
-                Some(Secret::new(v))
+                (Some(v), None) => {
+                    if v.is_empty() && required {
+                        issues.push(ConfigIssue { path: format!("{path}.{key}"), message: "is empty".into() });
+                        return None;
+                    }
+                    Some(Secret::new(v))
+                }
+                (None, Some(f)) => read_secret_file(&f, &format!("{path}.{key}_file"), issues, warnings),
+                (None, None) if !required => Some(Secret::new("")),
+                (None, None) => {
+                    issues.push(ConfigIssue { path: format!("{path}.{key}"), message: format!("missing; give {key} or {key}_file") });
+                    None
+                }
             }
-            (None, Some(f)) => read_secret_file(&f, &format!("{path}.{key}_file"), issues, warnings),
-            (None, None) if !required => Some(Secret::new("")),
-            (None, None) => {
-                issues.push(ConfigIssue { path: format!("{path}.{key}"), message: format!("missing; give {key} or {key}_file") });
-                None
-            }
-        }
-    };
+        };
     if a.bearer_token.is_some() || a.bearer_token_file.is_some() {
         return secret(a.bearer_token, a.bearer_token_file, "bearer_token", true, issues).map(Auth::Bearer);
     }
@@ -587,7 +596,8 @@ fn validate_auth(raw: Option<FileAuth>, path: &str, issues: &mut Vec<ConfigIssue
         let name = match reqwest::header::HeaderName::from_bytes(h.name.as_bytes()) {
             Ok(n) => Some(n),
             Err(_) => {
-                issues.push(ConfigIssue { path: format!("{path}.header.name"), message: format!("{:?} is not a valid header name", h.name) });
+                issues
+                    .push(ConfigIssue { path: format!("{path}.header.name"), message: format!("{:?} is not a valid header name", h.name) });
                 None
             }
         };
@@ -726,7 +736,10 @@ mod tests {
         assert_eq!(errs.len(), 5, "{errs:?}");
         assert!(errs[0].starts_with("suppliers[0].poll_interval: invalid duration \"5x\""), "{errs:?}");
         assert!(errs[1].starts_with("suppliers[1]: unknown field `colour`"), "{errs:?}");
-        assert!(errs[2].starts_with("suppliers[2].kind: unknown variant `nope`") || errs[2].starts_with("suppliers[2]: unknown variant `nope`"), "{errs:?}");
+        assert!(
+            errs[2].starts_with("suppliers[2].kind: unknown variant `nope`") || errs[2].starts_with("suppliers[2]: unknown variant `nope`"),
+            "{errs:?}"
+        );
         assert_eq!(errs[3], "suppliers[3].name: duplicate supplier name \"a\" (first used by suppliers[0])");
         assert_eq!(errs[4], "suppliers[3].base_url: scheme must be http or https, found \"ftp\"");
     }

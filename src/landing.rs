@@ -264,11 +264,8 @@ pub fn render(store: &Store, telemetry_path: &str, now: SystemTime) -> String {
         .zip(&states)
         .map(|(slot, state)| {
             let health = health(slot, state, now);
-            let mut rows: Vec<_> = state
-                .balances
-                .iter()
-                .map(|(key, b)| (key, b, RowView::of(&slot.thresholds, state, key, b, now)))
-                .collect();
+            let mut rows: Vec<_> =
+                state.balances.iter().map(|(key, b)| (key, b, RowView::of(&slot.thresholds, state, key, b, now))).collect();
             sort_rows(&mut rows);
             let attention = Attention::of(health, rows.iter().any(|r| r.2.trouble()));
             let stale = state.polled_once && health != Health::Ok && data_stale(slot.poll_interval, state, now);
@@ -279,7 +276,8 @@ pub fn render(store: &Store, telemetry_path: &str, now: SystemTime) -> String {
 
     let count = |a: Attention| views.iter().filter(|v| v.attention == a).count();
     let trouble = views.iter().filter(|v| v.attention.is_trouble()).count();
-    let title = if trouble > 0 { format!("({trouble}) balance_exporter: {trouble} need attention") } else { "balance_exporter: all ok".into() };
+    let title =
+        if trouble > 0 { format!("({trouble}) balance_exporter: {trouble} need attention") } else { "balance_exporter: all ok".into() };
 
     let mut html = String::with_capacity(16 * 1024);
     let _ = write!(
@@ -416,7 +414,10 @@ fn render_supplier(html: &mut String, v: &SupplierView, now: SystemTime) {
         if row.negative {
             tags.push("<span class=\"tag negative\">negative</span>".into());
         } else if row.low {
-            tags.push(format!("<span class=\"tag low\" title=\"usable under {}\">low</span>", row.low_threshold.map(money).unwrap_or_default()));
+            tags.push(format!(
+                "<span class=\"tag low\" title=\"usable under {}\">low</span>",
+                row.low_threshold.map(money).unwrap_or_default()
+            ));
         }
         if row.short_runway {
             let min = row.runway_threshold.map(|d| d.normalize().to_string()).unwrap_or_default();

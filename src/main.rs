@@ -70,16 +70,20 @@ fn init_logging(flags: &Flags) -> Result<(), LogLevelError> {
     } else {
         use tracing_subscriber::layer::SubscriberExt;
         use tracing_subscriber::util::SubscriberInitExt;
-        tracing_subscriber::registry().with(filter).with(tracing_logfmt::builder().with_span_name(false).with_span_path(false).layer().with_writer(std::io::stderr)).init();
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(tracing_logfmt::builder().with_span_name(false).with_span_path(false).layer().with_writer(std::io::stderr))
+            .init();
     }
     Ok(())
 }
 
 /// `--config.check`: the config, then the web config when one is given.
 fn check_config(flags: &Flags) -> ExitCode {
-    let config = check_one(&flags.config_file, config::load_file(&flags.config_file).map(|cfg| {
-        (format!("{} suppliers", cfg.suppliers.len()), cfg.warnings)
-    }));
+    let config = check_one(
+        &flags.config_file,
+        config::load_file(&flags.config_file).map(|cfg| (format!("{} suppliers", cfg.suppliers.len()), cfg.warnings)),
+    );
     let web = match &flags.web_config_file {
         None => true,
         Some(path) => check_one(path, balance_exporter::web::load_file(path).map(|w| (w.summary(), w.warnings))),

@@ -15,8 +15,8 @@ use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
 use prometheus::{Encoder, Registry, TextEncoder};
 use rust_decimal::Decimal;
 
-use crate::snapshot::{unix_seconds, Store, SupplierSlot, SupplierState, DURATION_BUCKETS};
 use crate::poll::Reason;
+use crate::snapshot::{unix_seconds, Store, SupplierSlot, SupplierState, DURATION_BUCKETS};
 
 /// Version and revision baked in at build time.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -101,22 +101,61 @@ const CACHED: &str = " Cached from the last successful poll; /metrics never call
 /// Builds all families from the store's current states.
 pub fn collect_families(store: &Store) -> Vec<MetricFamily> {
     let help = |s: &str| format!("{s}{CACHED}");
-    let mut balance = Family::new("supplier_balance", &help("Total balance including frozen funds, in the currency's major unit."), MetricType::GAUGE);
-    let mut frozen = Family::new("supplier_balance_frozen", &help("Held funds (pending, escrowed, frozen), in major units; 0 when the API has no such notion."), MetricType::GAUGE);
-    let mut usable = Family::new("supplier_balance_usable", &help("Funds available for new orders now, in major units."), MetricType::GAUGE);
-    let mut updated = Family::new("supplier_balance_updated_timestamp_seconds", &help("When the supplier computed the balance, or when it was fetched if the supplier does not say."), MetricType::GAUGE);
-    let mut spent = Family::new("supplier_balance_spent_total", "Sum of observed decreases of the total balance (ledger debits where a ledger exists), in major units.", MetricType::COUNTER);
-    let mut topped = Family::new("supplier_balance_topped_up_total", "Sum of observed increases of the total balance (ledger credits where a ledger exists), in major units.", MetricType::COUNTER);
-    let mut low = Family::new("supplier_balance_low_threshold", "Configured low-balance threshold (thresholds[].low), in major units.", MetricType::GAUGE);
-    let mut runway = Family::new("supplier_balance_runway_threshold_days", "Configured runway threshold in days (thresholds[].runway_days).", MetricType::GAUGE);
+    let mut balance =
+        Family::new("supplier_balance", &help("Total balance including frozen funds, in the currency's major unit."), MetricType::GAUGE);
+    let mut frozen = Family::new(
+        "supplier_balance_frozen",
+        &help("Held funds (pending, escrowed, frozen), in major units; 0 when the API has no such notion."),
+        MetricType::GAUGE,
+    );
+    let mut usable =
+        Family::new("supplier_balance_usable", &help("Funds available for new orders now, in major units."), MetricType::GAUGE);
+    let mut updated = Family::new(
+        "supplier_balance_updated_timestamp_seconds",
+        &help("When the supplier computed the balance, or when it was fetched if the supplier does not say."),
+        MetricType::GAUGE,
+    );
+    let mut spent = Family::new(
+        "supplier_balance_spent_total",
+        "Sum of observed decreases of the total balance (ledger debits where a ledger exists), in major units.",
+        MetricType::COUNTER,
+    );
+    let mut topped = Family::new(
+        "supplier_balance_topped_up_total",
+        "Sum of observed increases of the total balance (ledger credits where a ledger exists), in major units.",
+        MetricType::COUNTER,
+    );
+    let mut low = Family::new(
+        "supplier_balance_low_threshold",
+        "Configured low-balance threshold (thresholds[].low), in major units.",
+        MetricType::GAUGE,
+    );
+    let mut runway = Family::new(
+        "supplier_balance_runway_threshold_days",
+        "Configured runway threshold in days (thresholds[].runway_days).",
+        MetricType::GAUGE,
+    );
     let mut up = Family::new("supplier_up", "1 if the last poll of this supplier succeeded, 0 otherwise.", MetricType::GAUGE);
-    let mut last_success = Family::new("supplier_last_success_timestamp_seconds", "Time of the last successful poll (absent before the first success).", MetricType::GAUGE);
+    let mut last_success = Family::new(
+        "supplier_last_success_timestamp_seconds",
+        "Time of the last successful poll (absent before the first success).",
+        MetricType::GAUGE,
+    );
     let mut interval = Family::new("supplier_poll_interval_seconds", "Configured poll interval.", MetricType::GAUGE);
     let mut polls = Family::new("supplier_polls_total", "Polls attempted.", MetricType::COUNTER);
-    let mut last_poll = Family::new("supplier_last_poll_timestamp_seconds", "End of the last poll attempt, success or failure (the load time until the first attempt ends); a stuck poller shows here.", MetricType::GAUGE);
+    let mut last_poll = Family::new(
+        "supplier_last_poll_timestamp_seconds",
+        "End of the last poll attempt, success or failure (the load time until the first attempt ends); a stuck poller shows here.",
+        MetricType::GAUGE,
+    );
     let mut errors = Family::new("supplier_poll_errors_total", "Failed polls by reason.", MetricType::COUNTER);
-    let mut row_errors = Family::new("supplier_row_errors_total", "Rows of successful polls that could not be read (the other rows were kept).", MetricType::COUNTER);
-    let mut duration = Family::new("supplier_poll_duration_seconds", "Time taken by one poll, all its requests included.", MetricType::HISTOGRAM);
+    let mut row_errors = Family::new(
+        "supplier_row_errors_total",
+        "Rows of successful polls that could not be read (the other rows were kept).",
+        MetricType::COUNTER,
+    );
+    let mut duration =
+        Family::new("supplier_poll_duration_seconds", "Time taken by one poll, all its requests included.", MetricType::HISTOGRAM);
     let mut info = Family::new("supplier_info", "1 per configured supplier.", MetricType::GAUGE);
     let mut extra: BTreeMap<&'static str, Family> = BTreeMap::new();
 
@@ -165,26 +204,62 @@ pub fn collect_families(store: &Store) -> Vec<MetricFamily> {
 
     let mut build = Family::new("balance_exporter_build_info", "Build of this exporter.", MetricType::GAUGE);
     build.push(&[("version", VERSION), ("revision", REVISION)], 1.0);
-    let mut reload = Family::new("balance_exporter_config_last_reload_successful", "1 if the last config reload succeeded.", MetricType::GAUGE);
+    let mut reload =
+        Family::new("balance_exporter_config_last_reload_successful", "1 if the last config reload succeeded.", MetricType::GAUGE);
     reload.push(&[], if store.reload_ok() { 1.0 } else { 0.0 });
-    let mut reload_time = Family::new("balance_exporter_config_last_reload_success_timestamp_seconds", "Time of the last successful config load.", MetricType::GAUGE);
+    let mut reload_time = Family::new(
+        "balance_exporter_config_last_reload_success_timestamp_seconds",
+        "Time of the last successful config load.",
+        MetricType::GAUGE,
+    );
     reload_time.push(&[], store.last_reload_success() as f64);
 
-    let mut state_errors = Family::new("balance_exporter_state_write_errors_total", "Writes of the --storage.path state that failed (counters are held back until a write succeeds).", MetricType::COUNTER);
+    let mut state_errors = Family::new(
+        "balance_exporter_state_write_errors_total",
+        "Writes of the --storage.path state that failed (counters are held back until a write succeeds).",
+        MetricType::COUNTER,
+    );
     if let Some(n) = store.state_write_errors() {
         state_errors.push(&[], n as f64);
     }
 
-    let mut lateness = Family::new("balance_exporter_poll_lateness_seconds", "How long after its planned instant each poll started (scheduler lag), all suppliers.", MetricType::HISTOGRAM);
+    let mut lateness = Family::new(
+        "balance_exporter_poll_lateness_seconds",
+        "How long after its planned instant each poll started (scheduler lag), all suppliers.",
+        MetricType::HISTOGRAM,
+    );
     let (cumulative, count, sum) = store.lateness.read();
     lateness.mf.mut_metric().push(histogram_metric(&[], &crate::snapshot::LATENESS_BUCKETS, &cumulative, count, sum));
 
-    [balance, frozen, usable, updated, spent, topped, low, runway, up, last_success, interval, polls, last_poll, errors, row_errors, duration, info, build, reload, reload_time, state_errors, lateness]
-        .into_iter()
-        .chain(extra.into_values())
-        .map(|f| f.mf)
-        .filter(|mf| !mf.get_metric().is_empty())
-        .collect()
+    [
+        balance,
+        frozen,
+        usable,
+        updated,
+        spent,
+        topped,
+        low,
+        runway,
+        up,
+        last_success,
+        interval,
+        polls,
+        last_poll,
+        errors,
+        row_errors,
+        duration,
+        info,
+        build,
+        reload,
+        reload_time,
+        state_errors,
+        lateness,
+    ]
+    .into_iter()
+    .chain(extra.into_values())
+    .map(|f| f.mf)
+    .filter(|mf| !mf.get_metric().is_empty())
+    .collect()
 }
 
 fn push_extra(
@@ -274,9 +349,7 @@ pub struct Renderer {
 impl Renderer {
     pub fn new(store: Arc<Store>) -> Self {
         let registry = Registry::new();
-        registry
-            .register(Box::new(StoreCollector::new(store.clone())))
-            .expect("registering the store collector on a fresh registry");
+        registry.register(Box::new(StoreCollector::new(store.clone()))).expect("registering the store collector on a fresh registry");
         Renderer { store, registry, cache: Mutex::new(None) }
     }
 
@@ -290,7 +363,8 @@ impl Renderer {
         let mut text = Vec::with_capacity(cache.as_ref().map_or(4096, |r| r.text.len() + 1024));
         TextEncoder::new().encode(&self.registry.gather(), &mut text).expect("text encoding into a Vec");
         // Size of the body above, so dashboards can watch scrape size grow.
-        let mut size = Family::new("balance_exporter_scrape_bytes", "Size in bytes of the /metrics body, excluding this metric.", MetricType::GAUGE);
+        let mut size =
+            Family::new("balance_exporter_scrape_bytes", "Size in bytes of the /metrics body, excluding this metric.", MetricType::GAUGE);
         size.push(&[], text.len() as f64);
         TextEncoder::new().encode(&[size.mf], &mut text).expect("text encoding into a Vec");
         let rendered = Rendered { generation, text: Bytes::from(text), gzip: Arc::new(Mutex::new(None)) };

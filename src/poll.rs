@@ -216,7 +216,6 @@ impl std::fmt::Debug for KindMemory {
     }
 }
 
-
 /// A non-2xx answer, as the HTTP driver hands it to the supplier's kind
 /// before any text is made of it (the kind may know the API's error envelope).
 #[derive(Debug, Clone, Copy)]

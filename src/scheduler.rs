@@ -20,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, SupplierConfig};
+use crate::poll::{KindMemory, PollError, PollOutput, Reason};
 use crate::snapshot::{Store, SupplierSlot};
 use crate::storage::Storage;
-use crate::poll::{KindMemory, PollError, PollOutput, Reason};
 use crate::upstream::{build_client, Limiter, Upstream};
 
 /// The first poll happens within this long of start (or reload), spread by jitter.
@@ -390,8 +390,8 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::fault;
     use crate::poll::BalanceRow;
+    use crate::storage::fault;
 
     #[test]
     fn a_caught_panic_reads_as_before() {
@@ -416,7 +416,10 @@ mod tests {
     }
 
     fn test_config(name: &str, poll_interval: Duration) -> SupplierConfig {
-        let text = format!("suppliers:\n  - {{name: {name}, kind: foxreload, base_url: 'http://127.0.0.1:9', poll_interval: {}ms}}\n", poll_interval.as_millis());
+        let text = format!(
+            "suppliers:\n  - {{name: {name}, kind: foxreload, base_url: 'http://127.0.0.1:9', poll_interval: {}ms}}\n",
+            poll_interval.as_millis()
+        );
         crate::config::load_str(&text, &|_| None).unwrap().suppliers.remove(0)
     }
 
@@ -449,7 +452,18 @@ mod tests {
                     Err(PollError::new(Reason::ServerError, "http 500")).into()
                 } else {
                     let b = Decimal::new(i as i64, 0);
-                    Ok(PollOutput { balances: vec![BalanceRow { account: "main".into(), currency: "USD".into(), balance: b, frozen: Decimal::ZERO, usable: b, updated_at: None }], ..Default::default() }).into()
+                    Ok(PollOutput {
+                        balances: vec![BalanceRow {
+                            account: "main".into(),
+                            currency: "USD".into(),
+                            balance: b,
+                            frozen: Decimal::ZERO,
+                            usable: b,
+                            updated_at: None,
+                        }],
+                        ..Default::default()
+                    })
+                    .into()
                 }
             }
         }));
@@ -476,7 +490,9 @@ mod tests {
         let slots = store.set_suppliers(&cfgs);
         let cancel = CancellationToken::new();
         let fast_polls = Arc::new(AtomicU32::new(0));
-        tokio::spawn(run_poll_loop(LoopContext::new(store.clone(), slots[0].clone(), cancel.clone(), Duration::ZERO), || std::future::pending()));
+        tokio::spawn(run_poll_loop(LoopContext::new(store.clone(), slots[0].clone(), cancel.clone(), Duration::ZERO), || {
+            std::future::pending()
+        }));
         let f = fast_polls.clone();
         tokio::spawn(run_poll_loop(LoopContext::new(store.clone(), slots[1].clone(), cancel.clone(), Duration::ZERO), move || {
             f.fetch_add(1, Ordering::SeqCst);
@@ -504,7 +520,11 @@ mod tests {
         let mut ctx = LoopContext::new(store.clone(), slot.clone(), cancel.clone(), Duration::ZERO);
         ctx.redact = Arc::new(|t: &str| t.replace("sk_live_42", "<secret>"));
         let task = tokio::spawn(run_poll_loop(ctx, move || {
-            let i = { let mut c = c2.lock().unwrap(); c.push(start.elapsed()); c.len() };
+            let i = {
+                let mut c = c2.lock().unwrap();
+                c.push(start.elapsed());
+                c.len()
+            };
             async move {
                 tokio::task::yield_now().await;
                 if (2..=3).contains(&i) {
@@ -695,7 +715,8 @@ mod tests {
                 let storage = Arc::new(Storage::open(&dir).unwrap());
                 let scheduler = Scheduler::with_storage(store.clone(), Some(storage));
                 scheduler.apply(&config(names));
-                let polls = |store: &Store| store.slots().iter().map(|s| (s.name.clone(), s.state().polls_total)).collect::<HashMap<_, _>>();
+                let polls =
+                    |store: &Store| store.slots().iter().map(|s| (s.name.clone(), s.state().polls_total)).collect::<HashMap<_, _>>();
                 let at_start = polls(&store);
                 tokio::time::sleep(Duration::from_millis(400)).await;
                 if let Some(next) = then {

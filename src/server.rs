@@ -98,17 +98,12 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 }
 
 fn wants_gzip(req: &Request<Incoming>) -> bool {
-    req.headers()
-        .get_all(ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|enc| {
-            let mut parts = enc.split(';');
-            let name = parts.next().unwrap_or("").trim();
-            let q_zero = parts.any(|p| matches!(p.trim().replace(' ', "").as_str(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
-            name.eq_ignore_ascii_case("gzip") && !q_zero
-        })
+    req.headers().get_all(ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|enc| {
+        let mut parts = enc.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let q_zero = parts.any(|p| matches!(p.trim().replace(' ', "").as_str(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+        name.eq_ignore_ascii_case("gzip") && !q_zero
+    })
 }
 
 /// Basic auth (when configured) before any route, then the configured headers on every answer.
@@ -117,7 +112,8 @@ async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Result<Respo
     let mut response = match &web.basic_auth {
         Some(auth) if !auth.check(req.headers().get(hyper::header::AUTHORIZATION)).await => {
             let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
-            r.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"balance_exporter\", charset=\"UTF-8\""));
+            r.headers_mut()
+                .insert(hyper::header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"balance_exporter\", charset=\"UTF-8\""));
             r
         }
         _ => route(state, req).await,
@@ -155,7 +151,10 @@ async fn route(state: Arc<ServerState>, req: Request<Incoming>) -> Response<Body
             let mut r = Response::new(Full::new(Bytes::from(html)));
             r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
             r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            r.headers_mut().insert("content-security-policy", HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src data:"));
+            r.headers_mut().insert(
+                "content-security-policy",
+                HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src data:"),
+            );
             r
         }
         (Method::GET | Method::HEAD, "/-/healthy") => text(StatusCode::OK, "Healthy\n"),
@@ -171,7 +170,9 @@ async fn route(state: Arc<ServerState>, req: Request<Incoming>) -> Response<Body
             let _ = Limited::new(req.into_body(), 64 * 1024).collect().await;
             match (state.reload)().await {
                 Ok(reloaded) => text(StatusCode::OK, format!("{reloaded}\n")),
-                Err(err) => text(StatusCode::BAD_REQUEST, format!("config reload failed, keeping the previous config: {}\n", error_chain(&err))),
+                Err(err) => {
+                    text(StatusCode::BAD_REQUEST, format!("config reload failed, keeping the previous config: {}\n", error_chain(&err)))
+                }
             }
         }
         (_, "/-/reload") => {

@@ -120,6 +120,13 @@ impl UpstreamSettings {
     /// Settings with the driver's defaults (no spacing, 10 s timeout, 4 MiB
     /// body cap, no retries); tests and benches adjust what they need.
     pub fn new(base_url: Url, auth: Auth) -> Self {
-        UpstreamSettings { base_url, auth, min_interval: Duration::ZERO, timeout: Duration::from_secs(10), max_response_bytes: 4 << 20, max_retries: 0 }
+        UpstreamSettings {
+            base_url,
+            auth,
+            min_interval: Duration::ZERO,
+            timeout: Duration::from_secs(10),
+            max_response_bytes: 4 << 20,
+            max_retries: 0,
+        }
     }
 }

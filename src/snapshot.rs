@@ -563,7 +563,12 @@ mod tests {
         let s = SupplierState::default().after_poll(ok(vec![row("c1", "USD", "10")]), d, t);
         let out = PollOutput {
             balances: vec![row("c1", "USD", "5")],
-            flows: Flows::Ledger(vec![FlowDelta { account: "c1".into(), currency: "USD".into(), spent: Decimal::new(700, 2), topped_up: Decimal::new(200, 2) }]),
+            flows: Flows::Ledger(vec![FlowDelta {
+                account: "c1".into(),
+                currency: "USD".into(),
+                spent: Decimal::new(700, 2),
+                topped_up: Decimal::new(200, 2),
+            }]),
             ..Default::default()
         };
         let s = s.after_poll(Ok(out), d, t);

@@ -32,8 +32,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::snapshot::{Balance, LastError, SpendWindow, SupplierState};
 use crate::poll::{BalanceRow, Reason};
+use crate::snapshot::{Balance, LastError, SpendWindow, SupplierState};
 
 /// Version of the record format; a file of another version is set aside.
 pub const FORMAT_VERSION: u32 = 1;
@@ -169,7 +169,11 @@ impl Record {
             errors_total: state.errors_total.iter().map(|(r, n)| (r.as_str().to_string(), *n)).collect(),
             row_errors_total: state.row_errors_total,
             last_success: state.last_success,
-            last_error: state.last_error.as_ref().map(|e| ErrorRecord { reason: e.reason.as_str().into(), message: e.message.clone(), at: e.at }),
+            last_error: state.last_error.as_ref().map(|e| ErrorRecord {
+                reason: e.reason.as_str().into(),
+                message: e.message.clone(),
+                at: e.at,
+            }),
             balances: state
                 .balances
                 .values()
@@ -203,9 +207,7 @@ impl Record {
     /// The state a restarted exporter starts this supplier from: what was
     /// persisted, not yet polled (`supplier_up` appears with the first attempt).
     fn restore(&self, loaded_at: SystemTime) -> Result<SupplierState, StorageError> {
-        let amount = |field: &str, s: &str| {
-            Decimal::from_str_exact(s).map_err(|e| StorageError::Record(format!("{field} {s:?}: {e}")))
-        };
+        let amount = |field: &str, s: &str| Decimal::from_str_exact(s).map_err(|e| StorageError::Record(format!("{field} {s:?}: {e}")));
         let mut state = SupplierState::loaded(loaded_at);
         state.polls_total = self.polls_total;
         state.row_errors_total = self.row_errors_total;
@@ -381,7 +383,8 @@ impl Storage {
         // Balances are business data: the directory and its files are the exporter's alone.
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io("creating", dir))?;
         let lock_path = dir.join("lock");
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&lock_path).map_err(io("opening", &lock_path))?;
+        let lock =
+            OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&lock_path).map_err(io("opening", &lock_path))?;
         lock.try_lock().map_err(|e| match e {
             std::fs::TryLockError::WouldBlock => StorageError::Locked { path: dir.to_path_buf() },
             std::fs::TryLockError::Error(source) => StorageError::Io { op: "locking", path: lock_path.clone(), source },
@@ -390,7 +393,8 @@ impl Storage {
         let mut records = HashMap::new();
         let snapshot_len = read_file(&snapshot_path, &mut records)?;
         read_file(&journal_path, &mut records)?;
-        let mut writer = Writer { dir: dir.to_path_buf(), journal: None, journal_len: 0, snapshot_len, records: records.clone(), _lock: lock };
+        let mut writer =
+            Writer { dir: dir.to_path_buf(), journal: None, journal_len: 0, snapshot_len, records: records.clone(), _lock: lock };
         // Start from a compacted snapshot: whatever the journal held (torn
         // lines included) is folded in, and appends start on a clean file.
         writer.compact().map_err(|(op, path, source)| StorageError::Io { op, path, source })?;
@@ -455,7 +459,13 @@ impl Storage {
     }
 
     /// Writes a supplier's state durably; returns once it is on disk.
-    pub async fn put(&self, supplier: &str, kind: &str, state: &SupplierState, memory: Option<serde_json::Value>) -> Result<(), StorageError> {
+    pub async fn put(
+        &self,
+        supplier: &str,
+        kind: &str,
+        state: &SupplierState,
+        memory: Option<serde_json::Value>,
+    ) -> Result<(), StorageError> {
         let json = serde_json::to_vec(&Record::capture(supplier, kind, state, memory)).map_err(|e| StorageError::Record(e.to_string()))?;
         let (done, wait) = oneshot::channel();
         if !self.send(Command::Put { supplier: supplier.to_string(), json, done }) {
@@ -675,9 +685,11 @@ mod tests {
 
     fn polled(balance: &str) -> SupplierState {
         let b = Decimal::from_str_exact(balance).unwrap();
-        let row = BalanceRow { account: "main".into(), currency: "USD".into(), balance: b, frozen: Decimal::ZERO, usable: b, updated_at: None };
+        let row =
+            BalanceRow { account: "main".into(), currency: "USD".into(), balance: b, frozen: Decimal::ZERO, usable: b, updated_at: None };
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let s = SupplierState::default().after_poll(Ok(PollOutput { balances: vec![row.clone()], ..Default::default() }), Duration::ZERO, t);
+        let s =
+            SupplierState::default().after_poll(Ok(PollOutput { balances: vec![row.clone()], ..Default::default() }), Duration::ZERO, t);
         let row = BalanceRow { balance: Decimal::new(1, 2), usable: Decimal::new(1, 2), ..row };
         s.after_poll(Ok(PollOutput { balances: vec![row], ..Default::default() }), Duration::ZERO, t + Duration::from_secs(60))
     }

@@ -497,7 +497,8 @@ mod tests {
     #[test]
     fn redaction_covers_escaped_and_cut_secrets() {
         let secret = "sk_\"quoted\\key".to_string();
-        let settings = UpstreamSettings::new("https://api.example.com".parse().unwrap(), Auth::Bearer(crate::settings::Secret::new(secret.clone())));
+        let settings =
+            UpstreamSettings::new("https://api.example.com".parse().unwrap(), Auth::Bearer(crate::settings::Secret::new(secret.clone())));
         let up = Upstream::new(reqwest::Client::new(), &settings, Arc::default());
         assert_eq!(up.redact(&format!("bad key {secret}")), "bad key <redacted>");
         assert_eq!(up.redact(&format!("bad key {secret:?}")), "bad key \"<redacted>\"");

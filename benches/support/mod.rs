@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use balance_exporter::config;
-use balance_exporter::snapshot::Store;
 use balance_exporter::kinds::{BalanceRow, PollOutput};
+use balance_exporter::snapshot::Store;
 use rust_decimal::Decimal;
 
 /// A config text with `n` foxreload suppliers at `base_url/s{i}`.
@@ -35,7 +35,14 @@ pub fn store(suppliers: usize, accounts: usize) -> Arc<Store> {
                     ["USD", "EUR"].into_iter().map(move |c| {
                         let balance = Decimal::new(1_000_000 - poll * 1234 + a as i64, 2);
                         let frozen = Decimal::new(5_000 + a as i64, 2);
-                        BalanceRow { account: format!("merchant_{a:05}"), currency: c.into(), balance, frozen, usable: balance - frozen, updated_at: Some(now) }
+                        BalanceRow {
+                            account: format!("merchant_{a:05}"),
+                            currency: c.into(),
+                            balance,
+                            frozen,
+                            usable: balance - frozen,
+                            updated_at: Some(now),
+                        }
                     })
                 })
                 .collect();

@@ -164,7 +164,30 @@ impl SimAccount {
     }
 
     /// A new account with the given opening balance and business.
-    pub fn new(account: &str, currency: &'static str, balance: Decimal, order: (i64, i64), orders_per_hour: f64, topup_below: Option<Decimal>, topup: Decimal, dp: u32) -> Self {
-        SimAccount { account: account.into(), currency, balance, frozen: Decimal::ZERO, order, orders_per_hour, topup_below, topup, dp, at_zero_for: 0.0, hold_topups: false }
+    // One argument per trait of the simulated business; a struct literal would read no better.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        account: &str,
+        currency: &'static str,
+        balance: Decimal,
+        order: (i64, i64),
+        orders_per_hour: f64,
+        topup_below: Option<Decimal>,
+        topup: Decimal,
+        dp: u32,
+    ) -> Self {
+        SimAccount {
+            account: account.into(),
+            currency,
+            balance,
+            frozen: Decimal::ZERO,
+            order,
+            orders_per_hour,
+            topup_below,
+            topup,
+            dp,
+            at_zero_for: 0.0,
+            hold_topups: false,
+        }
     }
 }

@@ -183,10 +183,8 @@ async fn serve_sim(listener: tokio::net::TcpListener, sim: Arc<dyn Simulated>, f
             }
         });
         tokio::spawn(async move {
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }
-

@@ -22,9 +22,9 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 
 use crate::demo::kit::Simulated;
+pub use crate::poll::{BalanceRow, ErrorReader, ErrorResponse, ExtraSample, FlowDelta, Flows, KindMemory, PollError, PollOutput, Reason};
 use crate::settings::ConfigIssue;
 use crate::upstream::Upstream;
-pub use crate::poll::{BalanceRow, ErrorReader, ErrorResponse, ExtraSample, FlowDelta, Flows, KindMemory, PollError, PollOutput, Reason};
 
 /// What a supplier kind is: implemented by each kind's config type.
 pub trait Kind {
@@ -119,9 +119,7 @@ macro_rules! kinds {
 
         /// Every kind's demo simulation (`--demo`), in registry order.
         pub fn simulations() -> Vec<Arc<dyn Simulated>> {
-            let mut sims: Vec<Arc<dyn Simulated>> = Vec::new();
-            $( $( sims.push(Arc::new($module::sim::$sim::new())); )? )*
-            sims
+            vec![ $( $( Arc::new($module::sim::$sim::new()) as Arc<dyn Simulated>, )? )* ]
         }
     };
 }
@@ -191,7 +189,6 @@ pub mod fault {
     }
 }
 
-
 /// The first instant of year 10000: RFC 3339 has four-digit years.
 pub const YEAR_10000: Duration = Duration::from_secs(253_402_300_800);
 
@@ -238,8 +235,8 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
 /// weak parser would also skip a `+hh:mm` inside a fraction: refused here.)
 fn local_time(local: &str) -> Option<SystemTime> {
     let fraction = local.get(19..)?;
-    let fraction_ok = fraction.is_empty()
-        || fraction.strip_prefix('.').is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+    let fraction_ok =
+        fraction.is_empty() || fraction.strip_prefix('.').is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
     if !fraction_ok {
         return None;
     }
@@ -264,9 +261,13 @@ mod tests {
     #[test]
     fn every_registry_variant_is_named_as_its_kind() {
         for name in NAMES {
-            let err = serde_yaml::from_str::<KindConfig>(&format!("kind: {name}
+            let err = serde_yaml::from_str::<KindConfig>(&format!(
+                "kind: {name}
 no_such_key: 1
-")).unwrap_err().to_string();
+"
+            ))
+            .unwrap_err()
+            .to_string();
             assert!(!err.contains("unknown variant"), "kind {name}: the registry variant's snake_case name differs: {err}");
         }
     }
@@ -279,7 +280,10 @@ no_such_key: 1
         assert_eq!(parse_rfc3339("2026-05-01T12:45:22-01:00"), Some(z));
         assert!(parse_rfc3339("2014-01-27T22:58:01.115720Z").is_some());
         assert_eq!(parse_rfc3339("yesterday"), None);
-        assert_eq!(parse_rfc3339("2026-05-01T13:45:22.5+07:00"), Some(z.checked_sub(Duration::from_secs(7 * 3600)).unwrap() + Duration::from_millis(500)));
+        assert_eq!(
+            parse_rfc3339("2026-05-01T13:45:22.5+07:00"),
+            Some(z.checked_sub(Duration::from_secs(7 * 3600)).unwrap() + Duration::from_millis(500))
+        );
         assert_eq!(parse_rfc3339("2026-05-01T13:45:22.+07:00"), None, "an empty fraction");
         assert_eq!(parse_rfc3339("2026-05-01T13:45:22+24:00"), None);
         assert_eq!(parse_rfc3339("2026-05-01T13:45:22+-1:00"), None);
@@ -299,7 +303,16 @@ no_such_key: 1
     /// Issue 12: `split_at` on a byte offset inside `é` panicked the poll task.
     #[test]
     fn non_ascii_timestamps_are_none_not_a_panic() {
-        for text in ["aé12345", "é", "2026-05-01T13:45:22é", "2026-05-01T13:45:2é+07:00", "2026-05-01T13:45:22+07:0é", "\u{202e}2026-05-01T13:45:22Z", "2026-05-01T13:45:22\0Z", "\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}"] {
+        for text in [
+            "aé12345",
+            "é",
+            "2026-05-01T13:45:22é",
+            "2026-05-01T13:45:2é+07:00",
+            "2026-05-01T13:45:22+07:0é",
+            "\u{202e}2026-05-01T13:45:22Z",
+            "2026-05-01T13:45:22\0Z",
+            "\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}",
+        ] {
             assert_eq!(parse_rfc3339(text), None, "{text:?}");
         }
     }

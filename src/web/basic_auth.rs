@@ -31,7 +31,10 @@ pub(super) fn validate_users(raw: BTreeMap<String, String>, issues: &mut Vec<Con
             // Each check costs 2^cost rounds, and unknown users pay it too (the dummy hash).
             Ok(parts) if parts.get_cost() > MAX_BCRYPT_COST => issues.push(ConfigIssue {
                 path,
-                message: format!("bcrypt cost {} is above {MAX_BCRYPT_COST}: every check would take many seconds of CPU; use 10 to 12", parts.get_cost()),
+                message: format!(
+                    "bcrypt cost {} is above {MAX_BCRYPT_COST}: every check would take many seconds of CPU; use 10 to 12",
+                    parts.get_cost()
+                ),
             }),
             Ok(parts) => {
                 max_cost = max_cost.max(parts.get_cost());
@@ -40,7 +43,9 @@ pub(super) fn validate_users(raw: BTreeMap<String, String>, issues: &mut Vec<Con
             // The value is never echoed: it may be a plain password put here by mistake.
             Err(_) => issues.push(ConfigIssue {
                 path,
-                message: "is not a bcrypt hash (value hidden: it may be a plain password); make one with htpasswd -nBC 10 \"\" | tr -d ':\\n'".into(),
+                message:
+                    "is not a bcrypt hash (value hidden: it may be a plain password); make one with htpasswd -nBC 10 \"\" | tr -d ':\\n'"
+                        .into(),
             }),
         }
     }
@@ -76,7 +81,13 @@ impl BasicAuth {
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).expect("system random number generator");
         let slots = std::thread::available_parallelism().map_or(2, |n| n.get());
-        BasicAuth { users, dummy_hash: dummy_hash(cost), verified: Mutex::new(HashMap::new()), key, bcrypt_slots: tokio::sync::Semaphore::new(slots) }
+        BasicAuth {
+            users,
+            dummy_hash: dummy_hash(cost),
+            verified: Mutex::new(HashMap::new()),
+            key,
+            bcrypt_slots: tokio::sync::Semaphore::new(slots),
+        }
     }
 
     /// How many users are configured (for the summary line and `Debug`).
@@ -154,7 +165,6 @@ fn dummy_hash(cost: u32) -> String {
     }
     h
 }
-
 
 #[cfg(test)]
 mod tests {

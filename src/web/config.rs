@@ -67,8 +67,7 @@ impl WebConfig {
 
 /// Reads and validates a web config file.
 pub fn load_file(path: &std::path::Path) -> Result<WebConfig, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
     load_str(&text)
 }
 
@@ -178,9 +177,16 @@ mod tests {
 
     #[test]
     fn headers_follow_exporter_toolkit() {
-        let cfg = load_str("http_server_config:\n  headers:\n    X-Frame-Options: deny\n    Strict-Transport-Security: max-age=3600\n").unwrap();
+        let cfg =
+            load_str("http_server_config:\n  headers:\n    X-Frame-Options: deny\n    Strict-Transport-Security: max-age=3600\n").unwrap();
         assert_eq!(cfg.headers.len(), 2);
-        assert_eq!(issues("http_server_config:\n  headers:\n    Server: x\n")[0].split(" (").next().unwrap(), "http_server_config.headers.Server: header \"Server\" cannot be configured");
-        assert_eq!(issues("http_server_config:\n  headers:\n    X-Content-Type-Options: sniff\n"), vec!["http_server_config.headers.X-Content-Type-Options: invalid value \"sniff\"; expected one of: nosniff"]);
+        assert_eq!(
+            issues("http_server_config:\n  headers:\n    Server: x\n")[0].split(" (").next().unwrap(),
+            "http_server_config.headers.Server: header \"Server\" cannot be configured"
+        );
+        assert_eq!(
+            issues("http_server_config:\n  headers:\n    X-Content-Type-Options: sniff\n"),
+            vec!["http_server_config.headers.X-Content-Type-Options: invalid value \"sniff\"; expected one of: nosniff"]
+        );
     }
 }

@@ -52,7 +52,12 @@ enum ClientAuth {
 
 /// Builds the rustls server config (ALPN h2 only with `http2`); `None` when
 /// there is a problem, each pushed to `issues` with its key path.
-pub(super) fn validate_tls(t: FileTls, http2: bool, issues: &mut Vec<ConfigIssue>, warnings: &mut Vec<String>) -> Option<rustls::ServerConfig> {
+pub(super) fn validate_tls(
+    t: FileTls,
+    http2: bool,
+    issues: &mut Vec<ConfigIssue>,
+    warnings: &mut Vec<String>,
+) -> Option<rustls::ServerConfig> {
     let before = issues.len();
     let p = "tls_server_config";
     for (key, given, why) in [
@@ -74,7 +79,10 @@ pub(super) fn validate_tls(t: FileTls, http2: bool, issues: &mut Vec<ConfigIssue
             None
         }
         (None, None) => {
-            issues.push(ConfigIssue { path: format!("{p}.cert_file"), message: "missing; TLS needs a certificate (cert_file or cert)".into() });
+            issues.push(ConfigIssue {
+                path: format!("{p}.cert_file"),
+                message: "missing; TLS needs a certificate (cert_file or cert)".into(),
+            });
             None
         }
         (Some(file), None) => match std::fs::read(&file) {
@@ -92,7 +100,8 @@ pub(super) fn validate_tls(t: FileTls, http2: bool, issues: &mut Vec<ConfigIssue
             None
         }
         (None, None) => {
-            issues.push(ConfigIssue { path: format!("{p}.key_file"), message: "missing; TLS needs a private key (key_file or key)".into() });
+            issues
+                .push(ConfigIssue { path: format!("{p}.key_file"), message: "missing; TLS needs a private key (key_file or key)".into() });
             None
         }
         // A key is a secret file: the same checks (mode warning, inline-secret hint) as auth secrets.
@@ -130,7 +139,10 @@ pub(super) fn validate_tls(t: FileTls, http2: bool, issues: &mut Vec<ConfigIssue
             None
         }
         (Some(ClientAuth::VerifyIfGiven | ClientAuth::Require), None) => {
-            issues.push(ConfigIssue { path: format!("{p}.client_ca_file"), message: "missing; client_auth_type verifies client certificates against it".into() });
+            issues.push(ConfigIssue {
+                path: format!("{p}.client_ca_file"),
+                message: "missing; client_auth_type verifies client certificates against it".into(),
+            });
             None
         }
         (Some(mode @ (ClientAuth::VerifyIfGiven | ClientAuth::Require)), Some(file)) => {

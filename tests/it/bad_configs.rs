@@ -225,7 +225,10 @@ fn secret_files_readable_by_others_warn() {
     let cfg = config::load_str(&text, &env).expect("loads despite the mode");
     assert_eq!(
         cfg.warnings,
-        vec![format!("suppliers[0].auth.bearer_token_file: secret file {} is readable by group or others (mode 0644); use chmod 600", token.display())]
+        vec![format!(
+            "suppliers[0].auth.bearer_token_file: secret file {} is readable by group or others (mode 0644); use chmod 600",
+            token.display()
+        )]
     );
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert!(config::load_str(&text, &env).unwrap().warnings.is_empty(), "0600 is quiet");
@@ -242,7 +245,10 @@ fn secret_files_readable_by_others_warn() {
     let loaded = web::load_file(&web_file).unwrap();
     assert_eq!(
         loaded.warnings,
-        vec![format!("tls_server_config.key_file: secret file {} is readable by group or others (mode 0640); use chmod 600", key.display())]
+        vec![format!(
+            "tls_server_config.key_file: secret file {} is readable by group or others (mode 0640); use chmod 600",
+            key.display()
+        )]
     );
 
     // --config.check prints the warning and still exits 0.
@@ -255,7 +261,10 @@ fn secret_files_readable_by_others_warn() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("warning: suppliers[0].auth.bearer_token_file: secret file") && stderr.contains("(mode 0604); use chmod 600"), "{stderr}");
+    assert!(
+        stderr.contains("warning: suppliers[0].auth.bearer_token_file: secret file") && stderr.contains("(mode 0604); use chmod 600"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("sk_live_0123456789"));
 }
 

@@ -45,7 +45,9 @@ fn escape_template_patterns(v: &mut Value) {
         Value::Object(map) => {
             for (key, child) in map.iter_mut() {
                 match child {
-                    Value::String(p) if key == "pattern" && p.contains('{') && !p.contains("\\{") && p.contains('.') && p.starts_with('/') => {
+                    Value::String(p)
+                        if key == "pattern" && p.contains('{') && !p.contains("\\{") && p.contains('.') && p.starts_with('/') =>
+                    {
                         *p = p.replace('{', "\\{").replace('}', "\\}").replace('.', "\\.");
                     }
                     _ => escape_template_patterns(child),
@@ -71,7 +73,9 @@ fn assert_schema(file: &str, body: &Value) {
         // The API's hrefs are relative ("/orders/OR…") and its `links` are URI
         // templates; the spec's own validator did not enforce formats. Accept
         // URI references and templates; `date-time` is still checked.
-        .with_format("uri", |s: &str| !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control()) && (s.starts_with('/') || s.contains("://")))
+        .with_format("uri", |s: &str| {
+            !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control()) && (s.starts_with('/') || s.contains("://"))
+        })
         .build(&schema)
         .expect("schema compiles");
     let errors: Vec<String> = validator.iter_errors(body).map(|e| format!("{} at {}", e, e.instance_path())).collect();
@@ -168,7 +172,8 @@ async fn escrow_sums_across_pages_and_payouts_count_as_spend() {
     mount_pages(&server, pages(&orders, 2), 2).await;
     let (app, _dir) = common::start(&config(&server, 2)).await;
 
-    let s = common::wait_for(&app, Duration::from_secs(10), "first poll", |s| s.get("supplier_up", &[("supplier", "market")]) == Some(1.0)).await;
+    let s = common::wait_for(&app, Duration::from_secs(10), "first poll", |s| s.get("supplier_up", &[("supplier", "market")]) == Some(1.0))
+        .await;
     // Cents → dollars, summed over the merchant's orders on every page.
     assert_eq!(s.value("supplier_balance", &l(&a)), 75.50);
     assert_eq!(s.value("supplier_balance_frozen", &l(&a)), 75.50);
@@ -200,7 +205,10 @@ async fn escrow_sums_across_pages_and_payouts_count_as_spend() {
     orders.push(order(8, &b, 2000, 2000));
     server.reset().await;
     mount_pages(&server, pages(&orders, 2), 2).await;
-    let s = common::wait_for(&app, Duration::from_secs(10), "escrow change", |s| s.get("supplier_balance", &l(&a)) == Some(25.50) && s.get("supplier_balance", &l(&b)) == Some(1020.01)).await;
+    let s = common::wait_for(&app, Duration::from_secs(10), "escrow change", |s| {
+        s.get("supplier_balance", &l(&a)) == Some(25.50) && s.get("supplier_balance", &l(&b)) == Some(1020.01)
+    })
+    .await;
     assert_eq!(s.value("supplier_balance_spent_total", &l(&a)), 50.0);
     assert_eq!(s.value("supplier_balance_topped_up_total", &l(&a)), 0.0);
     assert_eq!(s.value("supplier_balance_topped_up_total", &l(&b)), 20.0);
@@ -229,7 +237,10 @@ async fn errors_envelope_maps_to_reason() {
         assert_schema("errors.json", &body);
         Mock::given(path("/orders")).respond_with(ResponseTemplate::new(status).set_body_json(body)).mount(&server).await;
         let (app, _dir) = common::start(&config(&server, 10)).await;
-        let s = common::wait_for(&app, Duration::from_secs(10), "failed poll", |s| s.get("supplier_up", &[("supplier", "market")]) == Some(0.0)).await;
+        let s = common::wait_for(&app, Duration::from_secs(10), "failed poll", |s| {
+            s.get("supplier_up", &[("supplier", "market")]) == Some(0.0)
+        })
+        .await;
         assert_eq!(s.value("supplier_poll_errors_total", &[("supplier", "market"), ("reason", reason)]), 1.0, "{status} {category}");
         // The last error names the category, never the secret.
         let (_, landing) = common::get(&app, "/").await;

@@ -115,7 +115,11 @@ async fn logs_name_supplier_and_reason_never_the_secret_and_sighup_reloads() {
     let secret_file = dir.path().join("fox.key");
     std::fs::write(&secret_file, "sk_live_TOPSECRET_123\n").unwrap();
     let cfg = dir.path().join("config.yml");
-    let supplier = format!("  - {{name: fox, kind: foxreload, base_url: '{}', auth: {{bearer_token_file: {}}}, poll_interval: 1m}}\n", fox.uri(), secret_file.display());
+    let supplier = format!(
+        "  - {{name: fox, kind: foxreload, base_url: '{}', auth: {{bearer_token_file: {}}}, poll_interval: 1m}}\n",
+        fox.uri(),
+        secret_file.display()
+    );
     std::fs::write(&cfg, format!("suppliers:\n{supplier}")).unwrap();
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
@@ -131,7 +135,11 @@ async fn logs_name_supplier_and_reason_never_the_secret_and_sighup_reloads() {
     assert_eq!(wait_http(&format!("{base}/-/healthy"), |s, _| s == 200).await, "Healthy\n");
 
     // SIGHUP picks up a second supplier.
-    std::fs::write(&cfg, format!("suppliers:\n{supplier}  - {{name: fox2, kind: foxreload, base_url: '{}', poll_interval: 1m}}\n", fox.uri())).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("suppliers:\n{supplier}  - {{name: fox2, kind: foxreload, base_url: '{}', poll_interval: 1m}}\n", fox.uri()),
+    )
+    .unwrap();
     signal(&child, "-HUP");
     wait_http(&format!("{base}/metrics"), |_, b| b.contains("supplier_info{supplier=\"fox2\",kind=\"foxreload\"} 1")).await;
 

@@ -46,7 +46,8 @@ impl Respond for Stub {
                 return ResponseTemplate::new(401).set_body_json(json!({"error": {"code": "unauthorized", "message": "bad key"}}));
             }
             let amount = Decimal::new(t.fox_cents, 2);
-            return ResponseTemplate::new(200).set_body_raw(format!(r#"{{"balance": {{"amount": {amount}, "currency": "USD"}}}}"#), "application/json");
+            return ResponseTemplate::new(200)
+                .set_body_raw(format!(r#"{{"balance": {{"amount": {amount}, "currency": "USD"}}}}"#), "application/json");
         }
         if auth != format!("Bearer {DODO_KEY}") {
             return ResponseTemplate::new(401).set_body_json(json!({"code": "UNAUTHORIZED", "message": "bad key"}));
@@ -251,7 +252,12 @@ async fn damaged_foreign_and_truncated_state_files_are_survived() {
     .unwrap();
     std::fs::create_dir_all(&state).unwrap();
     let cases: [(&str, &[u8], &[u8], &str); 4] = [
-        ("corrupt", b"balance_exporter state v1\n0badc0de {\"v\":1,\"supplier\":\"fox\"}\n\xff\xfe\x00garbage\n", b"", "damaged or torn state record skipped"),
+        (
+            "corrupt",
+            b"balance_exporter state v1\n0badc0de {\"v\":1,\"supplier\":\"fox\"}\n\xff\xfe\x00garbage\n",
+            b"",
+            "damaged or torn state record skipped",
+        ),
         ("truncated", b"balance_exporter state v1\n", b"balance_exporter state v1\n1234", "damaged or torn state record skipped"),
         ("foreign", b"balance_exporter state v2\n{}\n", b"", "set aside"),
         ("binary", b"\x00\x01\x02\x03", b"\xc3\x28", "set aside"),

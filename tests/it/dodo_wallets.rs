@@ -32,7 +32,16 @@ impl State {
 
     /// Appends a ledger entry `secs` after a fixed epoch and moves the balance.
     #[allow(clippy::too_many_arguments)]
-    fn entry(&mut self, customer: &str, currency: &str, amount: i64, is_credit: bool, event_type: &str, reference: Option<&str>, secs: u64) {
+    fn entry(
+        &mut self,
+        customer: &str,
+        currency: &str,
+        amount: i64,
+        is_credit: bool,
+        event_type: &str,
+        reference: Option<&str>,
+        secs: u64,
+    ) {
         let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_780_000_000);
         let created = humantime::format_rfc3339_millis(base + Duration::from_secs(secs)).to_string();
         let wallet = self.wallets.entry(customer.into()).or_default();
@@ -68,7 +77,10 @@ fn query(req: &Request, key: &str) -> Option<String> {
 fn page<T: Clone>(all: &[T], req: &Request) -> Result<Vec<T>, ResponseTemplate> {
     // The real API needs these explicitly; the exporter must send them.
     let number: usize = query(req, "page_number").and_then(|v| v.parse().ok()).ok_or_else(|| bad("page_number missing"))?;
-    let size: usize = query(req, "page_size").and_then(|v| v.parse().ok()).filter(|s| (1..=100).contains(s)).ok_or_else(|| bad("page_size must be 1-100"))?;
+    let size: usize = query(req, "page_size")
+        .and_then(|v| v.parse().ok())
+        .filter(|s| (1..=100).contains(s))
+        .ok_or_else(|| bad("page_size must be 1-100"))?;
     Ok(all.iter().skip(number * size).take(size).cloned().collect())
 }
 
@@ -147,7 +159,11 @@ fn polls(s: &common::Samples) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn defaults_follow_the_documented_tier() {
-    let cfg = balance_exporter::config::load_str("suppliers:\n  - {name: d, kind: dodo_wallets, auth: {bearer_token: x}, customers: [cus_1]}\n", &|_| None).unwrap();
+    let cfg = balance_exporter::config::load_str(
+        "suppliers:\n  - {name: d, kind: dodo_wallets, auth: {bearer_token: x}, customers: [cus_1]}\n",
+        &|_| None,
+    )
+    .unwrap();
     let s = &cfg.suppliers[0];
     assert_eq!(s.base_url.as_str(), "https://live.dodopayments.com/");
     // 240 requests/min; every page and wallet request of a walk waits for it.
@@ -156,11 +172,16 @@ async fn defaults_follow_the_documented_tier() {
         Err(e) => e.to_string(),
         Ok(_) => String::new(),
     };
-    assert!(errs("suppliers:\n  - {name: d, kind: dodo_wallets, auth: {bearer_token: x}}\n").contains("suppliers[0].customers: give `customers: [...]` or `all_customers: true`"));
-    assert!(errs("suppliers:\n  - {name: d, kind: dodo_wallets, auth: {bearer_token: x}, customers: [a], all_customers: true}\n").contains("not both"));
-    assert!(errs("suppliers:\n  - {name: d, kind: dodo_wallets, auth: {bearer_token: x}, customers: [a], page_size: 101}\n").contains("suppliers[0].page_size: must be between 1 and 100"));
-    assert!(errs("suppliers:\n  - {name: d, kind: dodo_wallets, auth: {bearer_token: x}, customers: [a], low: 5}\n").contains("suppliers[0].low: only applies with `all_customers: true`"));
-    assert!(errs("suppliers:\n  - {name: d, kind: dodo_wallets, auth: {bearer_token: x}, customers: [a], duplicate_window: soon}\n").contains("invalid duration \"soon\""));
+    assert!(errs("suppliers:\n  - {name: d, kind: dodo_wallets, auth: {bearer_token: x}}\n")
+        .contains("suppliers[0].customers: give `customers: [...]` or `all_customers: true`"));
+    assert!(errs("suppliers:\n  - {name: d, kind: dodo_wallets, auth: {bearer_token: x}, customers: [a], all_customers: true}\n")
+        .contains("not both"));
+    assert!(errs("suppliers:\n  - {name: d, kind: dodo_wallets, auth: {bearer_token: x}, customers: [a], page_size: 101}\n")
+        .contains("suppliers[0].page_size: must be between 1 and 100"));
+    assert!(errs("suppliers:\n  - {name: d, kind: dodo_wallets, auth: {bearer_token: x}, customers: [a], low: 5}\n")
+        .contains("suppliers[0].low: only applies with `all_customers: true`"));
+    assert!(errs("suppliers:\n  - {name: d, kind: dodo_wallets, auth: {bearer_token: x}, customers: [a], duplicate_window: soon}\n")
+        .contains("invalid duration \"soon\""));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -187,7 +208,10 @@ async fn wallets_in_major_units_and_an_unknown_currency_fails_only_its_wallet() 
     assert_eq!(s.value("supplier_balance_updated_timestamp_seconds", &l("cus_a", "USD")), 1_777_643_122.0);
     // Counters exist from the first poll.
     assert_eq!(s.value("supplier_balance_spent_total", &l("cus_a", "INR")), 0.0);
-    assert_eq!(s.value("supplier_ledger_duplicate_suspects_total", &[("supplier", "dodo"), ("account", "cus_a"), ("currency", "USD")]), 0.0);
+    assert_eq!(
+        s.value("supplier_ledger_duplicate_suspects_total", &[("supplier", "dodo"), ("account", "cus_a"), ("currency", "USD")]),
+        0.0
+    );
     app.stop().await;
 }
 
@@ -198,7 +222,15 @@ async fn ledger_spend_and_credit_counted_once_across_polls() {
         s.wallet("cus_a", "USD", 1_000_000);
         // 250 entries of history: 3 pages at page_size 100.
         for i in 0..250 {
-            s.entry("cus_a", "USD", 100 + i as i64, i % 10 == 0, if i % 10 == 0 { "credit_added" } else { "payment" }, Some(&format!("pay_{i}")), i * 60);
+            s.entry(
+                "cus_a",
+                "USD",
+                100 + i as i64,
+                i % 10 == 0,
+                if i % 10 == 0 { "credit_added" } else { "payment" },
+                Some(&format!("pay_{i}")),
+                i * 60,
+            );
         }
     });
     let server = serve(&stub).await;
@@ -208,7 +240,10 @@ async fn ledger_spend_and_credit_counted_once_across_polls() {
     assert_eq!(s.value("supplier_balance_spent_total", &l("cus_a", "USD")), 0.0);
     assert_eq!(s.value("supplier_balance_topped_up_total", &l("cus_a", "USD")), 0.0);
     let entries = |s: &common::Samples, direction: &str, event_type: &str| {
-        s.value("supplier_ledger_entries_total", &[("supplier", "dodo"), ("account", "cus_a"), ("currency", "USD"), ("direction", direction), ("event_type", event_type)])
+        s.value(
+            "supplier_ledger_entries_total",
+            &[("supplier", "dodo"), ("account", "cus_a"), ("currency", "USD"), ("direction", direction), ("event_type", event_type)],
+        )
     };
     assert_eq!(entries(&s, "debit", "payment"), 0.0);
     // Only the newest page was read: no poll walked the history.
@@ -221,7 +256,10 @@ async fn ledger_spend_and_credit_counted_once_across_polls() {
         s.entry("cus_a", "USD", 125, false, "payment", Some("pay_new2"), 20_010);
         s.entry("cus_a", "USD", 1000, true, "credit_added", None, 20_020);
     });
-    let s = common::wait_for(&app, Duration::from_secs(10), "new entries", |s| s.get("supplier_balance_spent_total", &l("cus_a", "USD")) == Some(4.25)).await;
+    let s = common::wait_for(&app, Duration::from_secs(10), "new entries", |s| {
+        s.get("supplier_balance_spent_total", &l("cus_a", "USD")) == Some(4.25)
+    })
+    .await;
     assert_eq!(s.value("supplier_balance_topped_up_total", &l("cus_a", "USD")), 10.0);
     assert_eq!(entries(&s, "debit", "payment"), 2.0);
     assert_eq!(entries(&s, "credit", "credit_added"), 1.0);
@@ -238,9 +276,15 @@ async fn ledger_spend_and_credit_counted_once_across_polls() {
             s.entry("cus_a", "USD", 1, false, "payment", Some(&format!("pay_b{i}")), 30_000 + i);
         }
     });
-    let s = common::wait_for(&app, Duration::from_secs(10), "a page and a half of debits", |s| s.get("supplier_balance_spent_total", &l("cus_a", "USD")) == Some(5.75)).await;
+    let s = common::wait_for(&app, Duration::from_secs(10), "a page and a half of debits", |s| {
+        s.get("supplier_balance_spent_total", &l("cus_a", "USD")) == Some(5.75)
+    })
+    .await;
     assert_eq!(entries(&s, "debit", "payment"), 152.0);
-    assert_eq!(s.value("supplier_ledger_duplicate_suspects_total", &[("supplier", "dodo"), ("account", "cus_a"), ("currency", "USD")]), 0.0);
+    assert_eq!(
+        s.value("supplier_ledger_duplicate_suspects_total", &[("supplier", "dodo"), ("account", "cus_a"), ("currency", "USD")]),
+        0.0
+    );
     // The balance agrees with the ledger.
     assert_eq!(s.value("supplier_balance", &l("cus_a", "USD")), stub.with(|s| s.wallets["cus_a"][0].1) as f64 / 100.0);
     app.stop().await;
@@ -256,7 +300,9 @@ async fn repeated_debit_within_the_window_is_a_duplicate_suspect() {
     let server = serve(&stub).await;
     let yaml = "    customers: [cus_a]\n    duplicate_window: 10m\n";
     let (app, _dir) = common::start(&config(&server, yaml, "300ms", "1ms")).await;
-    let suspects = |s: &common::Samples| s.get("supplier_ledger_duplicate_suspects_total", &[("supplier", "dodo"), ("account", "cus_a"), ("currency", "USD")]);
+    let suspects = |s: &common::Samples| {
+        s.get("supplier_ledger_duplicate_suspects_total", &[("supplier", "dodo"), ("account", "cus_a"), ("currency", "USD")])
+    };
     let s = common::wait_for(&app, Duration::from_secs(10), "baseline", |s| suspects(s).is_some()).await;
     assert_eq!(suspects(&s), Some(0.0));
     stub.with(|s| {
@@ -269,7 +315,10 @@ async fn repeated_debit_within_the_window_is_a_duplicate_suspect() {
         // Same order, another amount: not one.
         s.entry("cus_a", "USD", 499, false, "payment", Some("ord_1"), 1270);
     });
-    let s = common::wait_for(&app, Duration::from_secs(10), "new debits", |s| s.get("supplier_balance_spent_total", &l("cus_a", "USD")) == Some(19.99)).await;
+    let s = common::wait_for(&app, Duration::from_secs(10), "new debits", |s| {
+        s.get("supplier_balance_spent_total", &l("cus_a", "USD")) == Some(19.99)
+    })
+    .await;
     assert_eq!(suspects(&s), Some(1.0));
     let seen_at = polls(&s);
     let s = common::wait_for(&app, Duration::from_secs(10), "two more polls", |s| polls(s) >= seen_at + 2.0).await;
@@ -290,7 +339,9 @@ async fn ten_thousand_wallets_give_bounded_aggregates() {
         s.wallet("cus_00042", "INR", 1_500_000);
         s.wallet("cus_00043", "XTS", 5);
     });
-    let mut usd: Vec<(i64, String)> = stub.with(|s| s.wallets.iter().flat_map(|(c, w)| w.iter().filter(|(cur, _)| cur == "USD").map(move |(_, b)| (*b, c.clone()))).collect());
+    let mut usd: Vec<(i64, String)> = stub.with(|s| {
+        s.wallets.iter().flat_map(|(c, w)| w.iter().filter(|(cur, _)| cur == "USD").map(move |(_, b)| (*b, c.clone()))).collect()
+    });
     usd.sort();
     let below = usd.iter().filter(|(b, _)| *b < 50_00).count();
     let server = serve(&stub).await;

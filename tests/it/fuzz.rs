@@ -37,10 +37,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use balance_exporter::config::{self, SupplierConfig};
-use balance_exporter::snapshot::{Store, SupplierSlot, SupplierState};
-use balance_exporter::storage;
 use balance_exporter::kinds::dodo_wallets::DodoMemory;
 use balance_exporter::kinds::{self, KindConfig, KindMemory, PollOutput};
+use balance_exporter::snapshot::{Store, SupplierSlot, SupplierState};
+use balance_exporter::storage;
 use balance_exporter::upstream::{build_client, Limiter, PollError, Upstream};
 use balance_exporter::{landing, metrics, web};
 use proptest::prelude::*;
@@ -110,11 +110,16 @@ fn quiet_panics() {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             if QUIET.with(|q| q.get()) {
-                let message = info.payload().downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| info.payload().downcast_ref::<String>().cloned());
+                let message = info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| info.payload().downcast_ref::<String>().cloned());
                 let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
                 // A panic inside a dependency (rust_decimal's operators) names the crate's caller too.
                 let backtrace = std::backtrace::Backtrace::force_capture().to_string();
-                let caller = backtrace.lines().map(str::trim).find_map(|l| l.split_once(": balance_exporter::").map(|(_, f)| f.to_string()));
+                let caller =
+                    backtrace.lines().map(str::trim).find_map(|l| l.split_once(": balance_exporter::").map(|(_, f)| f.to_string()));
                 let caller = caller.map(|f| format!(" (in balance_exporter::{f})")).unwrap_or_default();
                 LAST_PANIC.with(|p| *p.borrow_mut() = Some(format!("panicked at {at}{caller}: {}", message.unwrap_or_default())));
             } else {
@@ -129,18 +134,78 @@ fn quiet_panics() {
 /// Characters that break code assuming one byte per character, printable
 /// text, or left-to-right text.
 const HOSTILE: &[&str] = &[
-    "é", "ü", "€", "😀", "\u{301}", "\u{200f}", "\u{202e}", "\u{0}", "\u{feff}", "\u{200d}", "\u{10ffff}", "ß", "İ", "\"", "\\", "\n",
-    "\u{7f}", "\u{85}", "\u{2028}", "e", "E", ".", "+", "-", ":", "Z",
+    "é",
+    "ü",
+    "€",
+    "😀",
+    "\u{301}",
+    "\u{200f}",
+    "\u{202e}",
+    "\u{0}",
+    "\u{feff}",
+    "\u{200d}",
+    "\u{10ffff}",
+    "ß",
+    "İ",
+    "\"",
+    "\\",
+    "\n",
+    "\u{7f}",
+    "\u{85}",
+    "\u{2028}",
+    "e",
+    "E",
+    ".",
+    "+",
+    "-",
+    ":",
+    "Z",
 ];
 
 /// Realistic values of string fields (so decoders get past their first
 /// checks) and edge timestamps an offset moves out of range.
 const REAL_TEXT: &[&str] = &[
-    "USD", "usd", "XOF", "KHR", "khr", "JPY", "EUR", "INR", "KWD", "ISK", "usd ", "2026-05-01T13:45:22Z", "2026-05-01T20:45:22+07:00",
-    "2026-05-01T12:45:22-01:00", "2014-01-27T22:58:01.115720Z", "2026-05-01T13:45:22.5+07:00", "9999-12-31T23:59:59-23:59",
-    "1970-01-01T00:00:00+23:59", "9999-12-31T23:59:59.999999999Z", "1970-01-01T00:00:00Z", "aé12345", "1777643122", "main",
-    "merchant_gh8jpoipkrxhjsm0", "cus_1", "cus_2", "CU1", "CU2", "OR1", "OR2", "led_1", "led_2", "payment", "manual_credit", "welcome",
-    "/orders?limit=10&offset=10", "/orders?offset=2", "https://evil.example/orders", "//evil.example/x", "", SECRET,
+    "USD",
+    "usd",
+    "XOF",
+    "KHR",
+    "khr",
+    "JPY",
+    "EUR",
+    "INR",
+    "KWD",
+    "ISK",
+    "usd ",
+    "2026-05-01T13:45:22Z",
+    "2026-05-01T20:45:22+07:00",
+    "2026-05-01T12:45:22-01:00",
+    "2014-01-27T22:58:01.115720Z",
+    "2026-05-01T13:45:22.5+07:00",
+    "9999-12-31T23:59:59-23:59",
+    "1970-01-01T00:00:00+23:59",
+    "9999-12-31T23:59:59.999999999Z",
+    "1970-01-01T00:00:00Z",
+    "aé12345",
+    "1777643122",
+    "main",
+    "merchant_gh8jpoipkrxhjsm0",
+    "cus_1",
+    "cus_2",
+    "CU1",
+    "CU2",
+    "OR1",
+    "OR2",
+    "led_1",
+    "led_2",
+    "payment",
+    "manual_credit",
+    "welcome",
+    "/orders?limit=10&offset=10",
+    "/orders?offset=2",
+    "https://evil.example/orders",
+    "//evil.example/x",
+    "",
+    SECRET,
 ];
 
 /// Any text: realistic, realistic with a hostile character inserted at a
@@ -213,13 +278,54 @@ fn wrong_type() -> impl Strategy<Value = String> {
 /// Numbers at and past the edge of `Decimal` (28–29 significant digits,
 /// ±79228162514264337593543950335, scale up to 28), and ordinary amounts.
 const EDGE_NUMBERS: &[&str] = &[
-    "79228162514264337593543950335", "-79228162514264337593543950335", "79228162514264337593543950336", "-79228162514264337593543950336",
-    "7.9228162514264337593543950335e28", "-7.9228162514264337593543950335e28", "7.9228162514264337593543950336e28", "7e28", "-7e28",
-    "1e28", "-1e28", "4e28", "-4e28", "3.9614081257132168796771975168e28", "1e-28", "-1e-28", "1e-29", "1e-30", "1e30", "-1e30", "1e308",
-    "1e400", "-1e400", "1e-400", "1e9999", "-0", "-0.0", "0e-5", "-0e9999", "0.0000000000000000000000000001", "0.00000000000000000000000000001",
-    "1.00000000000000000000000000001", "1.00000000000000000000000000001e0", "123456789012345678901234567890", "12345678901234567.89",
-    "9e18", "18446744073709551616", "-9223372036854775809", "100e-29", "1E+3", "284.50", "-12.75", "0", "1", "253402300800",
-    "253402300800000", "1777643122", "1777643122500",
+    "79228162514264337593543950335",
+    "-79228162514264337593543950335",
+    "79228162514264337593543950336",
+    "-79228162514264337593543950336",
+    "7.9228162514264337593543950335e28",
+    "-7.9228162514264337593543950335e28",
+    "7.9228162514264337593543950336e28",
+    "7e28",
+    "-7e28",
+    "1e28",
+    "-1e28",
+    "4e28",
+    "-4e28",
+    "3.9614081257132168796771975168e28",
+    "1e-28",
+    "-1e-28",
+    "1e-29",
+    "1e-30",
+    "1e30",
+    "-1e30",
+    "1e308",
+    "1e400",
+    "-1e400",
+    "1e-400",
+    "1e9999",
+    "-0",
+    "-0.0",
+    "0e-5",
+    "-0e9999",
+    "0.0000000000000000000000000001",
+    "0.00000000000000000000000000001",
+    "1.00000000000000000000000000001",
+    "1.00000000000000000000000000001e0",
+    "123456789012345678901234567890",
+    "12345678901234567.89",
+    "9e18",
+    "18446744073709551616",
+    "-9223372036854775809",
+    "100e-29",
+    "1E+3",
+    "284.50",
+    "-12.75",
+    "0",
+    "1",
+    "253402300800",
+    "253402300800000",
+    "1777643122",
+    "1777643122500",
 ];
 
 /// A JSON number's text.
@@ -284,11 +390,13 @@ fn vai_body() -> impl Strategy<Value = String> {
 
 fn stripe_body() -> impl Strategy<Value = String> {
     let item = (field(amount_json()), field(currency_json())).prop_map(|(a, c)| object(&[("amount", &a), ("currency", &c)])).boxed();
-    (field(list(item.clone(), 3)), field(list(item, 3))).prop_map(|(a, p)| object(&[("object", &Some("\"balance\"".into())), ("available", &a), ("pending", &p)]))
+    (field(list(item.clone(), 3)), field(list(item, 3)))
+        .prop_map(|(a, p)| object(&[("object", &Some("\"balance\"".into())), ("available", &a), ("pending", &p)]))
 }
 
 fn twilio_body() -> impl Strategy<Value = String> {
-    (field(amount_json()), field(currency_json())).prop_map(|(b, c)| object(&[("balance", &b), ("currency", &c), ("account_sid", &Some("\"AC1\"".into()))]))
+    (field(amount_json()), field(currency_json()))
+        .prop_map(|(b, c)| object(&[("balance", &b), ("currency", &c), ("account_sid", &Some("\"AC1\"".into()))]))
 }
 
 fn wise_body() -> impl Strategy<Value = String> {
@@ -309,8 +417,10 @@ fn paypal_body() -> impl Strategy<Value = String> {
 fn balanced_pages() -> impl Strategy<Value = Vec<String>> {
     let id = prop_oneof![3 => select(&["\"OR1\"", "\"OR2\"", "\"OR3\"", "\"OR4\""][..]).prop_map(str::to_string), 1 => json_string()];
     let merchant = prop_oneof![3 => select(&["\"CU1\"", "\"CU2\""][..]).prop_map(str::to_string), 1 => json_string(), 1 => wrong_type()];
-    let order = (field(id), field(amount_json()), field(amount_json()), field(currency_json()), field(merchant))
-        .prop_map(|(i, a, e, c, m)| object(&[("id", &i), ("amount", &a), ("amount_escrowed", &e), ("currency", &c), ("links", &Some(object(&[("merchant", &m)])))]));
+    let order =
+        (field(id), field(amount_json()), field(amount_json()), field(currency_json()), field(merchant)).prop_map(|(i, a, e, c, m)| {
+            object(&[("id", &i), ("amount", &a), ("amount_escrowed", &e), ("currency", &c), ("links", &Some(object(&[("merchant", &m)])))])
+        });
     let next = prop_oneof![
         3 => Just("null".to_string()),
         2 => select(&["\"/orders?offset=1\"", "\"/orders?offset=2\"", "\"https://evil.example/orders\"", "\"\""][..]).prop_map(str::to_string),
@@ -331,9 +441,26 @@ fn dodo_ledger_pages() -> impl Strategy<Value = Vec<String>> {
     let id = prop_oneof![4 => select(&["\"led_1\"", "\"led_2\"", "\"led_3\"", "\"led_4\"", "\"led_5\""][..]).prop_map(str::to_string), 1 => json_string()];
     let credit = prop_oneof![4 => select(&["true", "false"][..]).prop_map(str::to_string), 1 => wrong_type()];
     let reference = prop_oneof![2 => select(&["\"ref_1\"", "null"][..]).prop_map(str::to_string), 1 => json_string()];
-    let entry = (field(id), field(amount_json()), field(credit), field(json_string()), field(reference), field(currency_json()), field(timestamp_json()))
+    let entry = (
+        field(id),
+        field(amount_json()),
+        field(credit),
+        field(json_string()),
+        field(reference),
+        field(currency_json()),
+        field(timestamp_json()),
+    )
         .prop_map(|(i, a, c, e, r, cur, t)| {
-            object(&[("id", &i), ("amount", &a), ("is_credit", &c), ("event_type", &e), ("reason", &Some("\"order\"".into())), ("reference_object_id", &r), ("currency", &cur), ("created_at", &t)])
+            object(&[
+                ("id", &i),
+                ("amount", &a),
+                ("is_credit", &c),
+                ("event_type", &e),
+                ("reason", &Some("\"order\"".into())),
+                ("reference_object_id", &r),
+                ("currency", &cur),
+                ("created_at", &t),
+            ])
         });
     let page = list(entry, 4).prop_map(|items| format!("{{\"items\": {items}}}"));
     proptest::collection::vec(page, 0..=3)
@@ -350,10 +477,42 @@ fn dodo_customer_pages() -> impl Strategy<Value = Vec<String>> {
 
 /// Keys the kinds read, so generic JSON reaches into the decoders.
 const KEYS: &[&str] = &[
-    "balance", "amount", "currency", "updated_at", "availableBalance", "reference", "statusCode", "message", "data", "usd", "khr",
-    "freeze", "usable", "orders", "meta", "next", "links", "merchant", "amount_escrowed", "id", "items", "customer_id", "created_at",
-    "event_type", "is_credit", "available", "pending", "value", "currency_code", "balances", "total_balance", "available_balance",
-    "reservedAmount", "errors", "withheld_balance", SECRET,
+    "balance",
+    "amount",
+    "currency",
+    "updated_at",
+    "availableBalance",
+    "reference",
+    "statusCode",
+    "message",
+    "data",
+    "usd",
+    "khr",
+    "freeze",
+    "usable",
+    "orders",
+    "meta",
+    "next",
+    "links",
+    "merchant",
+    "amount_escrowed",
+    "id",
+    "items",
+    "customer_id",
+    "created_at",
+    "event_type",
+    "is_credit",
+    "available",
+    "pending",
+    "value",
+    "currency_code",
+    "balances",
+    "total_balance",
+    "available_balance",
+    "reservedAmount",
+    "errors",
+    "withheld_balance",
+    SECRET,
 ];
 
 fn json_text() -> impl Strategy<Value = String> {
@@ -439,7 +598,9 @@ const STRIPE: &[&str] = &[
     r#"{"object": "balance", "available": [{"amount": 666670, "currency": "usd", "source_types": {"card": 666670}}], "pending": [{"amount": 61414, "currency": "usd"}], "livemode": false}"#,
 ];
 const TWILIO: &[&str] = &[r#"{"currency": "USD", "balance": "0.05", "account_sid": "AC123"}"#];
-const WISE: &[&str] = &[r#"[{"id": 1, "currency": "EUR", "type": "STANDARD", "amount": {"value": 1000.5, "currency": "EUR"}, "reservedAmount": {"value": 0, "currency": "EUR"}}]"#];
+const WISE: &[&str] = &[
+    r#"[{"id": 1, "currency": "EUR", "type": "STANDARD", "amount": {"value": 1000.5, "currency": "EUR"}, "reservedAmount": {"value": 0, "currency": "EUR"}}]"#,
+];
 const PAYPAL: &[&str] = &[
     r#"{"balances": [{"currency": "USD", "primary": true, "total_balance": {"currency_code": "USD", "value": "1000.00"}, "available_balance": {"currency_code": "USD", "value": "900.00"}, "withheld_balance": {"currency_code": "USD", "value": "100.00"}}], "last_refresh_time": "2026-05-01T13:45:22Z"}"#,
 ];
@@ -480,8 +641,18 @@ enum Kind {
 }
 
 const JSON_MAPPINGS: [&str; 4] = ["stripe.yml", "twilio.yml", "wise.yml", "paypal.yml"];
-const KINDS: [Kind; 10] =
-    [Kind::Fox, Kind::Nova, Kind::Vai, Kind::Json("stripe.yml"), Kind::Json("twilio.yml"), Kind::Json("wise.yml"), Kind::Json("paypal.yml"), Kind::Balanced, Kind::Dodo, Kind::DodoAll];
+const KINDS: [Kind; 10] = [
+    Kind::Fox,
+    Kind::Nova,
+    Kind::Vai,
+    Kind::Json("stripe.yml"),
+    Kind::Json("twilio.yml"),
+    Kind::Json("wise.yml"),
+    Kind::Json("paypal.yml"),
+    Kind::Balanced,
+    Kind::Dodo,
+    Kind::DodoAll,
+];
 
 impl Kind {
     fn name(self) -> String {
@@ -509,8 +680,12 @@ impl Kind {
             Kind::Json("wise.yml") => one(body_of(wise_body(), WISE)),
             Kind::Json(_) => one(body_of(paypal_body(), PAYPAL)),
             Kind::Balanced => bodies_of(balanced_pages(), BALANCED).prop_map(Answers).boxed(),
-            Kind::Dodo => bodies_of((dodo_wallets(), dodo_ledger_pages()).prop_map(|(w, l)| [vec![w], l].concat()), DODO).prop_map(Answers).boxed(),
-            Kind::DodoAll => bodies_of((dodo_customer_pages(), dodo_wallets()).prop_map(|(c, w)| [c, vec![w]].concat()), DODO).prop_map(Answers).boxed(),
+            Kind::Dodo => {
+                bodies_of((dodo_wallets(), dodo_ledger_pages()).prop_map(|(w, l)| [vec![w], l].concat()), DODO).prop_map(Answers).boxed()
+            }
+            Kind::DodoAll => {
+                bodies_of((dodo_customer_pages(), dodo_wallets()).prop_map(|(c, w)| [c, vec![w]].concat()), DODO).prop_map(Answers).boxed()
+            }
         }
     }
 
@@ -573,7 +748,11 @@ fn check_output(result: &Result<PollOutput, PollError>, strict: bool) -> Result<
                 prop_assert!(!row.contains(SECRET), "secret in row error {row:?}");
             }
             for b in &out.balances {
-                prop_assert!(b.currency.len() == 3 && b.currency.bytes().all(|c| c.is_ascii_uppercase()), "currency label {:?}", b.currency);
+                prop_assert!(
+                    b.currency.len() == 3 && b.currency.bytes().all(|c| c.is_ascii_uppercase()),
+                    "currency label {:?}",
+                    b.currency
+                );
             }
             Ok(true)
         }
@@ -589,7 +768,9 @@ fn check_output(result: &Result<PollOutput, PollError>, strict: bool) -> Result<
 fn fuzz_decoder(kind: Kind) {
     let cfg = kind.supplier("http://127.0.0.1:9");
     let up = upstream(&cfg);
-    run(&kind.name(), cases("FUZZ_CASES", 2000), kind.answers(), |answers| check_output(&decode(&cfg, &up, &answers, &mut KindMemory::default()), false));
+    run(&kind.name(), cases("FUZZ_CASES", 2000), kind.answers(), |answers| {
+        check_output(&decode(&cfg, &up, &answers, &mut KindMemory::default()), false)
+    });
 }
 
 #[test]
@@ -670,11 +851,18 @@ impl WholePath {
     /// persisted part equal: balances, counters, spend windows, errors.
     fn check_persisted(&self, state: &SupplierState) -> Result<(), TestCaseError> {
         let bytes = storage::encode_state("fuzz", self.slot.kind, state);
-        let (name, kind, back) = storage::decode_state(&bytes).map_err(|e| TestCaseError::fail(format!("persisted state unreadable: {e}")))?;
+        let (name, kind, back) =
+            storage::decode_state(&bytes).map_err(|e| TestCaseError::fail(format!("persisted state unreadable: {e}")))?;
         prop_assert_eq!((name.as_str(), kind.as_str()), ("fuzz", self.slot.kind));
         prop_assert_eq!(&back.balances, &state.balances);
-        prop_assert_eq!((&back.spent_total, &back.topped_up_total, &back.spend_windows), (&state.spent_total, &state.topped_up_total, &state.spend_windows));
-        prop_assert_eq!((back.polls_total, &back.errors_total, back.row_errors_total), (state.polls_total, &state.errors_total, state.row_errors_total));
+        prop_assert_eq!(
+            (&back.spent_total, &back.topped_up_total, &back.spend_windows),
+            (&state.spent_total, &state.topped_up_total, &state.spend_windows)
+        );
+        prop_assert_eq!(
+            (back.polls_total, &back.errors_total, back.row_errors_total),
+            (state.polls_total, &state.errors_total, state.row_errors_total)
+        );
         prop_assert_eq!((back.last_success, &back.last_error), (state.last_success, &state.last_error));
         Ok(())
     }
@@ -684,8 +872,10 @@ impl WholePath {
     fn restart_memory(&self, memory: KindMemory) -> Result<KindMemory, TestCaseError> {
         let Some(saved) = memory.saved() else { return Ok(memory) };
         let text = serde_json::to_vec(&saved).map_err(|e| TestCaseError::fail(format!("kind memory to JSON: {e}")))?;
-        let back: serde_json::Value = serde_json::from_slice(&text).map_err(|e| TestCaseError::fail(format!("kind memory JSON unreadable: {e}")))?;
-        let ledgers: DodoMemory = serde_json::from_value(back.clone()).map_err(|e| TestCaseError::fail(format!("dodo memory unreadable: {e}")))?;
+        let back: serde_json::Value =
+            serde_json::from_slice(&text).map_err(|e| TestCaseError::fail(format!("kind memory JSON unreadable: {e}")))?;
+        let ledgers: DodoMemory =
+            serde_json::from_value(back.clone()).map_err(|e| TestCaseError::fail(format!("dodo memory unreadable: {e}")))?;
         prop_assert_eq!(serde_json::to_value(&ledgers).ok().map(canonical), Some(canonical(saved)));
         Ok(KindMemory::restored(back))
     }
@@ -695,7 +885,8 @@ impl WholePath {
     fn check_exposition(&self, state: &SupplierState) -> Result<(), TestCaseError> {
         let families = metrics::collect_families(&self.store);
         let mut text = Vec::new();
-        prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &families, &mut text).map_err(|e| TestCaseError::fail(format!("text encoding: {e}")))?;
+        prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &families, &mut text)
+            .map_err(|e| TestCaseError::fail(format!("text encoding: {e}")))?;
         let text = String::from_utf8(text).map_err(|e| TestCaseError::fail(format!("exposition not UTF-8: {e}")))?;
         let mut balances = 0;
         for line in text.lines().filter(|l| !l.starts_with('#')) {
@@ -743,10 +934,15 @@ fn polls(kind: Kind) -> impl Strategy<Value = Vec<Poll>> {
 fn fuzz_sequences_through_the_whole_path() {
     let paths: Vec<(Kind, WholePath)> = KINDS.iter().map(|k| (*k, WholePath::new(*k))).collect();
     let strategy = proptest::strategy::Union::new(KINDS.iter().enumerate().map(|(i, k)| polls(*k).prop_map(move |p| (i, p)).boxed()));
-    run("sequences (decoder → after_poll → /metrics → landing page → persisted state)", cases("FUZZ_CASES", 2000), strategy, |(i, polls)| {
-        let (kind, path) = &paths[i];
-        path.run(&polls).map_err(|e| TestCaseError::fail(format!("{}: {e}", kind.name())))
-    });
+    run(
+        "sequences (decoder → after_poll → /metrics → landing page → persisted state)",
+        cases("FUZZ_CASES", 2000),
+        strategy,
+        |(i, polls)| {
+            let (kind, path) = &paths[i];
+            path.run(&polls).map_err(|e| TestCaseError::fail(format!("{}: {e}", kind.name())))
+        },
+    );
 }
 
 // ---- over HTTP: every kind through KindConfig::poll -----------------------------------
@@ -771,7 +967,9 @@ impl StubAnswers {
         let (list, i, end): (&[bytes::Bytes], usize, &'static [u8]) = match self.kind {
             Kind::Dodo if path.ends_with("/ledger-entries") => (all.get(1..).unwrap_or_default(), page.unwrap_or(0), br#"{"items": []}"#),
             Kind::Dodo => (all.get(..1).unwrap_or_default(), 0, br#"{"items": []}"#),
-            Kind::DodoAll if path == "/customers" => (all.get(..all.len().saturating_sub(1)).unwrap_or_default(), page.unwrap_or(0), br#"{"items": []}"#),
+            Kind::DodoAll if path == "/customers" => {
+                (all.get(..all.len().saturating_sub(1)).unwrap_or_default(), page.unwrap_or(0), br#"{"items": []}"#)
+            }
             Kind::DodoAll => (all.get(all.len().saturating_sub(1)..).unwrap_or_default(), 0, br#"{"items": []}"#),
             Kind::Balanced => (all, n, br#"{"orders": [], "meta": {"next": null}}"#),
             _ => (all, n, b""),
@@ -802,7 +1000,11 @@ async fn body_server(answers: Arc<Mutex<StubAnswers>>, served: Arc<AtomicU64>) -
                     Ok::<_, Infallible>(resp)
                 }
             });
-            tokio::spawn(hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).into_owned());
+            tokio::spawn(
+                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned(),
+            );
         }
     });
     addr
@@ -833,10 +1035,12 @@ impl OverHttp {
 
     /// One poll answered with `bodies`.
     fn poll(&self, bodies: Answers, repeat: bool) -> Result<Result<PollOutput, PollError>, TestCaseError> {
-        *self.answers.lock().unwrap() = StubAnswers { kind: self.kind, bodies: bodies.0.into_iter().map(bytes::Bytes::from).collect(), repeat };
+        *self.answers.lock().unwrap() =
+            StubAnswers { kind: self.kind, bodies: bodies.0.into_iter().map(bytes::Bytes::from).collect(), repeat };
         self.served.store(0, Ordering::Relaxed);
         let mut memory = self.memory.lock().unwrap();
-        let result = self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), self.cfg.kind.poll(&self.up, &mut memory)).await });
+        let result =
+            self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), self.cfg.kind.poll(&self.up, &mut memory)).await });
         result.map_err(|_| TestCaseError::fail("poll hung for 20 s"))
     }
 }
@@ -849,7 +1053,9 @@ impl OverHttp {
 fn fuzz_over_http(kind: Kind) {
     let http = OverHttp::new(kind);
     let strategy = (kind.answers(), proptest::bool::weighted(0.125));
-    run(&format!("{} (HTTP)", kind.name()), cases("FUZZ_POLL_CASES", 200), strategy, |(bodies, repeat)| check_output(&http.poll(bodies, repeat)?, true));
+    run(&format!("{} (HTTP)", kind.name()), cases("FUZZ_POLL_CASES", 200), strategy, |(bodies, repeat)| {
+        check_output(&http.poll(bodies, repeat)?, true)
+    });
 }
 
 /// Every kind through `KindConfig::poll`: errors never carry the secret.
@@ -886,18 +1092,48 @@ fn fuzz_dodo_wallets_all_customers_over_http() {
 fn fixed_cases_that_panicked() {
     let cases: &[(Kind, &[&str], &str)] = &[
         // `split_at` inside `é` in `parse_rfc3339` (issue 12).
-        (Kind::Fox, &[r#"{"balance": {"amount": 284.50, "currency": "USD", "updated_at": "aé12345"}}"#], "$.balance.updated_at: not an RFC 3339 timestamp"),
+        (
+            Kind::Fox,
+            &[r#"{"balance": {"amount": 284.50, "currency": "USD", "updated_at": "aé12345"}}"#],
+            "$.balance.updated_at: not an RFC 3339 timestamp",
+        ),
         // Unchecked `balance - freeze` (issue 12).
-        (Kind::Vai, &[r#"{"statusCode": 200, "data": {"usd": {"balance": 7e28, "freeze": -1e28}}}"#], "$.data.usd.freeze: balance - freeze overflows"),
+        (
+            Kind::Vai,
+            &[r#"{"statusCode": 200, "data": {"usd": {"balance": 7e28, "freeze": -1e28}}}"#],
+            "$.data.usd.freeze: balance - freeze overflows",
+        ),
         // Unchecked `balance - availableBalance` (issue 12).
-        (Kind::Nova, &[r#"[{"balance": 7e28, "availableBalance": -1e28, "reference": "m1", "currency": "USD"}]"#], "$[0].availableBalance: balance - availableBalance overflows"),
+        (
+            Kind::Nova,
+            &[r#"[{"balance": 7e28, "availableBalance": -1e28, "reference": "m1", "currency": "USD"}]"#],
+            "$[0].availableBalance: balance - availableBalance overflows",
+        ),
         // Unchecked sums of contributions and derived components (json kind).
-        (Kind::Json("stripe.yml"), &[r#"{"available": [{"amount": 79228162514264337593543950335, "currency": "jpy"}], "pending": [{"amount": 1, "currency": "jpy"}]}"#], "main JPY: balance = frozen + usable overflows"),
+        (
+            Kind::Json("stripe.yml"),
+            &[
+                r#"{"available": [{"amount": 79228162514264337593543950335, "currency": "jpy"}], "pending": [{"amount": 1, "currency": "jpy"}]}"#,
+            ],
+            "main JPY: balance = frozen + usable overflows",
+        ),
         (Kind::Json("twilio.yml"), &[r#"{"balance": "1e-30", "currency": "USD"}"#], "$.balance: number"),
         // An offset moving a timestamp past year 9999: the landing page's `utc()` panicked on it.
-        (Kind::Json("paypal.yml"), &[r#"{"balances": [{"currency": "USD", "total_balance": {"value": "1"}, "available_balance": {"value": "1"}}], "last_refresh_time": "9999-12-31T23:59:59-23:59"}"#], "$.last_refresh_time: expected RFC 3339"),
+        (
+            Kind::Json("paypal.yml"),
+            &[
+                r#"{"balances": [{"currency": "USD", "total_balance": {"value": "1"}, "available_balance": {"value": "1"}}], "last_refresh_time": "9999-12-31T23:59:59-23:59"}"#,
+            ],
+            "$.last_refresh_time: expected RFC 3339",
+        ),
         // Unchecked escrow sums.
-        (Kind::Balanced, &[r#"{"orders": [{"id": "OR1", "amount": 1, "amount_escrowed": 79228162514264337593543950335, "currency": "XOF", "links": {"merchant": "CU1"}}, {"id": "OR2", "amount": 1, "amount_escrowed": 1, "currency": "XOF", "links": {"merchant": "CU1"}}], "meta": {"next": null}}"#], "CU1 XOF: not exported this poll: page 0 $.orders[1].amount_escrowed: the merchant's sum overflows"),
+        (
+            Kind::Balanced,
+            &[
+                r#"{"orders": [{"id": "OR1", "amount": 1, "amount_escrowed": 79228162514264337593543950335, "currency": "XOF", "links": {"merchant": "CU1"}}, {"id": "OR2", "amount": 1, "amount_escrowed": 1, "currency": "XOF", "links": {"merchant": "CU1"}}], "meta": {"next": null}}"#,
+            ],
+            "CU1 XOF: not exported this poll: page 0 $.orders[1].amount_escrowed: the merchant's sum overflows",
+        ),
     ];
     for (kind, answers, expected) in cases {
         let path = WholePath::new(*kind);
@@ -956,18 +1192,100 @@ fn fixed_case_balance_swing_across_the_decimal_range() {
 // ---- the config loaders ----------------------------------------------------
 
 const CONFIG_KEYS: &[&str] = &[
-    "global", "suppliers", "name", "kind", "base_url", "auth", "bearer_token", "bearer_token_file", "basic", "username", "password",
-    "password_file", "header", "value", "value_file", "poll_interval", "min_interval", "timeout", "max_response_size", "max_retries",
-    "rate_limit_group", "thresholds", "currency", "account", "low", "runway_days", "path", "rows", "select", "usable", "frozen",
-    "unit", "currency_exponents", "customers", "all_customers", "page_size", "limit", "max_pages", "oauth2_client_credentials",
-    "token_url", "client_id", "client_secret", "query", "optional", "lowest", "duplicate_window",
+    "global",
+    "suppliers",
+    "name",
+    "kind",
+    "base_url",
+    "auth",
+    "bearer_token",
+    "bearer_token_file",
+    "basic",
+    "username",
+    "password",
+    "password_file",
+    "header",
+    "value",
+    "value_file",
+    "poll_interval",
+    "min_interval",
+    "timeout",
+    "max_response_size",
+    "max_retries",
+    "rate_limit_group",
+    "thresholds",
+    "currency",
+    "account",
+    "low",
+    "runway_days",
+    "path",
+    "rows",
+    "select",
+    "usable",
+    "frozen",
+    "unit",
+    "currency_exponents",
+    "customers",
+    "all_customers",
+    "page_size",
+    "limit",
+    "max_pages",
+    "oauth2_client_credentials",
+    "token_url",
+    "client_id",
+    "client_secret",
+    "query",
+    "optional",
+    "lowest",
+    "duplicate_window",
 ];
 const CONFIG_LEAVES: &[&str] = &[
-    "foxreload", "novasend", "vai247", "json", "balanced_orders", "dodo_wallets", "fox", "'https://api.example.com'", "'ftp://x'",
-    "'http://[::1'", "5m", "0s", "1h30m", "-1s", "10 parsecs", "4MiB", "0", "-1", "99999999999999999999", "1e400", "USD", "usd",
-    "'${FUZZ_VAR}'", "'${UNSET_FUZZ_VAR}'", "'${X:-d}'", "'${'", "'$$'", "'${1A}'", "/nonexistent/secret", "''", "null", "~", "true",
-    "minor", "major", "'$.balances[*]'", "'$[?(@.x'", "'$..amount'", "[]", "{}", "'\\u0000'", "!!binary aGVsbG8=", "&a x", "*a",
-    "7.9228162514264337593543950336e28", "'é\u{301}'",
+    "foxreload",
+    "novasend",
+    "vai247",
+    "json",
+    "balanced_orders",
+    "dodo_wallets",
+    "fox",
+    "'https://api.example.com'",
+    "'ftp://x'",
+    "'http://[::1'",
+    "5m",
+    "0s",
+    "1h30m",
+    "-1s",
+    "10 parsecs",
+    "4MiB",
+    "0",
+    "-1",
+    "99999999999999999999",
+    "1e400",
+    "USD",
+    "usd",
+    "'${FUZZ_VAR}'",
+    "'${UNSET_FUZZ_VAR}'",
+    "'${X:-d}'",
+    "'${'",
+    "'$$'",
+    "'${1A}'",
+    "/nonexistent/secret",
+    "''",
+    "null",
+    "~",
+    "true",
+    "minor",
+    "major",
+    "'$.balances[*]'",
+    "'$[?(@.x'",
+    "'$..amount'",
+    "[]",
+    "{}",
+    "'\\u0000'",
+    "!!binary aGVsbG8=",
+    "&a x",
+    "*a",
+    "7.9228162514264337593543950336e28",
+    "'é\u{301}'",
 ];
 
 fn yaml_text() -> impl Strategy<Value = String> {
@@ -1029,10 +1347,18 @@ fn fuzz_web_config_loader() {
     // Cost-4 hashes only: the loader makes a dummy hash at the users' cost.
     let hash = bcrypt::hash("x", 4).unwrap();
     let mut seeds = config_seeds(true);
-    seeds.push(format!("basic_auth_users:\n  a: '{hash}'\n  b: '{hash}'\nhttp_server_config:\n  http2: false\n  headers:\n    X-Frame-Options: deny\n"));
+    seeds.push(format!(
+        "basic_auth_users:\n  a: '{hash}'\n  b: '{hash}'\nhttp_server_config:\n  http2: false\n  headers:\n    X-Frame-Options: deny\n"
+    ));
     run("web config loader", cases("FUZZ_CASES", 2000), config_texts(seeds), |text| {
         // The dummy hash costs 2^cost rounds: keep generated costs at 4.
-        let text = text.replace("$2y$1", "$2y$0").replace("$2b$1", "$2b$0").replace("$2y$2", "$2y$0").replace("$2b$2", "$2b$0").replace("$2y$3", "$2y$0").replace("$2b$3", "$2b$0");
+        let text = text
+            .replace("$2y$1", "$2y$0")
+            .replace("$2b$1", "$2b$0")
+            .replace("$2y$2", "$2y$0")
+            .replace("$2b$2", "$2b$0")
+            .replace("$2y$3", "$2y$0")
+            .replace("$2b$3", "$2b$0");
         Ok(web::load_str(&text).is_ok())
     });
 }

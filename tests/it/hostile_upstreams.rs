@@ -9,13 +9,12 @@
 //! drip a body forever, never answer, reset the connection, close the port,
 //! or send 64 MiB.
 
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use balance_exporter::app::App;
 use crate::common::{self, scrape, Samples};
+use balance_exporter::app::App;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
@@ -340,7 +339,13 @@ async fn fox_cases(cases: Vec<(Mode, &str)>) -> Vec<String> {
 
 /// Several hostile modes in turn against one victim answering `good_body`
 /// when it behaves (showing `good` under `labels`), recovering after each.
-async fn victim_cases(good_body: &str, keys: impl Fn(&Stub) -> String, labels: &[(&str, &str)], good: f64, cases: Vec<(Mode, &str)>) -> Vec<String> {
+async fn victim_cases(
+    good_body: &str,
+    keys: impl Fn(&Stub) -> String,
+    labels: &[(&str, &str)],
+    good: f64,
+    cases: Vec<(Mode, &str)>,
+) -> Vec<String> {
     let _gate = GATE.read().await;
     let stub = Stub::start("127.0.0.1", Mode::Json(good_body.into())).await;
     let rig = rig(&keys(&stub)).await;
@@ -495,7 +500,8 @@ async fn absurd_retry_after_values_do_not_crash_the_poller() {
         let rig = rig(&fox(&stub)).await;
         rig.survive(&stub, status(line, header, ""), reason, VICTIM_FOX, 284.5).await;
         let polls = scrape(&rig.app).await.value("supplier_polls_total", &[("supplier", "healthy")]);
-        rig.wait("healthy goes on", Duration::from_secs(10), |s| s.value("supplier_polls_total", &[("supplier", "healthy")]) > polls + 1.0).await;
+        rig.wait("healthy goes on", Duration::from_secs(10), |s| s.value("supplier_polls_total", &[("supplier", "healthy")]) > polls + 1.0)
+            .await;
         if capped {
             // Still waiting: no request since the 429.
             let asked = stub.times().len();

@@ -16,10 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use balance_exporter::config::{self, Auth, Config, ConfigError};
-use balance_exporter::metrics::Renderer;
-use balance_exporter::snapshot::Store;
 use balance_exporter::kinds::json::oauth2::TokenUrl;
 use balance_exporter::kinds::{KindConfig, KindMemory};
+use balance_exporter::metrics::Renderer;
+use balance_exporter::snapshot::Store;
 use balance_exporter::upstream::{build_client, Limiter, PollError, Upstream};
 use common::Samples;
 use wiremock::matchers::{any, basic_auth, bearer_token, body_string, body_string_contains, header, method, path, query_param};
@@ -225,7 +225,8 @@ async fn example_stripe() {
 
 #[tokio::test]
 async fn example_wise() {
-    run_example("wise.yml", "example_wise", &[("WISE_API_TOKEN", "wise_token_stub_1"), ("WISE_PROFILE_ID", "12345")], "WISE_BASE_URL").await;
+    run_example("wise.yml", "example_wise", &[("WISE_API_TOKEN", "wise_token_stub_1"), ("WISE_PROFILE_ID", "12345")], "WISE_BASE_URL")
+        .await;
 }
 
 #[tokio::test]
@@ -302,7 +303,8 @@ async fn oauth2_token_rejected_with_401_is_refreshed_once_and_the_request_retrie
     let mut memory = KindMemory::default();
     assert_eq!(poll_and_render(&config, &mut memory).await.0, Ok(()));
     server.reset().await;
-    let unauthorized = ResponseTemplate::new(401).set_body_json(serde_json::json!({"error": "invalid_token", "error_description": "Token signature verification failed"}));
+    let unauthorized = ResponseTemplate::new(401)
+        .set_body_json(serde_json::json!({"error": "invalid_token", "error_description": "Token signature verification failed"}));
     expect_request(&config.suppliers[0], Some("token_old")).respond_with(unauthorized).expect(1).mount(&server).await;
     token_endpoint().respond_with(token("token_new", 32400)).expect(1).mount(&server).await;
     expect_request(&config.suppliers[0], Some("token_new")).respond_with(ok()).expect(1).mount(&server).await;
@@ -343,7 +345,10 @@ async fn oauth2_errors_never_show_the_client_secret() {
     let config = paypal_config(&server);
     // A careless token endpoint echoing the credentials it was sent.
     token_endpoint()
-        .respond_with(ResponseTemplate::new(401).set_body_string("{\"error\":\"invalid_client\",\"got\":\"paypal_client_id_stub:paypal_secret_stub\"}"))
+        .respond_with(
+            ResponseTemplate::new(401)
+                .set_body_string("{\"error\":\"invalid_client\",\"got\":\"paypal_client_id_stub:paypal_secret_stub\"}"),
+        )
         .mount(&server)
         .await;
     let (outcome, _) = poll_and_render(&config, &mut KindMemory::default()).await;
@@ -370,7 +375,10 @@ async fn oauth2_absolute_token_url_and_client_credentials_in_the_body() {
         .and(body_string_contains("scope=balance.read+account.read"))
         .and(body_string_contains("client_id=cid"))
         .and(body_string_contains("client_secret=csecret"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"access_token": "idp_token", "token_type": "bearer", "expires_in": "3600"})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"access_token": "idp_token", "token_type": "bearer", "expires_in": "3600"})),
+        )
         .expect(1)
         .mount(&idp)
         .await;
@@ -404,7 +412,9 @@ fn config_check_rejects_bad_jsonpath_and_mappings_with_key_paths() {
     assert!(errs[0].starts_with("suppliers[0].rows[0].select: invalid JSONPath \"$.data[\""), "{errs:?}");
     let errs = config_errors(&format!("{base}    rows:\n      - {{select: '$', currency: '$.c', balance: '$.a..'}}\n"));
     assert!(errs[0].starts_with("suppliers[0].rows[0].balance: invalid JSONPath \"$.a..\""), "{errs:?}");
-    let errs = config_errors(&format!("{base}    success: {{path: 'statusCode', equals: 200}}\n    rows:\n      - {{select: '$', currency: USD, balance: '$.b'}}\n"));
+    let errs = config_errors(&format!(
+        "{base}    success: {{path: 'statusCode', equals: 200}}\n    rows:\n      - {{select: '$', currency: USD, balance: '$.b'}}\n"
+    ));
     assert!(errs[0].starts_with("suppliers[0].success.path: invalid JSONPath \"statusCode\""), "{errs:?}");
     let errs = config_errors(&format!("{base}    rows:\n      - {{select: '$', currency: USD, balance: '$.b', colour: red}}\n"));
     assert!(errs[0].starts_with("suppliers[0]: rows[0].colour: unknown field `colour`"), "{errs:?}");
@@ -413,7 +423,10 @@ fn config_check_rejects_bad_jsonpath_and_mappings_with_key_paths() {
     let errs = config_errors(&format!("{base}    rows:\n      - {{select: '$', currency: EURO, usable: '$.b'}}\n"));
     assert_eq!(errs, vec!["suppliers[0].rows[0].currency: \"EURO\" is not a 3-letter currency code"]);
     let errs = config_errors(&format!("{base}    oauth2_client_credentials: {{token_url: /t, client_id: id, client_secret_file: /nonexistent/secret}}\n    rows:\n      - {{select: '$', currency: USD, balance: '$.b'}}\n"));
-    assert!(errs[0].starts_with("suppliers[0]: oauth2_client_credentials: client_secret_file: cannot read secret file /nonexistent/secret"), "{errs:?}");
+    assert!(
+        errs[0].starts_with("suppliers[0]: oauth2_client_credentials: client_secret_file: cannot read secret file /nonexistent/secret"),
+        "{errs:?}"
+    );
     let errs = config_errors(&format!("{base}    oauth2_client_credentials: {{token_url: /t, client_id: id, client_secret: s3cr3t_value, client_secret_file: /x}}\n    rows:\n      - {{select: '$', currency: USD, balance: '$.b'}}\n"));
     assert!(errs[0].contains("give either client_secret or client_secret_file, not both"), "{errs:?}");
     assert!(!errs[0].contains("s3cr3t_value"));

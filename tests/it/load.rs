@@ -47,9 +47,15 @@ async fn stub(polls: Arc<AtomicU64>) -> String {
                     3 => ("500 Internal Server Error", "<html><body>oops</body></html>".to_string()),
                     5 => ("429 Too Many Requests", String::new()),
                     7 => ("200 OK", format!("{{\"statusCode\": 200, \"data\": {{\"usd\": {wallet}")),
-                    _ => ("200 OK", format!("{{\"statusCode\": 200, \"message\": \"Success\", \"data\": {{\"usd\": {wallet}, \"khr\": {wallet}}}}}")),
+                    _ => (
+                        "200 OK",
+                        format!("{{\"statusCode\": 200, \"message\": \"Success\", \"data\": {{\"usd\": {wallet}, \"khr\": {wallet}}}}}"),
+                    ),
                 };
-                let resp = format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
                 let _ = stream.write_all(resp.as_bytes()).await;
                 let _ = stream.shutdown().await;
             });
@@ -89,7 +95,9 @@ fn check_scrape(body: &str, warmed_up: bool) -> Result<usize, String> {
         let mut marks = BTreeMap::new();
         for currency in ["USD", "KHR"] {
             let l = [("supplier", name.as_str()), ("account", "main"), ("currency", currency)];
-            let (Some(b), Some(f), Some(u)) = (s.get("supplier_balance", &l), s.get("supplier_balance_frozen", &l), s.get("supplier_balance_usable", &l)) else {
+            let (Some(b), Some(f), Some(u)) =
+                (s.get("supplier_balance", &l), s.get("supplier_balance_frozen", &l), s.get("supplier_balance_usable", &l))
+            else {
                 continue; // not polled successfully yet
             };
             if b != f + u || u != 2.0 * f {
@@ -121,12 +129,14 @@ async fn two_hundred_scrapers_while_suppliers_flap_and_config_reloads() {
     let start = Instant::now();
     let deadline = start + Duration::from_secs(seconds);
 
-    let (scrapes, bytes, saw_down, saw_up) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (scrapes, bytes, saw_down, saw_up) =
+        (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut scrapers = Vec::new();
     for _ in 0..SCRAPERS {
         let (client, url) = (client.clone(), format!("{base}/metrics"));
-        let (scrapes, bytes, saw_down, saw_up, latencies) = (scrapes.clone(), bytes.clone(), saw_down.clone(), saw_up.clone(), latencies.clone());
+        let (scrapes, bytes, saw_down, saw_up, latencies) =
+            (scrapes.clone(), bytes.clone(), saw_down.clone(), saw_up.clone(), latencies.clone());
         scrapers.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 let started = Instant::now();
@@ -211,7 +221,9 @@ fn sigterm_during_polls_exits_within_5_seconds() {
     let cfg = dir.path().join("c.yml");
     let mut text = String::from("suppliers:\n");
     for i in 0..4 {
-        text.push_str(&format!("  - {{name: hang{i}, kind: foxreload, base_url: 'http://{addr}', poll_interval: 1s, min_interval: 0s, timeout: 60s}}\n"));
+        text.push_str(&format!(
+            "  - {{name: hang{i}, kind: foxreload, base_url: 'http://{addr}', poll_interval: 1s, min_interval: 0s, timeout: 60s}}\n"
+        ));
     }
     std::fs::write(&cfg, text).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

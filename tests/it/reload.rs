@@ -65,7 +65,9 @@ async fn reload_keeps_counters_of_suppliers_that_stay() {
     let fox = MockServer::start().await;
     Mock::given(method("GET")).respond_with(json(FOX_BODY)).up_to_n_times(1).mount(&fox).await;
     Mock::given(method("GET")).respond_with(json(&FOX_BODY.replace("284.50", "200.00"))).mount(&fox).await;
-    let cfg = |interval: &str| format!("suppliers:\n  - {{name: fox, kind: foxreload, base_url: '{}', poll_interval: {interval}, min_interval: 0s}}\n", fox.uri());
+    let cfg = |interval: &str| {
+        format!("suppliers:\n  - {{name: fox, kind: foxreload, base_url: '{}', poll_interval: {interval}, min_interval: 0s}}\n", fox.uri())
+    };
     let (app, dir) = start(&cfg("500ms")).await;
     let l = [("supplier", "fox"), ("account", "main"), ("currency", "USD")];
     wait_for(&app, Duration::from_secs(10), "spend seen", |s| s.get("supplier_balance_spent_total", &l) == Some(84.5)).await;
@@ -102,7 +104,8 @@ async fn first_poll_gaps(responses: Vec<MakeResponse>) -> (Vec<Duration>, common
     let server = MockServer::start().await;
     let times = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     Mock::given(method("GET")).respond_with(Sequence { responses, times: times.clone() }).mount(&server).await;
-    let cfg = format!("suppliers:\n  - {{name: fox, kind: foxreload, base_url: '{}', poll_interval: 1m, min_interval: 0s}}\n", server.uri());
+    let cfg =
+        format!("suppliers:\n  - {{name: fox, kind: foxreload, base_url: '{}', poll_interval: 1m, min_interval: 0s}}\n", server.uri());
     let (app, _dir) = start(&cfg).await;
     let s = wait_for(&app, Duration::from_secs(15), "first poll done", |s| s.get("supplier_up", &[("supplier", "fox")]).is_some()).await;
     app.stop().await;
@@ -117,7 +120,8 @@ async fn retry_after_seconds_ms_and_date_are_honoured_within_a_poll() {
     assert!(gaps[0] >= Duration::from_millis(1990), "{gaps:?}");
     assert_eq!(s.value("supplier_up", &[("supplier", "fox")]), 1.0);
 
-    let (gaps, _) = first_poll_gaps(vec![fixed(ResponseTemplate::new(503).insert_header("retry-after-ms", "1500")), fixed(json(FOX_BODY))]).await;
+    let (gaps, _) =
+        first_poll_gaps(vec![fixed(ResponseTemplate::new(503).insert_header("retry-after-ms", "1500")), fixed(json(FOX_BODY))]).await;
     assert!(gaps[0] >= Duration::from_millis(1490) && gaps[0] < Duration::from_millis(2500), "{gaps:?}");
 
     // An HTTP date 3 s after the 429 is sent (whole seconds: at least 2 s away).
@@ -142,7 +146,9 @@ async fn rate_limited_poll_fails_after_retries_with_its_reason() {
 async fn threshold_change_applies_without_a_new_poll() {
     let fox = MockServer::start().await;
     Mock::given(method("GET")).respond_with(json(FOX_BODY)).mount(&fox).await;
-    let cfg = |low: &str| format!("suppliers:\n  - {{name: fox, kind: foxreload, base_url: '{}', poll_interval: 10m, thresholds: [{{currency: USD, low: {low}}}]}}\n", fox.uri());
+    let cfg = |low: &str| {
+        format!("suppliers:\n  - {{name: fox, kind: foxreload, base_url: '{}', poll_interval: 10m, thresholds: [{{currency: USD, low: {low}}}]}}\n", fox.uri())
+    };
     let (app, dir) = start(&cfg("100")).await;
     let l = [("supplier", "fox"), ("account", "main"), ("currency", "USD")];
     wait_for(&app, Duration::from_secs(10), "polled", |s| s.get("supplier_balance_low_threshold", &l) == Some(100.0)).await;

@@ -22,15 +22,28 @@ fn json(body: &str) -> ResponseTemplate {
 #[tokio::test]
 async fn foxreload_novasend_vai247_exact_values() {
     let fox = MockServer::start().await;
-    Mock::given(method("GET")).and(path("/balance")).and(header("authorization", "Bearer fox_secret_1"))
-        .respond_with(json(FOX_BODY)).mount(&fox).await;
+    Mock::given(method("GET"))
+        .and(path("/balance"))
+        .and(header("authorization", "Bearer fox_secret_1"))
+        .respond_with(json(FOX_BODY))
+        .mount(&fox)
+        .await;
     let nova = MockServer::start().await;
     // base64("ns_key:ns_client")
-    Mock::given(method("GET")).and(path("/v1/balance")).and(header("authorization", "Basic bnNfa2V5Om5zX2NsaWVudA=="))
-        .respond_with(json(NOVA_BODY)).mount(&nova).await;
+    Mock::given(method("GET"))
+        .and(path("/v1/balance"))
+        .and(header("authorization", "Basic bnNfa2V5Om5zX2NsaWVudA=="))
+        .respond_with(json(NOVA_BODY))
+        .mount(&nova)
+        .await;
     let vai = MockServer::start().await;
-    Mock::given(method("POST")).and(path("/api/v1/payment-gateway/balance-inquiry")).and(header("x-api-key", "vai_secret_1")).and(body_string(""))
-        .respond_with(json(VAI_BODY)).mount(&vai).await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/payment-gateway/balance-inquiry"))
+        .and(header("x-api-key", "vai_secret_1"))
+        .and(body_string(""))
+        .respond_with(json(VAI_BODY))
+        .mount(&vai)
+        .await;
 
     let config = format!(
         "suppliers:
@@ -39,7 +52,9 @@ async fn foxreload_novasend_vai247_exact_values() {
   - {{name: vai, kind: vai247, base_url: '{}', auth: {{header: {{name: X-Api-Key, value: vai_secret_1}}}}, poll_interval: 1m,
       thresholds: [{{currency: KHR, low: 1000000, runway_days: 2.5}}]}}
 ",
-        fox.uri(), nova.uri(), vai.uri()
+        fox.uri(),
+        nova.uri(),
+        vai.uri()
     );
     let (app, _dir) = start(&config).await;
     let s = wait_for(&app, Duration::from_secs(15), "all three polled", |s| {
@@ -83,14 +98,26 @@ async fn foxreload_novasend_vai247_exact_values() {
 async fn error_bodies_map_to_reasons_and_keep_last_balances() {
     let fox = MockServer::start().await;
     Mock::given(method("GET")).and(path("/balance")).respond_with(json(FOX_BODY)).up_to_n_times(1).mount(&fox).await;
-    Mock::given(method("GET")).and(path("/balance"))
-        .respond_with(ResponseTemplate::new(401).set_body_string(r#"{"error":"invalid key fox_secret_2"}"#)).mount(&fox).await;
+    Mock::given(method("GET"))
+        .and(path("/balance"))
+        .respond_with(ResponseTemplate::new(401).set_body_string(r#"{"error":"invalid key fox_secret_2"}"#))
+        .mount(&fox)
+        .await;
     // Vai247: HTTP 200 but statusCode 401 in the body.
     let vai = MockServer::start().await;
-    Mock::given(method("POST")).respond_with(json(r#"{"statusCode": 401, "message": "Unauthorized - invalid API credentials", "error": "Unauthorized"}"#)).mount(&vai).await;
+    Mock::given(method("POST"))
+        .respond_with(json(r#"{"statusCode": 401, "message": "Unauthorized - invalid API credentials", "error": "Unauthorized"}"#))
+        .mount(&vai)
+        .await;
     // NovaSend: 403 account disabled with its documented body.
     let nova = MockServer::start().await;
-    Mock::given(method("GET")).respond_with(ResponseTemplate::new(403).set_body_string(r#"{"statusCode":403,"message":"account disabled","error":"Forbidden","correlationId":"c-1"}"#)).mount(&nova).await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .set_body_string(r#"{"statusCode":403,"message":"account disabled","error":"Forbidden","correlationId":"c-1"}"#),
+        )
+        .mount(&nova)
+        .await;
 
     let config = format!(
         "suppliers:
@@ -98,7 +125,9 @@ async fn error_bodies_map_to_reasons_and_keep_last_balances() {
   - {{name: vai, kind: vai247, base_url: '{}', auth: {{header: {{name: X-Api-Key, value: vai_secret_2}}}}, poll_interval: 1m}}
   - {{name: nova, kind: novasend, base_url: '{}', auth: {{basic: {{username: k, password: c}}}}, poll_interval: 1m}}
 ",
-        fox.uri(), vai.uri(), nova.uri()
+        fox.uri(),
+        vai.uri(),
+        nova.uri()
     );
     let (app, _dir) = start(&config).await;
     let s = wait_for(&app, Duration::from_secs(15), "fox fails after one success", |s| {
@@ -135,10 +164,8 @@ async fn spend_and_top_up_counters_follow_balance_changes() {
         Mock::given(method("GET")).respond_with(json(&body)).up_to_n_times(1).mount(&fox).await;
     }
     Mock::given(method("GET")).respond_with(json(&FOX_BODY.replace("284.50", "500.10"))).mount(&fox).await;
-    let config = format!(
-        "suppliers:\n  - {{name: fox, kind: foxreload, base_url: '{}', poll_interval: 300ms, min_interval: 0s}}\n",
-        fox.uri()
-    );
+    let config =
+        format!("suppliers:\n  - {{name: fox, kind: foxreload, base_url: '{}', poll_interval: 300ms, min_interval: 0s}}\n", fox.uri());
     let (app, _dir) = start(&config).await;
     let l = [("supplier", "fox"), ("account", "main"), ("currency", "USD")];
     let s = wait_for(&app, Duration::from_secs(15), "four polls", |s| s.get("supplier_balance", &l) == Some(500.10)).await;

@@ -82,7 +82,12 @@ async fn start(web: &str) -> (App, tempfile::TempDir, PathBuf) {
     std::fs::write(&config, "suppliers: []\n").unwrap();
     let web_path = dir.path().join("web.yml");
     std::fs::write(&web_path, web).unwrap();
-    let opts = Options { config_file: Some(config), listen_address: "127.0.0.1:0".into(), telemetry_path: "/metrics".into(), ..Default::default() };
+    let opts = Options {
+        config_file: Some(config),
+        listen_address: "127.0.0.1:0".into(),
+        telemetry_path: "/metrics".into(),
+        ..Default::default()
+    };
     let app = App::start_with_web_config(opts, Some(web_path.clone())).await.expect("exporter starts");
     (app, dir, web_path)
 }

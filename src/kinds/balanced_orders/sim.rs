@@ -179,3 +179,9 @@ impl Simulated for BalancedSim {
         vec![("DEMO_BALANCED_SECRET".into(), self.secret.clone())]
     }
 }
+
+impl Default for BalancedSim {
+    fn default() -> Self {
+        BalancedSim::new()
+    }
+}

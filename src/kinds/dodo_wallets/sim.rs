@@ -238,3 +238,9 @@ impl Simulated for DodoSim {
         vec![("DEMO_DODO_KEY".into(), self.key.clone())]
     }
 }
+
+impl Default for DodoSim {
+    fn default() -> Self {
+        DodoSim::new()
+    }
+}

@@ -69,3 +69,9 @@ impl Simulated for FoxReloadSim {
         vec![("DEMO_FOXRELOAD_KEY".into(), self.key.clone())]
     }
 }
+
+impl Default for FoxReloadSim {
+    fn default() -> Self {
+        FoxReloadSim::new()
+    }
+}

@@ -64,3 +64,9 @@ impl Simulated for NovaSendSim {
         vec![("DEMO_NOVASEND_KEY".into(), self.api_key.clone()), ("DEMO_NOVASEND_CLIENT".into(), self.api_client.clone())]
     }
 }
+
+impl Default for NovaSendSim {
+    fn default() -> Self {
+        NovaSendSim::new()
+    }
+}

@@ -69,3 +69,9 @@ impl Simulated for Vai247Sim {
         vec![("DEMO_VAI247_KEY".into(), self.key.clone())]
     }
 }
+
+impl Default for Vai247Sim {
+    fn default() -> Self {
+        Vai247Sim::new()
+    }
+}
