@@ -735,6 +735,10 @@ fn decode(cfg: &SupplierConfig, up: &Upstream, answers: &Answers, memory: &mut K
             let (wallets, ledger) = pages.split_first().unwrap_or((&first, &[]));
             kinds::dodo_wallets::parse_customer(c, up, &c.customers[0], wallets, ledger, memory)
         }
+        // A kind added to the registry still compiles here; its targets are added
+        // to this file (not yet in the kind's folder, see docs/adding-a-kind.md).
+        #[allow(unreachable_patterns)]
+        other => unreachable!("this file builds configs only of the kinds above, not {}", other.name()),
     }
 }
 
