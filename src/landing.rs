@@ -248,7 +248,14 @@ fn money(d: Decimal) -> String {
 }
 
 fn utc(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    // humantime formats 1970..=9999 only (and panics outside); a supplier's
+    // timestamp is upstream data, so anything else is shown as plain seconds.
+    const LAST_SECOND_OF_9999: u64 = 253_402_300_799;
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) if d.as_secs() <= LAST_SECOND_OF_9999 => humantime::format_rfc3339_seconds(t).to_string(),
+        Ok(d) => format!("{} s after 1970-01-01", d.as_secs()),
+        Err(e) => format!("{} s before 1970-01-01", e.duration().as_secs()),
+    }
 }
 
 // The stylesheet, inlined into the page (the CSP allows inline styles, not
@@ -674,5 +681,13 @@ suppliers:
         assert!(html.contains(&format!("<style>{STYLE}</style>")));
         assert!(STYLE.starts_with("*{box-sizing:border-box}") && STYLE.ends_with("}}"), "the whole file, without its last newline");
         assert!(!STYLE.contains("</"), "nothing in the CSS can close the <style> element");
+    }
+
+    #[test]
+    fn instants_outside_years_1970_to_9999_are_shown_not_panicked_on() {
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_800);
+        assert_eq!(utc(far), "253402300800 s after 1970-01-01");
+        assert_eq!(utc(SystemTime::UNIX_EPOCH - Duration::from_secs(5)), "5 s before 1970-01-01");
+        assert_eq!(utc(SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_799)), "9999-12-31T23:59:59Z");
     }
 }
