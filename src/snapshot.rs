@@ -127,15 +127,12 @@ impl SupplierState {
         next.polls_total = next.polls_total.saturating_add(1);
         next.last_attempt = Some(now);
         next.duration.observe(took.as_secs_f64());
-        let result = result.and_then(|output| {
-            let mut candidate = next.clone();
-            candidate.apply_output(output, now).map(|()| candidate)
-        });
-        match result {
-            Ok(mut applied) => {
-                applied.up = true;
-                applied.last_success = Some(now);
-                applied
+        // `apply_output` changes nothing when it fails, so no copy is needed to roll back.
+        match result.and_then(|output| next.apply_output(output, now)) {
+            Ok(()) => {
+                next.up = true;
+                next.last_success = Some(now);
+                next
             }
             Err(err) => {
                 next.up = false;
@@ -150,7 +147,8 @@ impl SupplierState {
     /// Applies a successful poll. A row whose counter update `Decimal` cannot
     /// hold keeps its last good balance and becomes a row error; when every
     /// row fails that way the poll fails with `reason="decode"` and nothing
-    /// of it is applied.
+    /// of it is applied: `self` is only changed once that check has passed
+    /// (a failed row changes nothing, so all rows failing means no change).
     fn apply_output(&mut self, output: PollOutput, now: SystemTime) -> Result<(), PollError> {
         let mut row_errors = output.row_errors;
         let rows = output.balances.len();
