@@ -145,13 +145,19 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_at_random_moments_loses_no_spend_and_counts_nothing_twice() {
+/// The stub suppliers on 127.0.0.1, and a directory for the config and the state.
+async fn stubs() -> (Stub, MockServer, tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let stub = Stub::new();
     let server = MockServer::start().await;
     Mock::given(any()).respond_with(stub.clone()).mount(&server).await;
     let dir = tempfile::tempdir().unwrap();
     let (config, state) = (dir.path().join("config.yml"), dir.path().join("state"));
+    (stub, server, dir, config, state)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_moments_loses_no_spend_and_counts_nothing_twice() {
+    let (stub, server, _dir, config, state) = stubs().await;
     std::fs::write(
         &config,
         format!(
@@ -240,11 +246,7 @@ async fn kill_9_at_random_moments_loses_no_spend_and_counts_nothing_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_foreign_and_truncated_state_files_are_survived() {
-    let stub = Stub::new();
-    let server = MockServer::start().await;
-    Mock::given(any()).respond_with(stub.clone()).mount(&server).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (config, state) = (dir.path().join("config.yml"), dir.path().join("state"));
+    let (_stub, server, _dir, config, state) = stubs().await;
     std::fs::write(
         &config,
         format!("suppliers:\n  - {{name: fox, kind: foxreload, base_url: '{}', poll_interval: 300ms, min_interval: 0s, auth: {{bearer_token: {FOX_KEY}}}}}\n", server.uri()),
