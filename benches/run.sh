@@ -7,6 +7,7 @@
 # 1. criterion: render/parse/config-load costs        (cargo bench --bench render)
 # 2. wrk: /metrics req/s vs a pre-rendered reference   (cargo bench --bench scrape)
 # 3. polling 100/1,000/10,000 suppliers + memory       (cargo bench --bench polling)
+# 4. spend-rate history memory at 10,000 suppliers     (cargo bench --bench spend_rate)
 # Run on an otherwise idle machine: the figures are medians of this run only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,3 +23,6 @@ cargo bench --bench scrape
 echo
 echo "== polling and memory (real binary, stub upstream on loopback)"
 cargo bench --bench polling
+echo
+echo "== supplier_balance_spend_rate history at 10,000 suppliers (simulated day of 60 s polls)"
+cargo bench --bench spend_rate

@@ -130,17 +130,19 @@ pub struct RowView {
     pub runway_days: Option<Decimal>,
     /// The spend per day behind `runway_days`.
     pub spend_per_day: Option<Decimal>,
+    /// The window of that spend rate: `1d`, or `1h` until a day of history exists.
+    pub spend_window: Option<&'static str>,
     pub low_threshold: Option<Decimal>,
     pub runway_threshold: Option<Decimal>,
 }
 
 impl RowView {
-    pub fn of(thresholds: &[Threshold], state: &SupplierState, key: &BalanceKey, b: &Balance, now: SystemTime) -> RowView {
+    pub fn of(thresholds: &[Threshold], state: &SupplierState, key: &BalanceKey, b: &Balance) -> RowView {
         let t = Threshold::applying_to(thresholds, &key.0, &key.1);
-        let spent = state.spent_total.get(key).copied().unwrap_or_default();
-        let window = state.spend_windows.get(key);
-        let spend_per_day = window.and_then(|w| w.per_day(now, spent)).filter(|r| *r > Decimal::ZERO);
-        let runway_days = window.and_then(|w| w.runway_days(now, spent, b.row.usable));
+        let runway = state.runway(key).filter(|(_, per_day, _)| *per_day > Decimal::ZERO);
+        let spend_window = runway.map(|(w, _, _)| w);
+        let spend_per_day = runway.map(|(_, per_day, _)| per_day);
+        let runway_days = runway.and_then(|(_, _, days)| days);
         let low_threshold = t.and_then(|t| t.low);
         let runway_threshold = t.and_then(|t| t.runway_days);
         RowView {
@@ -149,6 +151,7 @@ impl RowView {
             negative: b.row.usable < Decimal::ZERO,
             runway_days,
             spend_per_day,
+            spend_window,
             low_threshold,
             runway_threshold,
         }
@@ -272,7 +275,7 @@ pub fn render(store: &Store, telemetry_path: &str, now: SystemTime) -> String {
         .map(|(slot, state)| {
             let health = health(slot, state, now);
             let mut rows: Vec<_> =
-                state.balances.iter().map(|(key, b)| (key, b, RowView::of(&slot.thresholds, state, key, b, now))).collect();
+                state.balances.iter().map(|(key, b)| (key, b, RowView::of(&slot.thresholds, state, key, b))).collect();
             sort_rows(&mut rows);
             let attention = Attention::of(health, rows.iter().any(|r| r.2.trouble()));
             let stale = state.polled_once && health != Health::Ok && data_stale(slot.poll_interval, state, now);
@@ -320,7 +323,7 @@ pub fn render(store: &Store, telemetry_path: &str, now: SystemTime) -> String {
     html.push_str(
         "</main><footer><p>Failing: the last poll failed (the balances shown are from the last success). \
          Stale: no successful poll for three poll intervals. Low: usable under the supplier's <code>low</code> threshold, \
-         or runway under its <code>runway_days</code>. Runway is usable ÷ the spend of the last 12–24 h, shown after an hour of history.</p></footer></body></html>",
+         or runway under its <code>runway_days</code>. Runway is usable ÷ the spend rate of the last day (of the last hour until a day of history exists), counting new holds as spend.</p></footer></body></html>",
     );
     html
 }
@@ -436,9 +439,10 @@ fn render_supplier(html: &mut String, v: &SupplierView, now: SystemTime) {
         html.push_str(&tags.join(" "));
         match (row.runway_days, row.spend_per_day) {
             (Some(days), Some(per_day)) => {
+                let over = if row.spend_window == Some("1d") { "the last day" } else { "the last hour (less than a day of history)" };
                 let _ = write!(
                     html,
-                    "</td><td class=\"runway\" data-label=\"runway\" title=\"at {} {currency}/day, the spend of the last 12–24 h\">{}</td></tr>",
+                    "</td><td class=\"runway\" data-label=\"runway\" title=\"at {} {currency}/day, the spend rate of {over}\">{}</td></tr>",
                     money(per_day.round_dp(2)),
                     runway_text(days),
                 );
@@ -656,13 +660,19 @@ suppliers:
         let slots = store.set_suppliers(&config.suppliers);
         let charlie = slots.iter().find(|s| s.name == "charlie").unwrap();
         let t0 = now() - Duration::from_secs(6 * 3600);
-        let s = SupplierState::default().after_poll(ok(vec![row("main", "USD", "1000", "0")]), Duration::ZERO, t0);
+        let s = SupplierState::default().after_poll(ok(vec![row("main", "USD", "1000", "700")]), Duration::ZERO, t0);
         // 100 spent in 6 h = 400/day; 200 usable lasts half a day, under the 3-day threshold.
         let s = s.after_poll(ok(vec![row("main", "USD", "900", "700")]), Duration::ZERO, now());
-        store.publish(charlie, s);
+        store.publish(charlie, s.clone());
         let html = render(&store, "/metrics", now());
         assert_eq!(rows(&html, "charlie")[0].2, "balance short-runway");
-        assert!(html.contains("title=\"at 400 USD/day, the spend of the last 12–24 h\">12 h</td>"), "{html}");
+        let title = "title=\"at 400 USD/day, the spend rate of the last hour (less than a day of history)\">12 h</td>";
+        assert!(html.contains(title), "{html}");
+        // New holds are taken from usable too: 100 more held in the next 6 h doubles the rate.
+        let s = s.after_poll(ok(vec![row("main", "USD", "900", "800")]), Duration::ZERO, now() + Duration::from_secs(6 * 3600));
+        store.publish(charlie, s);
+        let html = render(&store, "/metrics", now() + Duration::from_secs(6 * 3600));
+        assert!(html.contains("at 400 USD/day, the spend rate of the last hour"), "1h window: only the new hold, 100 in 6 h: {html}");
         assert!(html.contains("runway &lt; 3 d"));
         assert_eq!(sections(&html)[0], ("charlie".to_string(), "supplier low".to_string()));
     }

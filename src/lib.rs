@@ -29,6 +29,7 @@ pub mod server;
 pub mod settings;
 pub mod shard;
 pub mod snapshot;
+pub mod spend_rate;
 pub mod storage;
 pub mod upstream;
 pub mod web;

@@ -130,9 +130,20 @@ pub fn collect_families(store: &Store) -> Vec<MetricFamily> {
         "Configured low-balance threshold (thresholds[].low), in major units.",
         MetricType::GAUGE,
     );
+    let mut spend_rate = Family::new(
+        "supplier_balance_spend_rate",
+        &help(
+            "Spend per second over `window` (15m, 30m, 1h, 1d) from the exporter's own poll times: spend plus frozen \
+             (what orders took from usable) at the last successful poll minus at the latest successful poll at least \
+             `window` before it, over the exact time between them; never below 0; absent until the history covers the \
+             window. History older than 40 minutes is thinned to one poll per 5 minutes, so the 1h and 1d windows may \
+             start up to 5 minutes earlier.",
+        ),
+        MetricType::GAUGE,
+    );
     let mut runway = Family::new(
-        "supplier_balance_runway_threshold_days",
-        "Configured runway threshold in days (thresholds[].runway_days).",
+        "supplier_balance_runway_threshold_seconds",
+        "Configured runway threshold (thresholds[].runway_days), in seconds.",
         MetricType::GAUGE,
     );
     let mut up = Family::new("supplier_up", "1 if the last poll of this supplier succeeded, 0 otherwise.", MetricType::GAUGE);
@@ -187,6 +198,14 @@ pub fn collect_families(store: &Store) -> Vec<MetricFamily> {
             usable.push(&l, to_f64(b.row.usable));
             updated.push(&l, unix_seconds(b.updated_at()));
         }
+        for ((account, currency), history) in &state.spend_windows {
+            for (window, length) in crate::spend_rate::WINDOWS {
+                if let Some(rate) = history.rate(length) {
+                    let l = [("supplier", s), ("account", account.as_str()), ("currency", currency.as_str()), ("window", window)];
+                    spend_rate.push(&l, to_f64(rate));
+                }
+            }
+        }
         for ((account, currency), v) in &state.spent_total {
             spent.push(&[("supplier", s), ("account", account), ("currency", currency)], to_f64(*v));
         }
@@ -238,6 +257,7 @@ pub fn collect_families(store: &Store) -> Vec<MetricFamily> {
         updated,
         spent,
         topped,
+        spend_rate,
         low,
         runway,
         up,
@@ -287,7 +307,7 @@ fn push_thresholds(slot: &SupplierSlot, state: &SupplierState, low: &mut Family,
             low.push(&l, to_f64(v));
         }
         if let Some(v) = t.runway_days {
-            runway.push(&l, to_f64(v));
+            runway.push(&l, to_f64(v) * 86_400.0);
         }
     }
 }
@@ -370,5 +390,61 @@ impl Renderer {
         let rendered = Rendered { generation, text: Bytes::from(text), gzip: Arc::new(Mutex::new(None)) };
         *cache = Some(rendered.clone());
         rendered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::poll::BalanceRow;
+    use crate::snapshot::SupplierState;
+
+    fn poll(state: &SupplierState, balance: i64, frozen: i64, at: SystemTime) -> SupplierState {
+        let row = BalanceRow {
+            account: "main".into(),
+            currency: "USD".into(),
+            balance: Decimal::from(balance),
+            frozen: Decimal::from(frozen),
+            usable: Decimal::from(balance - frozen),
+            updated_at: None,
+        };
+        state.after_poll(Ok(crate::poll::PollOutput { balances: vec![row], ..Default::default() }), Duration::ZERO, at)
+    }
+
+    #[test]
+    fn spend_rate_per_window_appears_once_the_history_covers_it() {
+        let config = crate::config::load_str(
+            "suppliers:\n  - {name: fox, kind: foxreload, auth: {bearer_token: x}, thresholds: [{currency: USD, low: 10, runway_days: 2.5}]}\n",
+            &|_| None,
+        )
+        .unwrap();
+        let store = Arc::new(Store::default());
+        let slot = store.set_suppliers(&config.suppliers).remove(0);
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        // 1000 total; then 60 spent and 30 newly held every 10 minutes, one poll failing in between.
+        let mut s = poll(&SupplierState::default(), 1000, 0, t0);
+        for i in 1..=4i64 {
+            let at = t0 + Duration::from_secs(600 * i as u64);
+            if i == 3 {
+                s = s.after_poll(Err(crate::poll::PollError::new(crate::poll::Reason::Timeout, "t")), Duration::ZERO, at);
+                continue;
+            }
+            s = poll(&s, 1000 - 60 * i, 30 * i, at);
+        }
+        store.publish(&slot, s);
+        let text = String::from_utf8(Renderer::new(store).render().text.to_vec()).unwrap();
+        let rate = |window: &str| {
+            let prefix = format!("supplier_balance_spend_rate{{supplier=\"fox\",account=\"main\",currency=\"USD\",window=\"{window}\"}} ");
+            text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).map(|v| v.parse::<f64>().unwrap())
+        };
+        // Last poll at 40 min: 240 spent + 120 held. 15m: from the poll at 20 min (the one at 30 min failed),
+        // (360 - 180) / 1200 s; 30m: from 10 min, (360 - 90) / 1800 s; 1h and 1d: not covered yet.
+        assert_eq!(rate("15m"), Some(0.15));
+        assert_eq!(rate("30m"), Some(0.15));
+        assert_eq!((rate("1h"), rate("1d")), (None, None));
+        assert!(text.contains("supplier_balance_runway_threshold_seconds{supplier=\"fox\",account=\"main\",currency=\"USD\"} 216000\n"));
+        assert!(text.contains("# TYPE supplier_balance_spend_rate gauge"));
     }
 }

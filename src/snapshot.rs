@@ -20,6 +20,7 @@ use rust_decimal::Decimal;
 
 use crate::config::{SupplierConfig, Threshold};
 use crate::poll::{BalanceRow, ExtraSample, Flows, PollError, PollOutput, Reason};
+use crate::spend_rate::SpendHistory;
 
 /// How long spend/top-up counters outlive their balance (a poll or two of absence keeps them).
 pub const COUNTER_RETENTION: Duration = Duration::from_secs(3600);
@@ -102,8 +103,9 @@ pub struct SupplierState {
     /// and go (the lowest-N wallets of a platform) do not grow `/metrics` forever.
     pub counters_seen: BTreeMap<BalanceKey, SystemTime>,
     pub gauges: Vec<ExtraSample>,
-    /// Two anchors per balance to estimate the spend rate for the landing page's runway.
-    pub spend_windows: BTreeMap<BalanceKey, SpendWindow>,
+    /// Each balance's poll times and spend plus frozen: `supplier_balance_spend_rate`
+    /// and the landing page's runway.
+    pub spend_windows: BTreeMap<BalanceKey, SpendHistory>,
     /// Kind-specific counters keyed by (name, labels).
     pub counters: BTreeMap<ExtraKey, (&'static str, Decimal)>,
 }
@@ -154,6 +156,7 @@ impl SupplierState {
         let rows = output.balances.len();
         let mut failed = 0usize;
         let mut balances = BTreeMap::new();
+        let mut kept_old = std::collections::BTreeSet::new();
         for row in output.balances {
             let key = (row.account.clone(), row.currency.clone());
             if balances.contains_key(&key) {
@@ -165,6 +168,7 @@ impl SupplierState {
                 if let Err(e) = self.infer_flow(&key, old.row.balance, row.balance) {
                     row_errors.push(format!("account {:?} currency {:?}: {e}", key.0, key.1));
                     failed = failed.saturating_add(1);
+                    kept_old.insert(key.clone());
                     balances.insert(key, old);
                     continue;
                 }
@@ -204,12 +208,17 @@ impl SupplierState {
         seen.retain(|_, t| now.duration_since(*t).unwrap_or_default() < COUNTER_RETENTION);
         self.spent_total.retain(|k, _| seen.contains_key(k));
         self.topped_up_total.retain(|k, _| seen.contains_key(k));
-        for key in balances.keys() {
+        for (key, b) in &balances {
+            // A row that kept its last good balance adds no point: nothing new was read.
+            if kept_old.contains(key) {
+                continue;
+            }
             let spent = self.spent_total.get(key).copied().unwrap_or_default();
-            self.spend_windows
-                .entry(key.clone())
-                .and_modify(|w| w.observe(now, spent))
-                .or_insert(SpendWindow { anchor: (now, spent), pending: (now, spent) });
+            // Spend plus frozen: what orders took from usable (see spend_rate.rs). A sum
+            // `Decimal` cannot hold adds no point; the rate then spans the next good one.
+            if let Some(taken) = spent.checked_add(b.row.frozen.max(Decimal::ZERO)) {
+                self.spend_windows.entry(key.clone()).or_default().observe(now, taken);
+            }
         }
         self.spend_windows.retain(|k, _| balances.contains_key(k));
         self.balances = balances;
@@ -224,6 +233,18 @@ impl SupplierState {
         self.row_errors_total = self.row_errors_total.saturating_add(row_errors.len() as u64);
         self.last_row_errors = row_errors;
         Ok(())
+    }
+
+    /// The landing page's runway of a balance: the window used (`1d`, or `1h`
+    /// until a day of history exists), the spend per day over it, and the
+    /// days the usable balance lasts at that rate (`None` without spend).
+    pub fn runway(&self, key: &BalanceKey) -> Option<(&'static str, Decimal, Option<Decimal>)> {
+        let [_, _, hour, day] = crate::spend_rate::WINDOWS;
+        let (window, per_second) = self.spend_windows.get(key)?.longest_rate(&[day, hour])?;
+        let per_day = per_second.checked_mul(Decimal::from(86_400u32))?.round_dp(8).normalize();
+        let usable = self.balances.get(key)?.row.usable.max(Decimal::ZERO);
+        let days = Some(per_day).filter(|r| *r > Decimal::ZERO).and_then(|r| usable.checked_div(r)).map(|d| d.normalize());
+        Some((window, per_day, days))
     }
 
     /// This state with the counters of `durable` (what is on disk): published
@@ -261,40 +282,6 @@ pub enum FlowError {
     Change { old: Decimal, new: Decimal },
     #[error("{counter} {total} plus the change from {old} to {new} cannot be represented")]
     Counter { counter: &'static str, total: Decimal, old: Decimal, new: Decimal },
-}
-
-/// A cheap spend-rate estimate: the spend counter at two past instants,
-/// rotated every 12 hours, so the anchor is 12–24 h old once warm.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SpendWindow {
-    pub anchor: (SystemTime, Decimal),
-    pub pending: (SystemTime, Decimal),
-}
-
-const SPEND_WINDOW_ROTATE: Duration = Duration::from_secs(12 * 3600);
-const SPEND_WINDOW_MIN_AGE: Duration = Duration::from_secs(3600);
-
-impl SpendWindow {
-    fn observe(&mut self, now: SystemTime, spent: Decimal) {
-        if now.duration_since(self.pending.0).unwrap_or_default() >= SPEND_WINDOW_ROTATE {
-            self.anchor = self.pending;
-            self.pending = (now, spent);
-        }
-    }
-
-    /// Spend per day, once at least an hour of history exists.
-    pub fn per_day(&self, now: SystemTime, spent_now: Decimal) -> Option<Decimal> {
-        let age = now.duration_since(self.anchor.0).ok().filter(|a| *a >= SPEND_WINDOW_MIN_AGE)?;
-        let spent = spent_now.checked_sub(self.anchor.1)?;
-        let age_ms = Decimal::from(age.as_millis() as u64);
-        spent.checked_mul(Decimal::from(86_400_000u64))?.checked_div(age_ms)
-    }
-
-    /// Days the usable balance lasts at this spend rate, if there is spend.
-    pub fn runway_days(&self, now: SystemTime, spent_now: Decimal, usable: Decimal) -> Option<Decimal> {
-        let per_day = self.per_day(now, spent_now).filter(|r| *r > Decimal::ZERO)?;
-        usable.max(Decimal::ZERO).checked_div(per_day)
-    }
 }
 
 /// What the exporter knows about one configured supplier.
@@ -581,11 +568,12 @@ mod tests {
         let mut s = SupplierState::default().after_poll(ok(vec![row("main", "USD", "1000")]), d, t0);
         let t1 = t0 + Duration::from_secs(6 * 3600);
         s = s.after_poll(ok(vec![row("main", "USD", "900")]), d, t1);
-        let w = s.spend_windows[&key("main", "USD")];
-        // 100 in 6 hours = 400/day; 900 usable lasts 2.25 days.
-        assert_eq!(w.per_day(t1, s.spent_total[&key("main", "USD")]).unwrap().to_string(), "400");
-        assert_eq!(w.runway_days(t1, s.spent_total[&key("main", "USD")], Decimal::new(900, 0)).unwrap().to_string(), "2.25");
-        assert_eq!(w.per_day(t0 + Duration::from_secs(60), Decimal::ONE), None);
+        // 100 in 6 hours = 400/day (the 1h window until a day is covered); 900 usable lasts 2.25 days.
+        let (window, per_day, runway) = s.runway(&key("main", "USD")).unwrap();
+        assert_eq!((window, per_day.to_string(), runway.unwrap().to_string()), ("1h", "400".into(), "2.25".into()));
+        let s = SupplierState::default().after_poll(ok(vec![row("main", "USD", "1000")]), d, t0);
+        let s = s.after_poll(ok(vec![row("main", "USD", "999")]), d, t0 + Duration::from_secs(60));
+        assert_eq!(s.runway(&key("main", "USD")), None, "a minute of history is not a spend rate");
     }
 
     #[test]

@@ -33,7 +33,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::poll::{BalanceRow, Reason};
-use crate::snapshot::{Balance, LastError, SpendWindow, SupplierState};
+use crate::snapshot::{Balance, LastError, SupplierState};
+use crate::spend_rate::SpendHistory;
 
 /// Version of the record format; a file of another version is set aside.
 pub const FORMAT_VERSION: u32 = 1;
@@ -89,7 +90,13 @@ struct Record {
     last_error: Option<ErrorRecord>,
     balances: Vec<BalanceRecord>,
     counters: Vec<CounterRecord>,
-    spend_windows: Vec<WindowRecord>,
+    /// Written by the first v1 exporters (a coarse spend estimate, now replaced
+    /// by `spend_history`); accepted and ignored so their state still loads.
+    #[serde(default, skip_serializing)]
+    spend_windows: Option<serde_json::Value>,
+    /// Each balance's spend-rate history (`SpendHistory::encode`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    spend_history: Vec<HistoryRecord>,
     /// The kind's memory (ledger cursor and duplicate detection), as the kind serialises it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     memory: Option<serde_json::Value>,
@@ -128,13 +135,10 @@ struct CounterRecord {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WindowRecord {
+struct HistoryRecord {
     account: String,
     currency: String,
-    anchor_at: SystemTime,
-    anchor_spent: String,
-    pending_at: SystemTime,
-    pending_spent: String,
+    points: String,
 }
 
 /// A `drop` line: the supplier left the config.
@@ -188,17 +192,11 @@ impl Record {
                 })
                 .collect(),
             counters,
-            spend_windows: state
+            spend_windows: None,
+            spend_history: state
                 .spend_windows
                 .iter()
-                .map(|(key, w)| WindowRecord {
-                    account: key.0.clone(),
-                    currency: key.1.clone(),
-                    anchor_at: w.anchor.0,
-                    anchor_spent: w.anchor.1.to_string(),
-                    pending_at: w.pending.0,
-                    pending_spent: w.pending.1.to_string(),
-                })
+                .map(|(key, h)| HistoryRecord { account: key.0.clone(), currency: key.1.clone(), points: h.encode() })
                 .collect(),
             memory,
         }
@@ -239,12 +237,9 @@ impl Record {
                 state.counters_seen.insert(key, seen);
             }
         }
-        for w in &self.spend_windows {
-            let window = SpendWindow {
-                anchor: (w.anchor_at, amount("anchor_spent", &w.anchor_spent)?),
-                pending: (w.pending_at, amount("pending_spent", &w.pending_spent)?),
-            };
-            state.spend_windows.insert((w.account.clone(), w.currency.clone()), window);
+        for h in &self.spend_history {
+            let history = SpendHistory::decode(&h.points).map_err(|e| StorageError::Record(format!("{:?} {:?}: {e}", h.account, h.currency)))?;
+            state.spend_windows.insert((h.account.clone(), h.currency.clone()), history);
         }
         Ok(state)
     }
@@ -705,6 +700,31 @@ mod tests {
         assert_eq!(back.spent_total[&("main".to_string(), "USD".to_string())].to_string(), "12345678901234567890.49");
         assert_eq!(back.spend_windows, state.spend_windows);
         assert_eq!(back.polls_total, 2);
+    }
+
+    #[test]
+    fn a_record_of_the_first_v1_exporters_still_loads() {
+        // Written before `spend_history` replaced `spend_windows`: counters and balances
+        // come back; the spend-rate history starts empty.
+        let old = br#"{"v":1,"supplier":"fox","kind":"foxreload","polls_total":3,"errors_total":{},"row_errors_total":0,
+            "last_success":{"secs_since_epoch":1800000000,"nanos_since_epoch":0},"last_error":null,"balances":[],
+            "counters":[{"account":"main","currency":"USD","spent":"4.5","topped_up":"0","seen":null}],
+            "spend_windows":[{"account":"main","currency":"USD","anchor_at":{"secs_since_epoch":1800000000,"nanos_since_epoch":0},
+            "anchor_spent":"1","pending_at":{"secs_since_epoch":1800000000,"nanos_since_epoch":0},"pending_spent":"1"}]}"#;
+        let (_, _, state) = decode_state(old).unwrap();
+        assert_eq!(state.spent_total[&("main".to_string(), "USD".to_string())].to_string(), "4.5");
+        assert!(state.spend_windows.is_empty());
+        assert!(!String::from_utf8(encode_state("fox", "foxreload", &state)).unwrap().contains("spend_windows"));
+    }
+
+    #[test]
+    fn a_damaged_spend_history_names_the_balance() {
+        let state = polled("10");
+        let text = String::from_utf8(encode_state("fox", "foxreload", &state)).unwrap();
+        assert!(text.contains(r#""spend_history":[{"account":"main","currency":"USD","points":""#), "{text}");
+        let bad = text.replacen(r#""points":""#, r#""points":"x;"#, 1);
+        let err = decode_state(bad.as_bytes()).unwrap_err().to_string();
+        assert_eq!(err, r#"state record: "main" "USD": spend history point 0: no space between time and amount"#);
     }
 
     #[test]

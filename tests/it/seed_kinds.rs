@@ -79,7 +79,7 @@ async fn foxreload_novasend_vai247_exact_values() {
     assert_eq!(s.value("supplier_balance_usable", &khr), 4_750_000.0);
     assert_eq!(s.value("supplier_balance_frozen", &khr), 250_000.0);
     assert_eq!(s.value("supplier_balance_low_threshold", &khr), 1_000_000.0);
-    assert_eq!(s.value("supplier_balance_runway_threshold_days", &khr), 2.5);
+    assert_eq!(s.value("supplier_balance_runway_threshold_seconds", &khr), 2.5 * 86_400.0);
     let vusd = [("supplier", "vai"), ("account", "main"), ("currency", "USD")];
     assert_eq!(s.value("supplier_balance", &vusd), 1250.75);
     assert_eq!(s.get("supplier_balance_low_threshold", &vusd), None);
