@@ -6,6 +6,8 @@ environment; this script only talks HTTP (and reads the webhook's log file).
 Steps (each bounded in time; the first failure ends the run with exit 1):
   1. the exporter target is up in Prometheus;
   2. supplier_info has every kind of the demo config, and every supplier is up;
+     every balance has supplier_balance_spend_rate for 15m, 30m, 1h and 1d (the
+     exporter restarted on a state directory seeded with a day of history);
   3. every rule group has been evaluated, every rule's health is "ok" with no
      lastError; every recording rule has produced series (the baselines that need
      days of history read the history run.sh backfilled, see backfill.py);
@@ -143,6 +145,18 @@ def kinds_present():
         return (not missing_kinds and not down), f"kinds missing {sorted(missing_kinds)}, suppliers not up {sorted(down)}"
     wait_for("every seed kind in supplier_info, every demo supplier up", present, 45)
     return f"kinds {sorted(want)}; suppliers {sorted(names)} up"
+
+
+def spend_rate_windows():
+    """Every balance has its spend rate over every window: the restarted exporter
+    read back the day of history run.sh seeded into its state directory."""
+    def present():
+        balances = len(query("supplier_balance"))
+        counts = {r["metric"]["window"]: int(float(r["value"][1])) for r in query("count by (window) (supplier_balance_spend_rate)")}
+        ok = balances > 0 and all(counts.get(w) == balances for w in ("15m", "30m", "1h", "1d"))
+        detail = f"{balances} balances, spend_rate series per window {counts}"
+        return (detail if ok else None), detail
+    return wait_for("supplier_balance_spend_rate for every window of every balance", present, 45)
 
 
 # ---- 3. rules ----------------------------------------------------------------------
@@ -320,6 +334,7 @@ def main():
     try:
         check("exporter target up", target_up)
         check("every seed kind present, every supplier up", kinds_present)
+        check("spend rate over every window, from the restored history", spend_rate_windows)
         check("every rule healthy on live data", rules_healthy)
         check("recording rules produce series", recording_series)
 

@@ -97,7 +97,20 @@ start alertmanager "$ALERTMANAGER" --config.file="$TMP/alertmanager.yml" --stora
   --web.listen-address="127.0.0.1:$AM_PORT" --cluster.listen-address= --log.level=info
 
 # ---- the exporter, demo mode ---------------------------------------------------------------
-start exporter "$BIN" --demo --web.listen-address="127.0.0.1:$EXPORTER_PORT" --log.level=info
+# First on an empty state directory, stopped once every supplier has been polled; then
+# seed_history.py gives every balance a day of spend-rate history (the windows of
+# supplier_balance_spend_rate exist only once the history covers them), and the
+# exporter restarts on that directory, reading it through its own loader.
+start exporter-first "$BIN" --demo --web.listen-address="127.0.0.1:$EXPORTER_PORT" --storage.path="$TMP/state" --log.level=info
+wait_http "http://127.0.0.1:$EXPORTER_PORT/-/ready" 20
+FIRST=${PIDS[-1]}
+kill -TERM "$FIRST"
+for _ in $(seq 1 100); do kill -0 "$FIRST" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$FIRST" 2>/dev/null && die "the first exporter did not stop on SIGTERM"
+unset 'PIDS[-1]'
+SEEDED=$(python3 "$HERE/seed_history.py" "$TMP/state")
+echo "e2e: a day of spend-rate history seeded for $SEEDED balances"
+start exporter "$BIN" --demo --web.listen-address="127.0.0.1:$EXPORTER_PORT" --storage.path="$TMP/state" --log.level=info
 wait_http "http://127.0.0.1:$EXPORTER_PORT/-/ready" 20
 
 # ---- Prometheus: examples/prometheus.yml, 2s intervals, rules with the test override ------
