@@ -1,22 +1,32 @@
-//! Snapshot → Prometheus exposition.
+//! Snapshot → Prometheus text exposition, rendered incrementally.
 //!
-//! A `prometheus::core::Collector` builds metric families from the store's
-//! immutable per-supplier states (no I/O, no awaits under the registry lock).
-//! The rendered text and its gzip form are cached per store generation, so
-//! scrapes between two polls cost a pointer copy, not a render.
+//! Every series is described once: [`supplier_series`] for one supplier's
+//! state and [`exporter_series`] for the exporter's own, into a [`Sink`].
+//! Two sinks read that description:
+//!
+//! - the production path writes text: each supplier's lines, per family, are
+//!   a cached fragment re-rendered only when that supplier's state (or, after
+//!   a reload, its slot) changes; a render stitches the fragments in family
+//!   order, one `# HELP`/`# TYPE` per family, series sorted as the
+//!   `prometheus` crate sorts them (by label values), so a scrape after one
+//!   poll costs one supplier's lines plus a copy of the others;
+//! - [`collect_families`] builds the `prometheus` crate's families: the
+//!   reference the tests compare the text with, series for series.
+//!
+//! The body and its gzip form are cached per store generation; a scrape that
+//! arrives while a render is running waits for it and takes its result
+//! instead of starting another.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
-use prometheus::{Encoder, Registry, TextEncoder};
 use rust_decimal::Decimal;
 
-use crate::poll::Reason;
-use crate::snapshot::{unix_seconds, Store, SupplierSlot, SupplierState, DURATION_BUCKETS};
+use crate::snapshot::{unix_seconds, Store, SupplierSlot, SupplierState};
 
 /// Version and revision baked in at build time.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -30,37 +40,299 @@ pub fn to_f64(d: Decimal) -> f64 {
     d.to_string().parse().unwrap_or(f64::NAN)
 }
 
-struct Family {
-    mf: MetricFamily,
+/// Counter or gauge (the per-supplier families have no histograms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
 }
 
-impl Family {
-    fn new(name: &str, help: &str, kind: MetricType) -> Self {
-        let mut mf = MetricFamily::default();
-        mf.set_name(name.to_string());
-        mf.set_help(help.to_string());
-        mf.set_field_type(kind);
-        Family { mf }
+impl Kind {
+    fn text(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        }
     }
 
-    fn push(&mut self, labels: &[(&str, &str)], value: f64) {
-        let mut m = proto::Metric::default();
-        m.set_label(label_pairs(labels));
-        match self.mf.get_field_type() {
-            MetricType::COUNTER => {
-                let mut c = proto::Counter::default();
-                c.set_value(value);
-                m.set_counter(c);
+    fn proto(self) -> MetricType {
+        match self {
+            Kind::Counter => MetricType::COUNTER,
+            Kind::Gauge => MetricType::GAUGE,
+        }
+    }
+}
+
+/// A metric family every supplier may have series in.
+pub struct FamilyDef {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+}
+
+macro_rules! cached {
+    ($help:literal) => {
+        concat!($help, " Cached from the last successful poll; /metrics never calls a supplier.")
+    };
+}
+
+/// Index of each per-supplier family in [`SUPPLIER_FAMILIES`] (sorted by name).
+pub mod family {
+    pub const BALANCE: usize = 0;
+    pub const FROZEN: usize = 1;
+    pub const LOW: usize = 2;
+    pub const RUNWAY: usize = 3;
+    pub const SPEND_RATE: usize = 4;
+    pub const SPENT: usize = 5;
+    pub const TOPPED_UP: usize = 6;
+    pub const UPDATED: usize = 7;
+    pub const USABLE: usize = 8;
+    pub const INFO: usize = 9;
+    pub const LAST_POLL: usize = 10;
+    pub const LAST_SUCCESS: usize = 11;
+    pub const DURATION: usize = 12;
+    pub const ERRORS: usize = 13;
+    pub const INTERVAL: usize = 14;
+    pub const POLLS: usize = 15;
+    pub const ROW_ERRORS: usize = 16;
+    pub const UP: usize = 17;
+}
+
+/// The per-supplier families, sorted by name (the exposition's order).
+pub const SUPPLIER_FAMILIES: [FamilyDef; 18] = [
+    FamilyDef {
+        name: "supplier_balance",
+        help: cached!("Total balance including frozen funds, in the currency's major unit."),
+        kind: Kind::Gauge,
+    },
+    FamilyDef {
+        name: "supplier_balance_frozen",
+        help: cached!("Held funds (pending, escrowed, frozen), in major units; 0 when the API has no such notion."),
+        kind: Kind::Gauge,
+    },
+    FamilyDef {
+        name: "supplier_balance_low_threshold",
+        help: "Configured low-balance threshold (thresholds[].low), in major units.",
+        kind: Kind::Gauge,
+    },
+    FamilyDef {
+        name: "supplier_balance_runway_threshold_seconds",
+        help: "Configured runway threshold (thresholds[].runway_days), in seconds.",
+        kind: Kind::Gauge,
+    },
+    FamilyDef {
+        name: "supplier_balance_spend_rate",
+        help: cached!(
+            "Spend per second over `window` (15m, 30m, 1h, 1d) from the exporter's own poll times: spend plus frozen \
+             (what orders took from usable) at the last successful poll minus at the latest successful poll at least \
+             `window` before it, over the exact time between them; never below 0; absent until the history covers the \
+             window. History older than 40 minutes is thinned to one poll per 5 minutes, so the 1h and 1d windows may \
+             start up to 5 minutes earlier."
+        ),
+        kind: Kind::Gauge,
+    },
+    FamilyDef {
+        name: "supplier_balance_spent_total",
+        help: "Sum of observed decreases of the total balance (ledger debits where a ledger exists), in major units.",
+        kind: Kind::Counter,
+    },
+    FamilyDef {
+        name: "supplier_balance_topped_up_total",
+        help: "Sum of observed increases of the total balance (ledger credits where a ledger exists), in major units.",
+        kind: Kind::Counter,
+    },
+    FamilyDef {
+        name: "supplier_balance_updated_timestamp_seconds",
+        help: cached!("When the supplier computed the balance, or when it was fetched if the supplier does not say."),
+        kind: Kind::Gauge,
+    },
+    FamilyDef {
+        name: "supplier_balance_usable",
+        help: cached!("Funds available for new orders now, in major units."),
+        kind: Kind::Gauge,
+    },
+    FamilyDef { name: "supplier_info", help: "1 per configured supplier.", kind: Kind::Gauge },
+    FamilyDef {
+        name: "supplier_last_poll_timestamp_seconds",
+        help: "End of the last poll attempt, success or failure (the load time until the first attempt ends); a stuck poller shows here.",
+        kind: Kind::Gauge,
+    },
+    FamilyDef {
+        name: "supplier_last_success_timestamp_seconds",
+        help: "Time of the last successful poll (absent before the first success).",
+        kind: Kind::Gauge,
+    },
+    FamilyDef {
+        name: "supplier_poll_duration_seconds",
+        help: "Time taken by the last poll attempt, all its requests included (the distribution over all suppliers: \
+               balance_exporter_poll_duration_seconds).",
+        kind: Kind::Gauge,
+    },
+    FamilyDef {
+        name: "supplier_poll_errors_total",
+        help: "Failed polls by reason; a reason's series appears with its first failure.",
+        kind: Kind::Counter,
+    },
+    FamilyDef { name: "supplier_poll_interval_seconds", help: "Configured poll interval.", kind: Kind::Gauge },
+    FamilyDef { name: "supplier_polls_total", help: "Polls attempted.", kind: Kind::Counter },
+    FamilyDef {
+        name: "supplier_row_errors_total",
+        help: "Rows of successful polls that could not be read (the other rows were kept).",
+        kind: Kind::Counter,
+    },
+    FamilyDef { name: "supplier_up", help: "1 if the last poll of this supplier succeeded, 0 otherwise.", kind: Kind::Gauge },
+];
+
+/// Where series are described to: the text fragments or the crate's families.
+pub trait Sink {
+    /// A sample of one of [`SUPPLIER_FAMILIES`].
+    fn sample(&mut self, family: usize, labels: &[(&str, &str)], value: f64);
+    /// A sample of a family a kind adds (its name, help and type come with it).
+    fn extra(&mut self, name: &'static str, help: &'static str, kind: Kind, labels: &[(&str, &str)], value: f64);
+}
+
+/// One supplier's series.
+pub fn supplier_series(slot: &SupplierSlot, state: &SupplierState, sink: &mut dyn Sink) {
+    use family::*;
+    let s = slot.name.as_str();
+    let sup = [("supplier", s)];
+    sink.sample(INFO, &[("supplier", s), ("kind", slot.kind)], 1.0);
+    sink.sample(INTERVAL, &sup, slot.poll_interval.as_secs_f64());
+    sink.sample(POLLS, &sup, state.polls_total as f64);
+    if let Some(t) = state.last_poll_timestamp() {
+        sink.sample(LAST_POLL, &sup, unix_seconds(t));
+    }
+    sink.sample(ROW_ERRORS, &sup, state.row_errors_total as f64);
+    for (reason, n) in &state.errors_total {
+        sink.sample(ERRORS, &[("supplier", s), ("reason", reason.as_str())], *n as f64);
+    }
+    if let Some(d) = state.last_duration {
+        sink.sample(DURATION, &sup, d.as_secs_f64());
+    }
+    if state.polled_once {
+        sink.sample(UP, &sup, if state.up { 1.0 } else { 0.0 });
+    }
+    if let Some(t) = state.last_success {
+        sink.sample(LAST_SUCCESS, &sup, unix_seconds(t));
+    }
+    for ((account, currency), b) in &state.balances {
+        let l = [("supplier", s), ("account", account.as_str()), ("currency", currency.as_str())];
+        sink.sample(BALANCE, &l, to_f64(b.row.balance));
+        sink.sample(FROZEN, &l, to_f64(b.row.frozen));
+        sink.sample(USABLE, &l, to_f64(b.row.usable));
+        sink.sample(UPDATED, &l, unix_seconds(b.updated_at()));
+        if let Some(t) = crate::config::Threshold::applying_to(&slot.thresholds, account, currency) {
+            // Threshold gauges carry the labels of the balance they apply to, so rules
+            // join them `on(supplier, account, currency)`.
+            if let Some(v) = t.low {
+                sink.sample(LOW, &l, to_f64(v));
             }
-            _ => {
-                let mut g = proto::Gauge::default();
-                g.set_value(value);
-                m.set_gauge(g);
+            if let Some(v) = t.runway_days {
+                sink.sample(RUNWAY, &l, to_f64(v) * 86_400.0);
             }
         }
-        self.mf.mut_metric().push(m);
+    }
+    for ((account, currency), history) in &state.spend_windows {
+        for (window, length) in crate::spend_rate::WINDOWS {
+            if let Some(rate) = history.rate(length) {
+                let l = [("supplier", s), ("account", account.as_str()), ("currency", currency.as_str()), ("window", window)];
+                sink.sample(SPEND_RATE, &l, to_f64(rate));
+            }
+        }
+    }
+    for ((account, currency), v) in &state.spent_total {
+        sink.sample(SPENT, &[("supplier", s), ("account", account), ("currency", currency)], to_f64(*v));
+    }
+    for ((account, currency), v) in &state.topped_up_total {
+        sink.sample(TOPPED_UP, &[("supplier", s), ("account", account), ("currency", currency)], to_f64(*v));
+    }
+    let with_supplier = |labels: &[(&'static str, String)]| -> Vec<(&'static str, String)> {
+        std::iter::once(("supplier", s.to_string())).chain(labels.iter().cloned()).collect()
+    };
+    for g in &state.gauges {
+        let labels = with_supplier(&g.labels);
+        let l: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        sink.extra(g.name, g.help, Kind::Gauge, &l, to_f64(g.value));
+    }
+    for ((name, labels), (help, value)) in &state.counters {
+        let labels = with_supplier(labels);
+        let l: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        sink.extra(name, help, Kind::Counter, &l, to_f64(*value));
     }
 }
+
+/// The exporter's own families: (name, help, type, samples). Histograms are
+/// written whole (buckets, sum, count) by [`ExporterFamily::Histogram`].
+pub enum ExporterFamily {
+    Scalar { name: &'static str, help: &'static str, kind: Kind, labels: Vec<(&'static str, &'static str)>, value: f64 },
+    Histogram { name: &'static str, help: &'static str, bounds: &'static [f64], cumulative: Vec<u64>, count: u64, sum: f64 },
+}
+
+impl ExporterFamily {
+    fn name(&self) -> &'static str {
+        match self {
+            ExporterFamily::Scalar { name, .. } | ExporterFamily::Histogram { name, .. } => name,
+        }
+    }
+}
+
+/// The `balance_exporter_*` families (not `balance_exporter_scrape_bytes`, which
+/// measures the body and comes last).
+pub fn exporter_series(store: &Store) -> Vec<ExporterFamily> {
+    let mut out = vec![
+        ExporterFamily::Scalar {
+            name: "balance_exporter_build_info",
+            help: "Build of this exporter.",
+            kind: Kind::Gauge,
+            labels: vec![("version", VERSION), ("revision", REVISION)],
+            value: 1.0,
+        },
+        ExporterFamily::Scalar {
+            name: "balance_exporter_config_last_reload_successful",
+            help: "1 if the last config reload succeeded.",
+            kind: Kind::Gauge,
+            labels: vec![],
+            value: if store.reload_ok() { 1.0 } else { 0.0 },
+        },
+        ExporterFamily::Scalar {
+            name: "balance_exporter_config_last_reload_success_timestamp_seconds",
+            help: "Time of the last successful config load.",
+            kind: Kind::Gauge,
+            labels: vec![],
+            value: store.last_reload_success() as f64,
+        },
+    ];
+    if let Some(n) = store.state_write_errors() {
+        out.push(ExporterFamily::Scalar {
+            name: "balance_exporter_state_write_errors_total",
+            help: "Writes of the --storage.path state that failed (counters are held back until a write succeeds).",
+            kind: Kind::Counter,
+            labels: vec![],
+            value: n as f64,
+        });
+    }
+    let (cumulative, count, sum) = store.lateness.read();
+    out.push(ExporterFamily::Histogram {
+        name: "balance_exporter_poll_lateness_seconds",
+        help: "How long after its planned instant each poll started (scheduler lag), all suppliers.",
+        bounds: store.lateness.bounds,
+        cumulative: cumulative.to_vec(),
+        count,
+        sum,
+    });
+    let (cumulative, count, sum) = store.poll_duration.read();
+    out.push(ExporterFamily::Histogram {
+        name: "balance_exporter_poll_duration_seconds",
+        help: "Time taken by each poll attempt, all its requests included, all suppliers.",
+        bounds: store.poll_duration.bounds,
+        cumulative: cumulative.to_vec(),
+        count,
+        sum,
+    });
+    out
+}
+
+// ---- the crate's families: the reference ---------------------------------------------
 
 fn label_pairs(labels: &[(&str, &str)]) -> Vec<LabelPair> {
     labels
@@ -74,268 +346,220 @@ fn label_pairs(labels: &[(&str, &str)]) -> Vec<LabelPair> {
         .collect()
 }
 
-/// Collects every `supplier_*` and `balance_exporter_*` family from the store.
-pub struct StoreCollector {
-    store: Arc<Store>,
-    desc: Vec<Desc>,
+fn new_family(name: &str, help: &str, kind: MetricType) -> MetricFamily {
+    let mut mf = MetricFamily::default();
+    mf.set_name(name.to_string());
+    mf.set_help(help.to_string());
+    mf.set_field_type(kind);
+    mf
 }
 
-impl StoreCollector {
-    pub fn new(store: Arc<Store>) -> Self {
-        StoreCollector { store, desc: Vec::new() }
-    }
-}
-
-impl Collector for StoreCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        self.desc.iter().collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        collect_families(&self.store)
-    }
-}
-
-const CACHED: &str = " Cached from the last successful poll; /metrics never calls a supplier.";
-
-/// Builds all families from the store's current states.
-pub fn collect_families(store: &Store) -> Vec<MetricFamily> {
-    let help = |s: &str| format!("{s}{CACHED}");
-    let mut balance =
-        Family::new("supplier_balance", &help("Total balance including frozen funds, in the currency's major unit."), MetricType::GAUGE);
-    let mut frozen = Family::new(
-        "supplier_balance_frozen",
-        &help("Held funds (pending, escrowed, frozen), in major units; 0 when the API has no such notion."),
-        MetricType::GAUGE,
-    );
-    let mut usable =
-        Family::new("supplier_balance_usable", &help("Funds available for new orders now, in major units."), MetricType::GAUGE);
-    let mut updated = Family::new(
-        "supplier_balance_updated_timestamp_seconds",
-        &help("When the supplier computed the balance, or when it was fetched if the supplier does not say."),
-        MetricType::GAUGE,
-    );
-    let mut spent = Family::new(
-        "supplier_balance_spent_total",
-        "Sum of observed decreases of the total balance (ledger debits where a ledger exists), in major units.",
-        MetricType::COUNTER,
-    );
-    let mut topped = Family::new(
-        "supplier_balance_topped_up_total",
-        "Sum of observed increases of the total balance (ledger credits where a ledger exists), in major units.",
-        MetricType::COUNTER,
-    );
-    let mut low = Family::new(
-        "supplier_balance_low_threshold",
-        "Configured low-balance threshold (thresholds[].low), in major units.",
-        MetricType::GAUGE,
-    );
-    let mut spend_rate = Family::new(
-        "supplier_balance_spend_rate",
-        &help(
-            "Spend per second over `window` (15m, 30m, 1h, 1d) from the exporter's own poll times: spend plus frozen \
-             (what orders took from usable) at the last successful poll minus at the latest successful poll at least \
-             `window` before it, over the exact time between them; never below 0; absent until the history covers the \
-             window. History older than 40 minutes is thinned to one poll per 5 minutes, so the 1h and 1d windows may \
-             start up to 5 minutes earlier.",
-        ),
-        MetricType::GAUGE,
-    );
-    let mut runway = Family::new(
-        "supplier_balance_runway_threshold_seconds",
-        "Configured runway threshold (thresholds[].runway_days), in seconds.",
-        MetricType::GAUGE,
-    );
-    let mut up = Family::new("supplier_up", "1 if the last poll of this supplier succeeded, 0 otherwise.", MetricType::GAUGE);
-    let mut last_success = Family::new(
-        "supplier_last_success_timestamp_seconds",
-        "Time of the last successful poll (absent before the first success).",
-        MetricType::GAUGE,
-    );
-    let mut interval = Family::new("supplier_poll_interval_seconds", "Configured poll interval.", MetricType::GAUGE);
-    let mut polls = Family::new("supplier_polls_total", "Polls attempted.", MetricType::COUNTER);
-    let mut last_poll = Family::new(
-        "supplier_last_poll_timestamp_seconds",
-        "End of the last poll attempt, success or failure (the load time until the first attempt ends); a stuck poller shows here.",
-        MetricType::GAUGE,
-    );
-    let mut errors = Family::new("supplier_poll_errors_total", "Failed polls by reason.", MetricType::COUNTER);
-    let mut row_errors = Family::new(
-        "supplier_row_errors_total",
-        "Rows of successful polls that could not be read (the other rows were kept).",
-        MetricType::COUNTER,
-    );
-    let mut duration =
-        Family::new("supplier_poll_duration_seconds", "Time taken by one poll, all its requests included.", MetricType::HISTOGRAM);
-    let mut info = Family::new("supplier_info", "1 per configured supplier.", MetricType::GAUGE);
-    let mut extra: BTreeMap<&'static str, Family> = BTreeMap::new();
-
-    for slot in store.slots().iter() {
-        let state = slot.state();
-        let s = slot.name.as_str();
-        info.push(&[("supplier", s), ("kind", slot.kind)], 1.0);
-        interval.push(&[("supplier", s)], slot.poll_interval.as_secs_f64());
-        polls.push(&[("supplier", s)], state.polls_total as f64);
-        if let Some(t) = state.last_poll_timestamp() {
-            last_poll.push(&[("supplier", s)], unix_seconds(t));
-        }
-        row_errors.push(&[("supplier", s)], state.row_errors_total as f64);
-        for reason in Reason::ALL {
-            let n = state.errors_total.get(&reason).copied().unwrap_or(0);
-            errors.push(&[("supplier", s), ("reason", reason.as_str())], n as f64);
-        }
-        duration.mf.mut_metric().push(histogram(s, &state));
-        if state.polled_once {
-            up.push(&[("supplier", s)], if state.up { 1.0 } else { 0.0 });
-        }
-        if let Some(t) = state.last_success {
-            last_success.push(&[("supplier", s)], unix_seconds(t));
-        }
-        for ((account, currency), b) in &state.balances {
-            let l = [("supplier", s), ("account", account.as_str()), ("currency", currency.as_str())];
-            balance.push(&l, to_f64(b.row.balance));
-            frozen.push(&l, to_f64(b.row.frozen));
-            usable.push(&l, to_f64(b.row.usable));
-            updated.push(&l, unix_seconds(b.updated_at()));
-        }
-        for ((account, currency), history) in &state.spend_windows {
-            for (window, length) in crate::spend_rate::WINDOWS {
-                if let Some(rate) = history.rate(length) {
-                    let l = [("supplier", s), ("account", account.as_str()), ("currency", currency.as_str()), ("window", window)];
-                    spend_rate.push(&l, to_f64(rate));
-                }
-            }
-        }
-        for ((account, currency), v) in &state.spent_total {
-            spent.push(&[("supplier", s), ("account", account), ("currency", currency)], to_f64(*v));
-        }
-        for ((account, currency), v) in &state.topped_up_total {
-            topped.push(&[("supplier", s), ("account", account), ("currency", currency)], to_f64(*v));
-        }
-        push_thresholds(slot, &state, &mut low, &mut runway);
-        for g in &state.gauges {
-            push_extra(&mut extra, s, g.name, g.help, MetricType::GAUGE, &g.labels, to_f64(g.value));
-        }
-        for ((name, labels), (help, value)) in &state.counters {
-            push_extra(&mut extra, s, name, help, MetricType::COUNTER, labels, to_f64(*value));
-        }
-    }
-
-    let mut build = Family::new("balance_exporter_build_info", "Build of this exporter.", MetricType::GAUGE);
-    build.push(&[("version", VERSION), ("revision", REVISION)], 1.0);
-    let mut reload =
-        Family::new("balance_exporter_config_last_reload_successful", "1 if the last config reload succeeded.", MetricType::GAUGE);
-    reload.push(&[], if store.reload_ok() { 1.0 } else { 0.0 });
-    let mut reload_time = Family::new(
-        "balance_exporter_config_last_reload_success_timestamp_seconds",
-        "Time of the last successful config load.",
-        MetricType::GAUGE,
-    );
-    reload_time.push(&[], store.last_reload_success() as f64);
-
-    let mut state_errors = Family::new(
-        "balance_exporter_state_write_errors_total",
-        "Writes of the --storage.path state that failed (counters are held back until a write succeeds).",
-        MetricType::COUNTER,
-    );
-    if let Some(n) = store.state_write_errors() {
-        state_errors.push(&[], n as f64);
-    }
-
-    let mut lateness = Family::new(
-        "balance_exporter_poll_lateness_seconds",
-        "How long after its planned instant each poll started (scheduler lag), all suppliers.",
-        MetricType::HISTOGRAM,
-    );
-    let (cumulative, count, sum) = store.lateness.read();
-    lateness.mf.mut_metric().push(histogram_metric(&[], &crate::snapshot::LATENESS_BUCKETS, &cumulative, count, sum));
-
-    [
-        balance,
-        frozen,
-        usable,
-        updated,
-        spent,
-        topped,
-        spend_rate,
-        low,
-        runway,
-        up,
-        last_success,
-        interval,
-        polls,
-        last_poll,
-        errors,
-        row_errors,
-        duration,
-        info,
-        build,
-        reload,
-        reload_time,
-        state_errors,
-        lateness,
-    ]
-    .into_iter()
-    .chain(extra.into_values())
-    .map(|f| f.mf)
-    .filter(|mf| !mf.get_metric().is_empty())
-    .collect()
-}
-
-fn push_extra(
-    extra: &mut BTreeMap<&'static str, Family>,
-    supplier: &str,
-    name: &'static str,
-    help: &'static str,
-    kind: MetricType,
-    labels: &[(&'static str, String)],
-    value: f64,
-) {
-    let family = extra.entry(name).or_insert_with(|| Family::new(name, help, kind));
-    let mut all: Vec<(&str, &str)> = vec![("supplier", supplier)];
-    all.extend(labels.iter().map(|(k, v)| (*k, v.as_str())));
-    family.push(&all, value);
-}
-
-/// Threshold gauges carry the same labels as the balances they apply to, so
-/// rules join them `on(supplier, account, currency)`.
-fn push_thresholds(slot: &SupplierSlot, state: &SupplierState, low: &mut Family, runway: &mut Family) {
-    for (account, currency) in state.balances.keys() {
-        let Some(t) = crate::config::Threshold::applying_to(&slot.thresholds, account, currency) else { continue };
-        let l = [("supplier", slot.name.as_str()), ("account", account.as_str()), ("currency", currency.as_str())];
-        if let Some(v) = t.low {
-            low.push(&l, to_f64(v));
-        }
-        if let Some(v) = t.runway_days {
-            runway.push(&l, to_f64(v) * 86_400.0);
-        }
-    }
-}
-
-fn histogram(supplier: &str, state: &SupplierState) -> proto::Metric {
-    let d = &state.duration;
-    histogram_metric(&[("supplier", supplier)], &DURATION_BUCKETS, &d.cumulative, d.count, d.sum)
-}
-
-fn histogram_metric(labels: &[(&str, &str)], bounds: &[f64], cumulative: &[u64], count: u64, sum: f64) -> proto::Metric {
-    let mut h = proto::Histogram::default();
-    h.set_sample_count(count);
-    h.set_sample_sum(sum);
-    let buckets = bounds
-        .iter()
-        .zip(cumulative.iter())
-        .map(|(bound, count)| {
-            let mut b = proto::Bucket::default();
-            b.set_upper_bound(*bound);
-            b.set_cumulative_count(*count);
-            b
-        })
-        .collect();
-    h.set_bucket(buckets);
+fn scalar_metric(kind: Kind, labels: &[(&str, &str)], value: f64) -> proto::Metric {
     let mut m = proto::Metric::default();
     m.set_label(label_pairs(labels));
-    m.set_histogram(h);
+    match kind {
+        Kind::Counter => {
+            let mut c = proto::Counter::default();
+            c.set_value(value);
+            m.set_counter(c);
+        }
+        Kind::Gauge => {
+            let mut g = proto::Gauge::default();
+            g.set_value(value);
+            m.set_gauge(g);
+        }
+    }
     m
+}
+
+struct ProtoSink {
+    families: Vec<MetricFamily>,
+    extra: BTreeMap<&'static str, MetricFamily>,
+}
+
+impl Sink for ProtoSink {
+    fn sample(&mut self, family: usize, labels: &[(&str, &str)], value: f64) {
+        let kind = SUPPLIER_FAMILIES[family].kind;
+        self.families[family].mut_metric().push(scalar_metric(kind, labels, value));
+    }
+
+    fn extra(&mut self, name: &'static str, help: &'static str, kind: Kind, labels: &[(&str, &str)], value: f64) {
+        let mf = self.extra.entry(name).or_insert_with(|| new_family(name, help, kind.proto()));
+        mf.mut_metric().push(scalar_metric(kind, labels, value));
+    }
+}
+
+/// Every family as the `prometheus` crate models it (unsorted; its
+/// `Registry::gather` sorts). The reference for the text renderer.
+pub fn collect_families(store: &Store) -> Vec<MetricFamily> {
+    let mut sink = ProtoSink {
+        families: SUPPLIER_FAMILIES.iter().map(|f| new_family(f.name, f.help, f.kind.proto())).collect(),
+        extra: BTreeMap::new(),
+    };
+    for slot in store.slots().iter() {
+        supplier_series(slot, &slot.state(), &mut sink);
+    }
+    let exporter = exporter_series(store).into_iter().map(|f| match f {
+        ExporterFamily::Scalar { name, help, kind, labels, value } => {
+            let mut mf = new_family(name, help, kind.proto());
+            mf.mut_metric().push(scalar_metric(kind, &labels, value));
+            mf
+        }
+        ExporterFamily::Histogram { name, help, bounds, cumulative, count, sum } => {
+            let mut h = proto::Histogram::default();
+            h.set_sample_count(count);
+            h.set_sample_sum(sum);
+            h.set_bucket(
+                bounds
+                    .iter()
+                    .zip(cumulative.iter())
+                    .map(|(bound, count)| {
+                        let mut b = proto::Bucket::default();
+                        b.set_upper_bound(*bound);
+                        b.set_cumulative_count(*count);
+                        b
+                    })
+                    .collect(),
+            );
+            let mut m = proto::Metric::default();
+            m.set_histogram(h);
+            let mut mf = new_family(name, help, MetricType::HISTOGRAM);
+            mf.mut_metric().push(m);
+            mf
+        }
+    });
+    sink.families.into_iter().chain(sink.extra.into_values()).chain(exporter).filter(|mf| !mf.get_metric().is_empty()).collect()
+}
+
+// ---- the text path --------------------------------------------------------------------
+
+/// `\` → `\\`, newline → `\n`, and `"` → `\"` in label values (not in HELP), as the text format wants.
+fn escape(v: &str, quotes: bool, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if quotes => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+}
+
+/// One sample line: `name{labels} value\n`.
+fn sample_line(out: &mut String, name: &str, labels: &[(&str, &str)], extra_label: Option<(&str, &str)>, value: f64) {
+    out.push_str(name);
+    let mut sep = '{';
+    for (k, v) in labels.iter().copied().chain(extra_label) {
+        out.push(sep);
+        out.push_str(k);
+        out.push_str("=\"");
+        escape(v, true, out);
+        out.push('"');
+        sep = ',';
+    }
+    if sep == ',' {
+        out.push('}');
+    }
+    let _ = writeln!(out, " {value}");
+}
+
+fn header(out: &mut Vec<u8>, name: &str, help: &str, kind: &str) {
+    let mut h = String::with_capacity(help.len() + name.len() + 32);
+    h.push_str("# HELP ");
+    h.push_str(name);
+    h.push(' ');
+    escape(help, false, &mut h);
+    let _ = write!(h, "\n# TYPE {name} {kind}\n");
+    out.extend_from_slice(h.as_bytes());
+}
+
+/// The sort key of a series: its label values in order (the crate compares the
+/// number of labels first, then the values).
+type SortKey = (usize, Vec<String>);
+
+fn sort_key(labels: &[(&str, &str)]) -> SortKey {
+    (labels.len(), labels.iter().map(|(_, v)| v.to_string()).collect())
+}
+
+/// A sample of a kind's own family: its family and sort key come with it.
+struct ExtraLine {
+    name: &'static str,
+    help: &'static str,
+    kind: Kind,
+    key: SortKey,
+    line: String,
+}
+
+/// One supplier's rendered lines: family `i`'s lines are `text[ends[i-1]..ends[i]]`.
+struct Fragment {
+    slot: Arc<SupplierSlot>,
+    state: Arc<SupplierState>,
+    text: Box<[u8]>,
+    ends: [usize; SUPPLIER_FAMILIES.len()],
+    extra: Vec<ExtraLine>,
+}
+
+impl Fragment {
+    fn family(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
+}
+
+#[derive(Default)]
+struct TextSink {
+    lines: Vec<Vec<(SortKey, String)>>,
+    extra: Vec<ExtraLine>,
+}
+
+impl Sink for TextSink {
+    fn sample(&mut self, family: usize, labels: &[(&str, &str)], value: f64) {
+        let mut line = String::with_capacity(96);
+        sample_line(&mut line, SUPPLIER_FAMILIES[family].name, labels, None, value);
+        self.lines[family].push((sort_key(labels), line));
+    }
+
+    fn extra(&mut self, name: &'static str, help: &'static str, kind: Kind, labels: &[(&str, &str)], value: f64) {
+        let mut line = String::with_capacity(96);
+        sample_line(&mut line, name, labels, None, value);
+        self.extra.push(ExtraLine { name, help, kind, key: sort_key(labels), line });
+    }
+}
+
+fn render_fragment(slot: &Arc<SupplierSlot>, state: Arc<SupplierState>) -> Fragment {
+    let mut sink = TextSink { lines: (0..SUPPLIER_FAMILIES.len()).map(|_| Vec::new()).collect(), extra: Vec::new() };
+    supplier_series(slot, &state, &mut sink);
+    let mut text = Vec::with_capacity(sink.lines.iter().flatten().map(|(_, l)| l.len()).sum());
+    let mut ends = [0usize; SUPPLIER_FAMILIES.len()];
+    for (i, mut lines) in sink.lines.into_iter().enumerate() {
+        lines.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, line) in lines {
+            text.extend_from_slice(line.as_bytes());
+        }
+        ends[i] = text.len();
+    }
+    Fragment { slot: slot.clone(), state, text: text.into_boxed_slice(), ends, extra: sink.extra }
+}
+
+fn write_exporter_family(out: &mut Vec<u8>, family: &ExporterFamily) {
+    let mut text = String::new();
+    match family {
+        ExporterFamily::Scalar { name, help, kind, labels, value } => {
+            header(out, name, help, kind.text());
+            sample_line(&mut text, name, labels, None, *value);
+        }
+        ExporterFamily::Histogram { name, help, bounds, cumulative, count, sum } => {
+            header(out, name, help, "histogram");
+            let bucket = format!("{name}_bucket");
+            for (bound, n) in bounds.iter().zip(cumulative.iter()) {
+                sample_line(&mut text, &bucket, &[], Some(("le", &bound.to_string())), *n as f64);
+            }
+            sample_line(&mut text, &bucket, &[], Some(("le", "+Inf")), *count as f64);
+            sample_line(&mut text, &format!("{name}_sum"), &[], None, *sum);
+            sample_line(&mut text, &format!("{name}_count"), &[], None, *count as f64);
+        }
+    }
+    out.extend_from_slice(text.as_bytes());
 }
 
 /// One rendered exposition body.
@@ -359,38 +583,106 @@ impl Rendered {
     }
 }
 
-/// Renders the registry once per store generation.
+#[derive(Default)]
+struct Cache {
+    rendered: Option<Rendered>,
+    /// Each supplier's fragment, by name, with the slot and state it was rendered from.
+    fragments: HashMap<String, Fragment>,
+}
+
+/// Renders the exposition, incrementally: only suppliers whose state changed.
 pub struct Renderer {
     store: Arc<Store>,
-    registry: Registry,
-    cache: Mutex<Option<Rendered>>,
+    cache: Mutex<Cache>,
 }
 
 impl Renderer {
     pub fn new(store: Arc<Store>) -> Self {
-        let registry = Registry::new();
-        registry.register(Box::new(StoreCollector::new(store.clone()))).expect("registering the store collector on a fresh registry");
-        Renderer { store, registry, cache: Mutex::new(None) }
+        Renderer { store, cache: Mutex::new(Cache::default()) }
     }
 
-    /// The current exposition, re-rendered only if the store changed.
+    /// The current exposition. A scrape that arrives while a render runs waits
+    /// for it and takes its body (it was started no earlier than the state the
+    /// scrape arrived at); otherwise suppliers whose state changed since their
+    /// last fragment are re-rendered and the body is stitched again.
     pub fn render(&self) -> Rendered {
-        let generation = self.store.generation();
+        let arrived = self.store.generation();
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = cache.as_ref().filter(|r| r.generation == generation) {
+        if let Some(r) = cache.rendered.as_ref().filter(|r| r.generation >= arrived) {
             return r.clone();
         }
-        let mut text = Vec::with_capacity(cache.as_ref().map_or(4096, |r| r.text.len() + 1024));
-        TextEncoder::new().encode(&self.registry.gather(), &mut text).expect("text encoding into a Vec");
-        // Size of the body above, so dashboards can watch scrape size grow.
-        let mut size =
-            Family::new("balance_exporter_scrape_bytes", "Size in bytes of the /metrics body, excluding this metric.", MetricType::GAUGE);
-        size.push(&[], text.len() as f64);
-        TextEncoder::new().encode(&[size.mf], &mut text).expect("text encoding into a Vec");
+        let generation = self.store.generation();
+        let slots = self.store.slots();
+        let mut old = std::mem::take(&mut cache.fragments);
+        let mut fragments: Vec<Fragment> = slots
+            .iter()
+            .map(|slot| {
+                let state = slot.state();
+                match old.remove(slot.name.as_str()) {
+                    Some(f) if Arc::ptr_eq(&f.slot, slot) && Arc::ptr_eq(&f.state, &state) => f,
+                    _ => render_fragment(slot, state),
+                }
+            })
+            .collect();
+        fragments.sort_by(|a, b| a.slot.name.cmp(&b.slot.name));
+        let capacity = cache.rendered.as_ref().map_or(4096, |r| r.text.len() + 1024);
+        let text = stitch(&fragments, &exporter_series(&self.store), capacity);
+        cache.fragments = fragments.into_iter().map(|f| (f.slot.name.clone(), f)).collect();
         let rendered = Rendered { generation, text: Bytes::from(text), gzip: Arc::new(Mutex::new(None)) };
-        *cache = Some(rendered.clone());
+        cache.rendered = Some(rendered.clone());
         rendered
     }
+}
+
+/// The body: every family in name order, then `balance_exporter_scrape_bytes`.
+fn stitch(fragments: &[Fragment], exporter: &[ExporterFamily], capacity: usize) -> Vec<u8> {
+    // The kinds' own families, each sorted across suppliers as the crate sorts.
+    let mut extra: BTreeMap<&'static str, (&'static str, Kind, Vec<&ExtraLine>)> = BTreeMap::new();
+    for e in fragments.iter().flat_map(|f| f.extra.iter()) {
+        extra.entry(e.name).or_insert((e.help, e.kind, Vec::new())).2.push(e);
+    }
+    enum Part<'a> {
+        Supplier(usize),
+        Extra(&'static str, Kind, Vec<&'a ExtraLine>),
+        Exporter(&'a ExporterFamily),
+    }
+    let mut parts: Vec<(&'static str, Part)> = SUPPLIER_FAMILIES.iter().enumerate().map(|(i, f)| (f.name, Part::Supplier(i))).collect();
+    parts.extend(extra.into_iter().map(|(name, (help, kind, lines))| (name, Part::Extra(help, kind, lines))));
+    parts.extend(exporter.iter().map(|f| (f.name(), Part::Exporter(f))));
+    parts.sort_by(|a, b| a.0.cmp(b.0));
+
+    let mut out = Vec::with_capacity(capacity);
+    for (name, part) in parts {
+        match part {
+            Part::Supplier(i) => {
+                if fragments.iter().all(|f| f.family(i).is_empty()) {
+                    continue;
+                }
+                header(&mut out, name, SUPPLIER_FAMILIES[i].help, SUPPLIER_FAMILIES[i].kind.text());
+                for f in fragments {
+                    out.extend_from_slice(f.family(i));
+                }
+            }
+            Part::Extra(help, kind, mut lines) => {
+                lines.sort_by(|a, b| a.key.cmp(&b.key));
+                header(&mut out, name, help, kind.text());
+                for l in lines {
+                    out.extend_from_slice(l.line.as_bytes());
+                }
+            }
+            Part::Exporter(f) => write_exporter_family(&mut out, f),
+        }
+    }
+    // Size of the body above, so dashboards can watch scrape size grow.
+    let size = ExporterFamily::Scalar {
+        name: "balance_exporter_scrape_bytes",
+        help: "Size in bytes of the /metrics body, excluding this metric.",
+        kind: Kind::Gauge,
+        labels: vec![],
+        value: out.len() as f64,
+    };
+    write_exporter_family(&mut out, &size);
+    out
 }
 
 #[cfg(test)]
@@ -398,7 +690,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use crate::poll::BalanceRow;
+    use crate::poll::{BalanceRow, Reason};
     use crate::snapshot::SupplierState;
 
     fn poll(state: &SupplierState, balance: i64, frozen: i64, at: SystemTime) -> SupplierState {
@@ -447,4 +739,147 @@ mod tests {
         assert!(text.contains("supplier_balance_runway_threshold_seconds{supplier=\"fox\",account=\"main\",currency=\"USD\"} 216000\n"));
         assert!(text.contains("# TYPE supplier_balance_spend_rate gauge"));
     }
+
+    /// The reference: the `prometheus` crate's registry and text encoder over
+    /// [`collect_families`].
+    fn crate_text(store: &Arc<Store>) -> String {
+        struct Reference(Arc<Store>);
+        impl prometheus::core::Collector for Reference {
+            fn desc(&self) -> Vec<&prometheus::core::Desc> {
+                Vec::new()
+            }
+            fn collect(&self) -> Vec<MetricFamily> {
+                collect_families(&self.0)
+            }
+        }
+        let registry = prometheus::Registry::new();
+        registry.register(Box::new(Reference(store.clone()))).unwrap();
+        let mut out = Vec::new();
+        prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &registry.gather(), &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn without_scrape_bytes(text: &str) -> &str {
+        &text[..text.find("# HELP balance_exporter_scrape_bytes").unwrap()]
+    }
+
+    /// Suppliers out of name order, hostile account names (quotes, backslashes,
+    /// newlines, NUL, multi-byte), errors of several reasons, a kind's own
+    /// families, thresholds, spend rates, a supplier never polled.
+    fn varied_store() -> Arc<Store> {
+        let config = crate::config::load_str(
+            "suppliers:
+  - {name: zeta, kind: foxreload, auth: {bearer_token: x}, thresholds: [{currency: USD, low: 10, runway_days: 2.5}]}
+  - {name: alpha, kind: vai247, base_url: 'http://127.0.0.1:9', auth: {bearer_token: x}, thresholds: [{currency: KHR, low: 1000}]}
+  - {name: mid, kind: novasend, base_url: 'http://127.0.0.1:9', auth: {bearer_token: x}}
+  - {name: never, kind: foxreload, auth: {bearer_token: x}}
+",
+            &|_| None,
+        )
+        .unwrap();
+        let store = Arc::new(Store::default());
+        let slots = store.set_suppliers(&config.suppliers);
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let accounts = ["main", "a\"b", "c\\d", "e\nf", "g\u{0}h", "漢字é", "", "z"];
+        for (i, slot) in slots.iter().take(3).enumerate() {
+            let mut s = SupplierState::loaded(t0);
+            for p in 0..40u64 {
+                let at = t0 + Duration::from_secs(60 * p);
+                if p % 7 == 3 {
+                    let reason = [Reason::Timeout, Reason::Auth, Reason::ServerError][(p as usize + i) % 3];
+                    s = s.after_poll(Err(crate::poll::PollError::new(reason, "x")), Duration::from_millis(20 * p), at);
+                    continue;
+                }
+                let balances = accounts
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(k, a)| {
+                        ["USD", "KHR"].into_iter().map(move |c| {
+                            let b = Decimal::from(10_000 - (p as i64) * (k as i64 + 1));
+                            BalanceRow { account: a.to_string(), currency: c.into(), balance: b, frozen: Decimal::new(p as i64, 1), usable: b - Decimal::new(p as i64, 1), updated_at: None }
+                        })
+                    })
+                    .collect();
+                let extra = |v: i64| crate::poll::ExtraSample {
+                    name: "supplier_test_extra_total",
+                    help: "A kind's own counter.",
+                    labels: vec![("account", accounts[(v as usize) % accounts.len()].to_string())],
+                    value: Decimal::from(v),
+                };
+                let gauge = crate::poll::ExtraSample {
+                    name: "supplier_test_gauge",
+                    help: "A kind's own gauge, with \\ and \n in its help.",
+                    labels: vec![("account", "a\"b".into()), ("currency", "USD".into())],
+                    value: Decimal::new(12345, 2),
+                };
+                let output = crate::poll::PollOutput {
+                    balances,
+                    gauges: vec![gauge],
+                    counter_increments: vec![extra(p as i64), extra(p as i64 + 3)],
+                    ..Default::default()
+                };
+                s = s.after_poll(Ok(output), Duration::from_millis(10 * p), at);
+            }
+            store.publish(slot, s);
+        }
+        store.poll_duration.observe(Duration::from_millis(70));
+        store.lateness.observe(Duration::from_micros(300));
+        store
+    }
+
+    #[test]
+    fn incremental_text_is_the_crates_exposition_byte_for_byte() {
+        let store = varied_store();
+        let renderer = Renderer::new(store.clone());
+        let text = String::from_utf8(renderer.render().text.to_vec()).unwrap();
+        let reference = crate_text(&store);
+        assert!(reference.contains("supplier_test_extra_total{") && reference.contains("supplier_balance_spend_rate{"));
+        assert!(reference.contains(r#"account="e\nf""#) && reference.contains(r#"account="a\"b""#), "{reference}");
+        assert_eq!(without_scrape_bytes(&text), reference);
+        let size: usize = text.lines().last().unwrap().strip_prefix("balance_exporter_scrape_bytes ").unwrap().parse().unwrap();
+        assert_eq!(size, reference.len());
+    }
+
+    #[test]
+    fn a_poll_re_renders_only_its_supplier_and_the_body_stays_exact() {
+        let store = varied_store();
+        let renderer = Renderer::new(store.clone());
+        let first = renderer.render();
+        let fragments_before: Vec<(String, usize)> = {
+            let cache = renderer.cache.lock().unwrap();
+            cache.fragments.iter().map(|(name, f)| (name.clone(), f.text.as_ptr() as usize)).collect()
+        };
+        // One supplier polls again; a reload replaces the thresholds of another.
+        let slots = store.slots();
+        let zeta = slots.iter().find(|s| s.name == "zeta").unwrap();
+        let later = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_010_000);
+        store.publish(zeta, zeta.state().after_poll(Err(crate::poll::PollError::new(Reason::Decode, "d")), Duration::ZERO, later));
+        let again = renderer.render();
+        assert!(again.generation > first.generation);
+        let cache = renderer.cache.lock().unwrap();
+        for (name, ptr) in fragments_before {
+            let same = cache.fragments[&name].text.as_ptr() as usize == ptr;
+            assert_eq!(same, name != "zeta", "{name}: re-rendered only if its state changed");
+        }
+        drop(cache);
+        assert_eq!(without_scrape_bytes(std::str::from_utf8(&again.text).unwrap()), crate_text(&store));
+        assert!(std::str::from_utf8(&again.text).unwrap().contains(r#"supplier_poll_errors_total{supplier="zeta",reason="decode"} 1"#));
+        // Nothing changed: the same body, not a new render.
+        assert_eq!(renderer.render().text.as_ptr(), again.text.as_ptr());
+    }
+
+    #[test]
+    fn error_reasons_appear_on_first_use() {
+        let store = varied_store();
+        let text = String::from_utf8(Renderer::new(store).render().text.to_vec()).unwrap();
+        let reasons = |supplier: &str| -> Vec<String> {
+            let prefix = format!("supplier_poll_errors_total{{supplier=\"{supplier}\",reason=\"");
+            text.lines().filter_map(|l| l.strip_prefix(prefix.as_str()).map(|r| r.split('"').next().unwrap().to_string())).collect()
+        };
+        assert_eq!(reasons("never"), Vec::<String>::new());
+        assert!(!reasons("zeta").is_empty() && reasons("zeta").len() < crate::poll::Reason::ALL.len());
+        assert!(text.contains("# TYPE supplier_poll_duration_seconds gauge\n"));
+        assert!(!text.contains("supplier_poll_duration_seconds_bucket"));
+    }
 }
+

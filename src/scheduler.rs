@@ -188,6 +188,7 @@ where
             a = guarded(poll()) => a,
         };
         let took = started.elapsed();
+        store.poll_duration.observe(took);
         let now = SystemTime::now();
         let result = match attempt {
             Ok(a) => {

@@ -25,7 +25,7 @@ use crate::spend_rate::SpendHistory;
 /// How long spend/top-up counters outlive their balance (a poll or two of absence keeps them).
 pub const COUNTER_RETENTION: Duration = Duration::from_secs(3600);
 
-/// Bucket bounds of `supplier_poll_duration_seconds`.
+/// Bucket bounds of the exporter-wide `balance_exporter_poll_duration_seconds`.
 pub const DURATION_BUCKETS: [f64; 12] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0];
 
 /// Key of a kind-specific counter: (name, labels).
@@ -33,27 +33,6 @@ pub type ExtraKey = (&'static str, Vec<(&'static str, String)>);
 
 /// Key of a balance: (account, currency).
 pub type BalanceKey = (String, String);
-
-/// A cumulative histogram of poll durations.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct DurationHistogram {
-    /// Count of observations `<=` each bound of [`DURATION_BUCKETS`].
-    pub cumulative: [u64; DURATION_BUCKETS.len()],
-    pub count: u64,
-    pub sum: f64,
-}
-
-impl DurationHistogram {
-    pub fn observe(&mut self, seconds: f64) {
-        for (bound, slot) in DURATION_BUCKETS.iter().zip(self.cumulative.iter_mut()) {
-            if seconds <= *bound {
-                *slot = slot.saturating_add(1);
-            }
-        }
-        self.count = self.count.saturating_add(1);
-        self.sum += seconds;
-    }
-}
 
 /// The last error of a supplier, as shown on the landing page.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,7 +73,8 @@ pub struct SupplierState {
     pub row_errors_total: u64,
     /// The row errors of the last successful poll (logged by the poll loop).
     pub last_row_errors: Vec<String>,
-    pub duration: DurationHistogram,
+    /// How long the last poll attempt took (`supplier_poll_duration_seconds`).
+    pub last_duration: Option<Duration>,
     pub balances: BTreeMap<BalanceKey, Balance>,
     pub spent_total: BTreeMap<BalanceKey, Decimal>,
     pub topped_up_total: BTreeMap<BalanceKey, Decimal>,
@@ -128,7 +108,7 @@ impl SupplierState {
         next.polled_once = true;
         next.polls_total = next.polls_total.saturating_add(1);
         next.last_attempt = Some(now);
-        next.duration.observe(took.as_secs_f64());
+        next.last_duration = Some(took);
         // `apply_output` changes nothing when it fails, so no copy is needed to roll back.
         match result.and_then(|output| next.apply_output(output, now)) {
             Ok(()) => {
@@ -329,29 +309,33 @@ impl SupplierSlot {
 /// Bucket bounds of `balance_exporter_poll_lateness_seconds`.
 pub const LATENESS_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
-/// How late polls start against their schedule, across all suppliers
-/// (lock-free: every poll task records into it).
-#[derive(Debug, Default)]
-pub struct LatenessHistogram {
-    buckets: [AtomicU64; LATENESS_BUCKETS.len()],
+/// An exporter-wide histogram every poll task records into, lock-free.
+#[derive(Debug)]
+pub struct SharedHistogram<const N: usize> {
+    pub bounds: &'static [f64; N],
+    buckets: [AtomicU64; N],
     count: AtomicU64,
     sum_micros: AtomicU64,
 }
 
-impl LatenessHistogram {
-    pub fn observe(&self, late: Duration) {
-        let secs = late.as_secs_f64();
-        for (bound, slot) in LATENESS_BUCKETS.iter().zip(self.buckets.iter()) {
+impl<const N: usize> SharedHistogram<N> {
+    pub fn new(bounds: &'static [f64; N]) -> Self {
+        SharedHistogram { bounds, buckets: std::array::from_fn(|_| AtomicU64::new(0)), count: AtomicU64::new(0), sum_micros: AtomicU64::new(0) }
+    }
+
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        for (bound, slot) in self.bounds.iter().zip(self.buckets.iter()) {
             if secs <= *bound {
                 slot.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.sum_micros.fetch_add(late.as_micros() as u64, Ordering::Relaxed);
+        self.sum_micros.fetch_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
     /// (cumulative bucket counts, count, sum in seconds).
-    pub fn read(&self) -> ([u64; LATENESS_BUCKETS.len()], u64, f64) {
+    pub fn read(&self) -> ([u64; N], u64, f64) {
         let buckets = std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed));
         (buckets, self.count.load(Ordering::Relaxed), self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6)
     }
@@ -361,7 +345,9 @@ impl LatenessHistogram {
 #[derive(Debug)]
 pub struct Store {
     /// Scheduler lateness: how long after its planned instant each poll started.
-    pub lateness: LatenessHistogram,
+    pub lateness: SharedHistogram<10>,
+    /// How long polls take, all suppliers (`balance_exporter_poll_duration_seconds`).
+    pub poll_duration: SharedHistogram<12>,
     slots: ArcSwap<Vec<Arc<SupplierSlot>>>,
     generation: AtomicU64,
     reload_ok: AtomicBool,
@@ -373,7 +359,8 @@ pub struct Store {
 impl Default for Store {
     fn default() -> Self {
         Store {
-            lateness: LatenessHistogram::default(),
+            lateness: SharedHistogram::new(&LATENESS_BUCKETS),
+            poll_duration: SharedHistogram::new(&DURATION_BUCKETS),
             slots: ArcSwap::from_pointee(Vec::new()),
             generation: AtomicU64::new(0),
             reload_ok: AtomicBool::new(true),
@@ -593,12 +580,11 @@ mod tests {
 
     #[test]
     fn histogram_is_cumulative() {
-        let mut h = DurationHistogram::default();
-        h.observe(0.07);
-        h.observe(3.0);
-        assert_eq!(h.cumulative[0], 0);
-        assert_eq!(h.cumulative[1], 1);
-        assert_eq!(h.cumulative[6], 2);
-        assert_eq!(h.count, 2);
+        let h = SharedHistogram::new(&DURATION_BUCKETS);
+        h.observe(Duration::from_millis(70));
+        h.observe(Duration::from_secs(3));
+        let (cumulative, count, sum) = h.read();
+        assert_eq!((cumulative[0], cumulative[1], cumulative[6]), (0, 1, 2));
+        assert_eq!((count, sum), (2, 3.07));
     }
 }

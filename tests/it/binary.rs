@@ -1,7 +1,7 @@
 //! The real binary: flags, --config.check, logs without secrets, SIGHUP,
-//! SIGTERM, and --demo.
+//! SIGTERM, and --demo (its /metrics passes `promtool check metrics` silently).
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -167,7 +167,20 @@ async fn demo_runs_without_config_and_logs_json() {
     let client = reqwest::Client::new();
     let r = client.post(format!("{base}/-/demo/revoke?supplier=vai247")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    wait_http(&format!("{base}/m"), |_, b| b.contains("supplier_poll_errors_total{supplier=\"vai247\",reason=\"auth\"} 1")).await;
+    let metrics = wait_http(&format!("{base}/m"), |_, b| b.contains("supplier_poll_errors_total{supplier=\"vai247\",reason=\"auth\"} 1")).await;
+    // Prometheus's own linter has nothing to say about the exposition (base units,
+    // counter names, HELP on every family); it parses it too.
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (scripts/test.sh installs it: apt-get install prometheus)");
+    promtool.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics: {said}\n{metrics}");
     let (status, logs, _) = stop(child);
     assert!(status.success());
     let first = logs.lines().next().unwrap();
