@@ -86,7 +86,7 @@ impl App {
             Some(path) => {
                 let p = path.clone();
                 let loaded = tokio::task::spawn_blocking(move || web::load_file(&p)).await;
-                let loaded = loaded.unwrap_or_else(|e| Err(ConfigError::Yaml(format!("web config loader panicked: {e}"))));
+                let loaded = loaded.unwrap_or_else(|e| Err(ConfigError::LoaderPanicked { what: "web config", panic: e }));
                 loaded.map_err(|source| StartError::WebConfig { path: path.display().to_string(), source })?
             }
         };
@@ -100,7 +100,7 @@ impl App {
             Some(dir) => {
                 let dir = dir.clone();
                 let opened = tokio::task::spawn_blocking(move || crate::storage::Storage::open(&dir)).await;
-                let opened = opened.unwrap_or_else(|e| Err(crate::storage::StorageError::Record(format!("state loader panicked: {e}"))));
+                let opened = opened.unwrap_or_else(|e| Err(crate::storage::StorageError::LoaderPanicked(e)));
                 store.enable_state_writes();
                 Some(Arc::new(opened.map_err(StartError::Storage)?))
             }
@@ -133,7 +133,7 @@ impl App {
                             let path = path.clone();
                             tokio::task::spawn_blocking(move || config::load_file(&path))
                                 .await
-                                .unwrap_or_else(|e| Err(ConfigError::Yaml(format!("config loader panicked: {e}"))))
+                                .unwrap_or_else(|e| Err(ConfigError::LoaderPanicked { what: "config", panic: e }))
                         }
                         (None, None) => config::load_file(std::path::Path::new("balance_exporter.yml")),
                     };
@@ -214,7 +214,7 @@ impl App {
 async fn reload_web_config(path: PathBuf, current: &WebConfig) -> Result<WebConfig, ReloadError> {
     let p = path.clone();
     let loaded = tokio::task::spawn_blocking(move || web::load_file(&p)).await;
-    let loaded = loaded.unwrap_or_else(|e| Err(ConfigError::Yaml(format!("web config loader panicked: {e}"))));
+    let loaded = loaded.unwrap_or_else(|e| Err(ConfigError::LoaderPanicked { what: "web config", panic: e }));
     let new = loaded.map_err(|source| ReloadError::WebConfig { path: path.display().to_string(), source })?;
     if new.tls.is_some() != current.tls.is_some() {
         return Err(ReloadError::TlsSwitch { path: path.display().to_string(), added: new.tls.is_some() });

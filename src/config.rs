@@ -101,7 +101,10 @@ pub enum ConfigError {
     #[error("reading config file {path}")]
     Read { path: String, source: std::io::Error },
     #[error("parsing YAML: {0}")]
-    Yaml(String),
+    Yaml(YamlError),
+    /// The loader task (`what`: config, web config) panicked.
+    #[error("parsing YAML: {what} loader panicked: {panic}")]
+    LoaderPanicked { what: &'static str, panic: tokio::task::JoinError },
     #[error("{} problem(s) in config:\n  {}", .0.len(), .0.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n  "))]
     Invalid(Vec<ConfigIssue>),
 }
@@ -114,7 +117,7 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates config text; `env` looks up `${VAR}` values.
 pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-    let mut root: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml(yaml_error_text(&e)))?;
+    let mut root: Value = serde_yaml::from_str(text).map_err(|source| ConfigError::Yaml(YamlError { source }))?;
     if root.is_null() {
         root = Value::Mapping(Default::default());
     }
@@ -134,6 +137,13 @@ pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
     } else {
         Err(ConfigError::Invalid(issues))
     }
+}
+
+/// Text that is not YAML: `line L column C: ` and serde_yaml's reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", yaml_error_text(.source))]
+pub struct YamlError {
+    pub(crate) source: serde_yaml::Error,
 }
 
 fn yaml_error_text(e: &serde_yaml::Error) -> String {

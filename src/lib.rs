@@ -20,6 +20,8 @@ pub mod amount;
 pub mod app;
 pub mod config;
 pub mod demo;
+#[cfg(test)]
+mod fuzz;
 pub mod kinds;
 pub mod landing;
 pub mod metrics;

@@ -52,12 +52,28 @@ pub enum StorageError {
     #[error("{path} is used by another balance_exporter (its lock is held)")]
     Locked { path: PathBuf },
     #[error("state record: {0}")]
-    Record(String),
+    Record(RecordError),
+    /// The task opening the state panicked.
+    #[error("state record: state loader panicked: {0}")]
+    LoaderPanicked(tokio::task::JoinError),
     /// The journal write holding this record failed; the writer goes on.
     #[error("state record")]
     Write(#[source] Arc<WriteFailed>),
     #[error("the state writer has stopped")]
     Stopped,
+}
+
+/// A persisted record that does not read (or write) as one.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("{field} {text:?}: {source}")]
+    Amount { field: String, text: String, source: rust_decimal::Error },
+    #[error("unknown reason {0:?}")]
+    Reason(String),
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("format version {0} (this exporter reads {FORMAT_VERSION})")]
+    Version(u32),
 }
 
 /// A failed append to the journal, shared by every record of the batch.
@@ -205,17 +221,20 @@ impl Record {
     /// The state a restarted exporter starts this supplier from: what was
     /// persisted, not yet polled (`supplier_up` appears with the first attempt).
     fn restore(&self, loaded_at: SystemTime) -> Result<SupplierState, StorageError> {
-        let amount = |field: &str, s: &str| Decimal::from_str_exact(s).map_err(|e| StorageError::Record(format!("{field} {s:?}: {e}")));
+        let amount = |field: &str, s: &str| {
+            Decimal::from_str_exact(s)
+                .map_err(|source| StorageError::Record(RecordError::Amount { field: field.into(), text: s.into(), source }))
+        };
         let mut state = SupplierState::loaded(loaded_at);
         state.polls_total = self.polls_total;
         state.row_errors_total = self.row_errors_total;
         for (reason, n) in &self.errors_total {
-            let reason = Reason::parse(reason).ok_or_else(|| StorageError::Record(format!("unknown reason {reason:?}")))?;
+            let reason = Reason::parse(reason).ok_or_else(|| StorageError::Record(RecordError::Reason(reason.clone())))?;
             state.errors_total.insert(reason, *n);
         }
         state.last_success = self.last_success;
         if let Some(e) = &self.last_error {
-            let reason = Reason::parse(&e.reason).ok_or_else(|| StorageError::Record(format!("unknown reason {:?}", e.reason)))?;
+            let reason = Reason::parse(&e.reason).ok_or_else(|| StorageError::Record(RecordError::Reason(e.reason.clone())))?;
             state.last_error = Some(LastError { reason, message: e.message.clone(), at: e.at });
         }
         for b in &self.balances {
@@ -275,9 +294,9 @@ pub fn encode_state(supplier: &str, kind: &str, state: &SupplierState) -> Vec<u8
 
 /// Reads what [`encode_state`] wrote: (supplier, kind, state).
 pub fn decode_state(bytes: &[u8]) -> Result<(String, String, SupplierState), StorageError> {
-    let record: Record = serde_json::from_slice(bytes).map_err(|e| StorageError::Record(e.to_string()))?;
+    let record: Record = serde_json::from_slice(bytes).map_err(|e| StorageError::Record(e.into()))?;
     if record.v != FORMAT_VERSION {
-        return Err(StorageError::Record(format!("format version {} (this exporter reads {FORMAT_VERSION})", record.v)));
+        return Err(StorageError::Record(RecordError::Version(record.v)));
     }
     let state = record.restore(record.last_success.unwrap_or(SystemTime::UNIX_EPOCH))?;
     Ok((record.supplier, record.kind, state))
@@ -461,7 +480,7 @@ impl Storage {
         state: &SupplierState,
         memory: Option<serde_json::Value>,
     ) -> Result<(), StorageError> {
-        let json = serde_json::to_vec(&Record::capture(supplier, kind, state, memory)).map_err(|e| StorageError::Record(e.to_string()))?;
+        let json = serde_json::to_vec(&Record::capture(supplier, kind, state, memory)).map_err(|e| StorageError::Record(e.into()))?;
         let (done, wait) = oneshot::channel();
         if !self.send(Command::Put { supplier: supplier.to_string(), json, done }) {
             return Err(StorageError::Stopped);

@@ -1,13 +1,13 @@
 //! Supplier kinds: one folder per API (its config, `poll`, simulation,
-//! fixtures and unit tests) and the registry below, the one place that lists
+//! fixtures, unit tests and fuzz targets) and the registry below, the one place that lists
 //! them. docs/adding-a-kind.md shows how a kind is added: a folder and a
 //! registry line.
 //!
 //! A kind implements [`Kind`]: its name, defaults, extra validation and an
 //! `async fn poll` that asks through [`Upstream`] and returns [`PollOutput`].
 //! The [`kinds!`] registry generates the serde-tagged [`KindConfig`] (the
-//! `kind:` key and that kind's own keys) and its dispatch, and the list of
-//! demo simulations.
+//! `kind:` key and that kind's own keys) and its dispatch, the list of
+//! demo simulations, and (in tests) the list of fuzz targets.
 //!
 //! Upstream bytes never panic a poll task: kinds slice upstream text only on
 //! char boundaries (`get`, `split_once`), compute with checked arithmetic
@@ -107,6 +107,12 @@ macro_rules! kinds {
                 match self { $( KindConfig::$variant(c) => c.secrets(), )* }
             }
 
+            /// The kind's own config, for a fuzz target's decoder to downcast.
+            #[cfg(test)]
+            pub(crate) fn as_any(&self) -> &dyn std::any::Any {
+                match self { $( KindConfig::$variant(c) => c, )* }
+            }
+
             async fn poll_kind(&self, upstream: &Upstream, memory: &mut KindMemory) -> Result<PollOutput, PollError> {
                 #[cfg(test)]
                 fault::maybe_panic(upstream.base_url().as_str());
@@ -116,6 +122,12 @@ macro_rules! kinds {
 
         /// Every registered kind's name, in registry order.
         pub const NAMES: &[&str] = &[ $( <$module::$config as Kind>::NAME, )* ];
+
+        /// Every kind's fuzz targets (`src/kinds/<kind>/fuzz.rs`), in registry order.
+        #[cfg(test)]
+        pub(crate) fn fuzz_targets() -> Vec<crate::fuzz::kit::FuzzTarget> {
+            [ $( $module::fuzz::targets(), )* ].into_iter().flatten().collect()
+        }
 
         /// Every kind's demo simulation (`--demo`), in registry order.
         pub fn simulations() -> Vec<Arc<dyn Simulated>> {

@@ -17,7 +17,7 @@ use serde_yaml::Value;
 
 use super::basic_auth::{validate_users, BasicAuth};
 use super::tls::{validate_tls, FileTls};
-use crate::config::{deserialize_at, ConfigError, ConfigIssue};
+use crate::config::{deserialize_at, ConfigError, ConfigIssue, YamlError};
 
 /// The validated web config. `Default` is plain HTTP without auth.
 #[derive(Clone)]
@@ -74,14 +74,7 @@ pub fn load_file(path: &std::path::Path) -> Result<WebConfig, ConfigError> {
 /// Parses and validates web config text. Relative file paths are taken as
 /// they are (relative to the working directory).
 pub fn load_str(text: &str) -> Result<WebConfig, ConfigError> {
-    let mut root: Value = serde_yaml::from_str(text).map_err(|e| {
-        let msg = e.to_string();
-        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-        ConfigError::Yaml(match e.location() {
-            Some(l) => format!("line {} column {}: {msg}", l.line(), l.column()),
-            None => msg,
-        })
-    })?;
+    let mut root: Value = serde_yaml::from_str(text).map_err(|source| ConfigError::Yaml(YamlError { source }))?;
     if root.is_null() {
         root = Value::Mapping(Default::default());
     }

@@ -14,7 +14,6 @@ mod balanced_orders;
 mod binary;
 mod crash;
 mod dodo_wallets;
-mod fuzz;
 mod hostile_upstreams;
 mod json_kind;
 mod load;

@@ -34,6 +34,9 @@ use crate::upstream::{PollError, Reason, Request, Upstream};
 
 /// The demo's simulation of this API (`--demo`).
 pub mod sim;
+/// Its fuzz targets (run by `crate::fuzz`).
+#[cfg(test)]
+pub(crate) mod fuzz;
 
 /// The media type of API revision 1.1, sent as `Accept` on every request.
 pub const ACCEPT_REVISION: &str = "application/vnd.api+json;revision=1.1";

@@ -55,6 +55,9 @@ use crate::upstream::{PollError, Reason, Request, Upstream};
 
 /// The demo's simulation of this API (`--demo`).
 pub mod sim;
+/// Its fuzz targets (run by `crate::fuzz`).
+#[cfg(test)]
+pub(crate) mod fuzz;
 
 /// Ids of accounted entries are kept this long past a wallet's newest entry
 /// (at least `duplicate_window`); an entry that shows up later than this
@@ -540,7 +543,7 @@ impl LedgerWalk {
         for (i, raw) in page.items.iter().enumerate() {
             match entry(raw.get(), currency, &cfg.currency_exponents) {
                 Ok(e) => entries.push(e),
-                Err((id, message)) => {
+                Err(EntryError { id, problem: message }) => {
                     // Not counted; reported once per id.
                     let reported = &mut self.ledger.reported_bad;
                     if id.as_ref().is_none_or(|id| !reported.contains(id)) {
@@ -577,7 +580,7 @@ impl LedgerWalk {
 
     /// Accounts the new entries: what they add up to and the ledger memory
     /// to keep. `Err` names a sum `Decimal` cannot hold.
-    fn finish(self, cfg: &DodoWalletsConfig) -> Result<(Found, WalletLedger), String> {
+    fn finish(self, cfg: &DodoWalletsConfig) -> Result<(Found, WalletLedger), LedgerSumError> {
         let LedgerWalk { mut ledger, read, .. } = self;
         let mut found = Found::default();
         let baseline = !ledger.initialized;
@@ -598,9 +601,9 @@ impl LedgerWalk {
             let n = found.entries.entry((direction(&e), e.event_type.clone())).or_default();
             *n = n.saturating_add(1);
             if e.is_credit {
-                found.topped_up = found.topped_up.checked_add(e.amount).ok_or("$.items[*].amount: the sum of new credits overflows")?;
+                found.topped_up = found.topped_up.checked_add(e.amount).ok_or(LedgerSumError::Credits)?;
             } else {
-                found.spent = found.spent.checked_add(e.amount).ok_or("$.items[*].amount: the sum of new debits overflows")?;
+                found.spent = found.spent.checked_add(e.amount).ok_or(LedgerSumError::Debits)?;
                 if let Some(same) = &e.same_as {
                     let repeat = ledger.recent_debits.iter().any(|(amount, s, t)| {
                         *amount == e.amount && s == same && e.created_at.duration_since(*t).unwrap_or_else(|d| d.duration()) <= cfg.duplicate_window
@@ -622,24 +625,53 @@ impl LedgerWalk {
     }
 }
 
+/// New ledger entries whose sum `Decimal` cannot hold.
+#[derive(Debug, thiserror::Error)]
+enum LedgerSumError {
+    #[error("$.items[*].amount: the sum of new credits overflows")]
+    Credits,
+    #[error("$.items[*].amount: the sum of new debits overflows")]
+    Debits,
+}
+
+/// A ledger entry that does not read: its id (if readable) and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{problem}")]
+struct EntryError {
+    id: Option<String>,
+    problem: EntryProblem,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum EntryProblem {
+    /// Not an entry's shape: the JSON path and serde's reason.
+    #[error("{path}: {source}")]
+    Shape { path: String, source: serde_json::Error },
+    #[error("currency {found:?} in the {ledger} ledger")]
+    Currency { found: String, ledger: String },
+    #[error("created_at: not an RFC 3339 time")]
+    CreatedAt,
+    #[error(transparent)]
+    Amount(#[from] AmountError),
+}
+
 fn direction(e: &Entry) -> &'static str {
     if e.is_credit { "credit" } else { "debit" }
 }
 
 /// Reads one ledger entry; on failure, its id (if readable) and why.
-fn entry(raw: &str, currency: &str, exponents: &BTreeMap<String, u32>) -> Result<Entry, (Option<String>, String)> {
+fn entry(raw: &str, currency: &str, exponents: &BTreeMap<String, u32>) -> Result<Entry, EntryError> {
     let mut de = serde_json::Deserializer::from_str(raw);
     let e: RawEntry = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let id = serde_json::from_str::<serde_json::Value>(raw).ok().and_then(|v| v.get("id")?.as_str().map(String::from));
-        let path = err.path().to_string();
-        (id, format!("{path}: {}", err.into_inner()))
+        EntryError { id, problem: EntryProblem::Shape { path: err.path().to_string(), source: err.into_inner() } }
     })?;
-    let fail = |m: String| (Some(e.id.clone()), m);
+    let fail = |problem: EntryProblem| EntryError { id: Some(e.id.clone()), problem };
     if let Some(c) = e.currency.as_deref().filter(|c| currency_code(c).as_deref() != Some(currency)) {
-        return Err(fail(format!("currency {c:?} in the {currency} ledger")));
+        return Err(fail(EntryProblem::Currency { found: c.to_string(), ledger: currency.to_string() }));
     }
-    let created_at = parse_rfc3339(&e.created_at).ok_or_else(|| fail("created_at: not an RFC 3339 time".into()))?;
-    let amount = minor_to_major(e.amount.abs(), currency, exponents).map_err(|err: AmountError| fail(err.to_string()))?;
+    let created_at = parse_rfc3339(&e.created_at).ok_or_else(|| fail(EntryProblem::CreatedAt))?;
+    let amount = minor_to_major(e.amount.abs(), currency, exponents).map_err(|err: AmountError| fail(err.into()))?;
     let same_as = match (e.reference_object_id.filter(|r| !r.is_empty()), e.reason.filter(|r| !r.is_empty())) {
         (Some(r), _) => Some(format!("ref:{r}")),
         (None, Some(r)) => Some(format!("reason:{r}")),
@@ -935,7 +967,7 @@ mod tests {
         assert!(x.is_credit);
         assert_eq!(x.same_as.as_deref(), Some("reason:welcome"));
         let bad = raw.replace("\"INR\"", "\"USD\"");
-        assert_eq!(entry(&bad, "INR", &none).unwrap_err().0.as_deref(), Some("wle_1"));
+        assert_eq!(entry(&bad, "INR", &none).unwrap_err().id.as_deref(), Some("wle_1"));
         assert_eq!(event_type_label(Some("Payment")), "payment");
         assert_eq!(event_type_label(Some("a b")), "other");
     }

@@ -20,9 +20,13 @@
 
 pub mod document;
 pub mod oauth2;
+/// Its fuzz targets (run by `crate::fuzz`).
+#[cfg(test)]
+pub(crate) mod fuzz;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderName, HeaderValue};
@@ -155,20 +159,28 @@ impl<'de> Deserialize<'de> for JsonConfig {
 #[derive(Clone)]
 pub struct Query {
     text: String,
-    path: Result<JsonPath, String>,
+    path: Result<JsonPath, QueryError>,
+}
+
+/// A JSONPath expression that does not parse.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid JSONPath {text:?}: {source}")]
+pub struct QueryError {
+    text: String,
+    source: Arc<serde_json_path::ParseError>,
 }
 
 impl Query {
     pub fn parse(text: &str) -> Query {
-        let path = JsonPath::parse(text).map_err(|e| format!("invalid JSONPath {text:?}: {e}"));
+        let path = JsonPath::parse(text).map_err(|e| QueryError { text: text.to_string(), source: Arc::new(e) });
         Query { text: text.to_string(), path }
     }
     pub fn as_str(&self) -> &str {
         &self.text
     }
     /// The syntax error, if any.
-    pub fn error(&self) -> Option<&str> {
-        self.path.as_ref().err().map(String::as_str)
+    pub fn error(&self) -> Option<&QueryError> {
+        self.path.as_ref().err()
     }
     /// Matches under `root`, which lives at `base`; with absolute locations.
     /// (An invalid query never gets here: the config is rejected at load.)
@@ -740,18 +752,26 @@ fn read_timestamp(field: &Field, node: &Value, loc: &Location, doc: &Document, u
 
 /// RFC 3339, or epoch seconds; values of 10^11 and more are milliseconds
 /// (10^11 seconds is the year 5138; 10^11 ms is 1973).
-fn timestamp_text(text: &str) -> Result<SystemTime, String> {
+fn timestamp_text(text: &str) -> Result<SystemTime, TimestampError> {
     let text = text.trim();
+    let shown = || text.chars().take(40).collect::<String>();
     if let Ok(n) = parse_decimal_text(text) {
-        let out_of_range = || format!("epoch time {:?} out of range", text.chars().take(40).collect::<String>());
+        let out_of_range = || TimestampError::EpochOutOfRange(shown());
         let millis = if n.abs() >= Decimal::from(100_000_000_000u64) { Some(n) } else { n.checked_mul(Decimal::from(1000)) };
         let millis: u64 = millis.ok_or_else(out_of_range)?.trunc().try_into().map_err(|_| out_of_range())?;
         let t = SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(millis)).and_then(super::within_rfc3339_range);
         return t.ok_or_else(out_of_range);
     }
-    parse_rfc3339(text).ok_or_else(|| {
-        format!("expected RFC 3339 or epoch seconds/milliseconds, found {:?}", text.chars().take(40).collect::<String>())
-    })
+    parse_rfc3339(text).ok_or_else(|| TimestampError::NotATimestamp(shown()))
+}
+
+/// A timestamp value that is none; the text shown is its first 40 characters.
+#[derive(Debug, thiserror::Error)]
+enum TimestampError {
+    #[error("epoch time {0:?} out of range")]
+    EpochOutOfRange(String),
+    #[error("expected RFC 3339 or epoch seconds/milliseconds, found {0:?}")]
+    NotATimestamp(String),
 }
 
 fn type_name(v: &Value) -> &'static str {

@@ -17,7 +17,7 @@ use reqwest::Url;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::settings::{read_secret_file, Auth, Secret};
+use crate::settings::{read_secret_file, Auth, ConfigIssue, Secret};
 use crate::upstream::{PollError, Reason, Request, Response, Upstream};
 
 /// `oauth2_client_credentials:` keys as written in the file.
@@ -65,35 +65,57 @@ pub struct OAuth2Config {
     pub client_auth: ClientAuth,
 }
 
-impl TryFrom<FileOAuth2> for OAuth2Config {
-    type Error = String;
+/// Why `oauth2_client_credentials:` is refused (serde reports the text).
+#[derive(Debug, thiserror::Error)]
+pub enum OAuth2ConfigError {
+    #[error("token_url: invalid URL: {0}")]
+    TokenUrl(#[source] <Url as std::str::FromStr>::Err),
+    #[error("token_url: scheme must be http or https, found {0:?}")]
+    TokenUrlScheme(String),
+    #[error("token_url: credentials in the URL are not allowed")]
+    TokenUrlCredentials,
+    #[error("client_id: is empty")]
+    EmptyClientId,
+    #[error("give either client_secret or client_secret_file, not both")]
+    BothSecrets,
+    #[error("missing client_secret; give client_secret or client_secret_file")]
+    NoSecret,
+    #[error("client_secret: is empty")]
+    EmptySecret,
+    /// `client_secret_file` unreadable (the first issue found).
+    #[error("{}", .0.as_ref().map(ToString::to_string).unwrap_or_default())]
+    SecretFile(Option<ConfigIssue>),
+}
 
-    fn try_from(f: FileOAuth2) -> Result<Self, String> {
+impl TryFrom<FileOAuth2> for OAuth2Config {
+    type Error = OAuth2ConfigError;
+
+    fn try_from(f: FileOAuth2) -> Result<Self, OAuth2ConfigError> {
         let token_url = if f.token_url.starts_with('/') {
             TokenUrl::Path(f.token_url)
         } else {
-            let url = Url::parse(&f.token_url).map_err(|e| format!("token_url: invalid URL: {e}"))?;
+            let url = Url::parse(&f.token_url).map_err(OAuth2ConfigError::TokenUrl)?;
             if !matches!(url.scheme(), "http" | "https") {
-                return Err(format!("token_url: scheme must be http or https, found {:?}", url.scheme()));
+                return Err(OAuth2ConfigError::TokenUrlScheme(url.scheme().to_string()));
             }
             if !url.username().is_empty() || url.password().is_some() {
-                return Err("token_url: credentials in the URL are not allowed".into());
+                return Err(OAuth2ConfigError::TokenUrlCredentials);
             }
             TokenUrl::Absolute(url)
         };
         if f.client_id.is_empty() {
-            return Err("client_id: is empty".into());
+            return Err(OAuth2ConfigError::EmptyClientId);
         }
         let client_secret = match (f.client_secret, f.client_secret_file) {
-            (Some(_), Some(_)) => return Err("give either client_secret or client_secret_file, not both".into()),
-            (None, None) => return Err("missing client_secret; give client_secret or client_secret_file".into()),
-            (Some(s), None) if s.is_empty() => return Err("client_secret: is empty".into()),
+            (Some(_), Some(_)) => return Err(OAuth2ConfigError::BothSecrets),
+            (None, None) => return Err(OAuth2ConfigError::NoSecret),
+            (Some(s), None) if s.is_empty() => return Err(OAuth2ConfigError::EmptySecret),
             (Some(s), None) => Secret::new(s),
             (None, Some(file)) => {
                 let (mut issues, mut warnings) = (Vec::new(), Vec::new());
                 match read_secret_file(&file, "client_secret_file", &mut issues, &mut warnings) {
                     Some(s) => s,
-                    None => return Err(issues.into_iter().next().map(|i| i.to_string()).unwrap_or_default()),
+                    None => return Err(OAuth2ConfigError::SecretFile(issues.into_iter().next())),
                 }
             }
         };

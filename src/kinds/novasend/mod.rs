@@ -16,6 +16,9 @@ use crate::upstream::{PollError, Request, Upstream};
 
 /// The demo's simulation of this API (`--demo`).
 pub mod sim;
+/// Its fuzz targets (run by `crate::fuzz`).
+#[cfg(test)]
+pub(crate) mod fuzz;
 
 /// `kind: novasend` keys.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -19,6 +19,9 @@ use crate::upstream::{PollError, Reason, Request, Upstream};
 
 /// The demo's simulation of this API (`--demo`).
 pub mod sim;
+/// Its fuzz targets (run by `crate::fuzz`).
+#[cfg(test)]
+pub(crate) mod fuzz;
 
 /// `kind: vai247` keys.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -113,7 +116,7 @@ pub fn parse(upstream: &Upstream, body: &[u8]) -> Result<PollOutput, PollError> 
                     updated_at: None,
                 });
             }
-            Err(e) => out.row_errors.push(e),
+            Err(e) => out.row_errors.push(e.to_string()),
         }
     }
     if out.balances.is_empty() {
@@ -124,13 +127,22 @@ pub fn parse(upstream: &Upstream, body: &[u8]) -> Result<PollOutput, PollError> 
     Ok(out)
 }
 
-fn wallet(key: &str, raw: &str) -> Result<Wallet, String> {
+/// A wallet under `data` that does not read as one: its JSON path and why.
+#[derive(Debug, thiserror::Error)]
+#[error("$.data.{key}.{path}: {source}")]
+struct WalletError {
+    key: String,
+    path: String,
+    source: serde_json::Error,
+}
+
+fn wallet(key: &str, raw: &str) -> Result<Wallet, WalletError> {
     let mut de = serde_json::Deserializer::from_str(raw);
-    serde_path_to_error::deserialize::<_, Wallet>(&mut de)
-        .map_err(|e| {
-            let path = e.path().to_string();
-            format!("$.data.{key}.{path}: {}", e.into_inner())
-        })
+    serde_path_to_error::deserialize::<_, Wallet>(&mut de).map_err(|e| WalletError {
+        key: key.to_string(),
+        path: e.path().to_string(),
+        source: e.into_inner(),
+    })
 }
 
 
