@@ -90,7 +90,12 @@ fn main() {
     let held: usize = states.iter().map(|s| s.state().spend_windows.values().map(SpendHistory::heap_bytes).sum::<usize>()).sum();
     println!("  built in {:.1} s", built.as_secs_f64());
     println!("  RSS: {} before, {} after: {} for {suppliers} states with full histories", mib(before), mib(after), mib(after - before));
-    println!("  histories: {} points in all ({:.0} per balance), {} held by them", points, points as f64 / suppliers as f64, mib(held as u64));
+    println!(
+        "  histories: {} points in all ({:.0} per balance), {} held by them",
+        points,
+        points as f64 / suppliers as f64,
+        mib(held as u64)
+    );
     let stored = encode_state("s0", "foxreload", &last_state).len();
     println!("  stored state of one supplier (appended to the journal per poll with --storage.path): {stored} bytes");
 

@@ -274,8 +274,7 @@ pub fn render(store: &Store, telemetry_path: &str, now: SystemTime) -> String {
         .zip(&states)
         .map(|(slot, state)| {
             let health = health(slot, state, now);
-            let mut rows: Vec<_> =
-                state.balances.iter().map(|(key, b)| (key, b, RowView::of(&slot.thresholds, state, key, b))).collect();
+            let mut rows: Vec<_> = state.balances.iter().map(|(key, b)| (key, b, RowView::of(&slot.thresholds, state, key, b))).collect();
             sort_rows(&mut rows);
             let attention = Attention::of(health, rows.iter().any(|r| r.2.trouble()));
             let stale = state.polled_once && health != Health::Ok && data_stale(slot.poll_interval, state, now);

@@ -146,11 +146,7 @@ pub const SUPPLIER_FAMILIES: [FamilyDef; 18] = [
         help: cached!("When the supplier computed the balance, or when it was fetched if the supplier does not say."),
         kind: Kind::Gauge,
     },
-    FamilyDef {
-        name: "supplier_balance_usable",
-        help: cached!("Funds available for new orders now, in major units."),
-        kind: Kind::Gauge,
-    },
+    FamilyDef { name: "supplier_balance_usable", help: cached!("Funds available for new orders now, in major units."), kind: Kind::Gauge },
     FamilyDef { name: "supplier_info", help: "1 per configured supplier.", kind: Kind::Gauge },
     FamilyDef {
         name: "supplier_last_poll_timestamp_seconds",
@@ -796,7 +792,14 @@ mod tests {
                     .flat_map(|(k, a)| {
                         ["USD", "KHR"].into_iter().map(move |c| {
                             let b = Decimal::from(10_000 - (p as i64) * (k as i64 + 1));
-                            BalanceRow { account: a.to_string(), currency: c.into(), balance: b, frozen: Decimal::new(p as i64, 1), usable: b - Decimal::new(p as i64, 1), updated_at: None }
+                            BalanceRow {
+                                account: a.to_string(),
+                                currency: c.into(),
+                                balance: b,
+                                frozen: Decimal::new(p as i64, 1),
+                                usable: b - Decimal::new(p as i64, 1),
+                                updated_at: None,
+                            }
                         })
                     })
                     .collect();
@@ -882,4 +885,3 @@ mod tests {
         assert!(!text.contains("supplier_poll_duration_seconds_bucket"));
     }
 }
-

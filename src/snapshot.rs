@@ -320,7 +320,12 @@ pub struct SharedHistogram<const N: usize> {
 
 impl<const N: usize> SharedHistogram<N> {
     pub fn new(bounds: &'static [f64; N]) -> Self {
-        SharedHistogram { bounds, buckets: std::array::from_fn(|_| AtomicU64::new(0)), count: AtomicU64::new(0), sum_micros: AtomicU64::new(0) }
+        SharedHistogram {
+            bounds,
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
     }
 
     pub fn observe(&self, d: Duration) {

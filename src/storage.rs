@@ -74,6 +74,8 @@ pub enum RecordError {
     Json(#[from] serde_json::Error),
     #[error("format version {0} (this exporter reads {FORMAT_VERSION})")]
     Version(u32),
+    #[error("{account:?} {currency:?}: {source}")]
+    History { account: String, currency: String, source: crate::spend_rate::HistoryError },
 }
 
 /// A failed append to the journal, shared by every record of the batch.
@@ -257,7 +259,9 @@ impl Record {
             }
         }
         for h in &self.spend_history {
-            let history = SpendHistory::decode(&h.points).map_err(|e| StorageError::Record(format!("{:?} {:?}: {e}", h.account, h.currency)))?;
+            let history = SpendHistory::decode(&h.points).map_err(|source| {
+                StorageError::Record(RecordError::History { account: h.account.clone(), currency: h.currency.clone(), source })
+            })?;
             state.spend_windows.insert((h.account.clone(), h.currency.clone()), history);
         }
         Ok(state)

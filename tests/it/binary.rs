@@ -167,7 +167,8 @@ async fn demo_runs_without_config_and_logs_json() {
     let client = reqwest::Client::new();
     let r = client.post(format!("{base}/-/demo/revoke?supplier=vai247")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let metrics = wait_http(&format!("{base}/m"), |_, b| b.contains("supplier_poll_errors_total{supplier=\"vai247\",reason=\"auth\"} 1")).await;
+    let metrics =
+        wait_http(&format!("{base}/m"), |_, b| b.contains("supplier_poll_errors_total{supplier=\"vai247\",reason=\"auth\"} 1")).await;
     // Prometheus's own linter has nothing to say about the exposition (base units,
     // counter names, HELP on every family); it parses it too.
     let mut promtool = Command::new("promtool")

@@ -202,8 +202,12 @@ async fn novasend_is_never_polled_twice_within_ten_seconds() {
     app.stop().await;
     let times = times.lock().unwrap().clone();
     assert_eq!(times.len(), 3, "polls at ~0 s, ~10 s and ~20 s");
+    // The limiter spaces request starts 10 s apart (exactly, on tokio's clock: see the
+    // paused-clock tests in src/upstream.rs). Arrival times here also carry the first
+    // request's TCP connect, which the later ones on the kept-alive connection skip; on a
+    // loaded 2-core machine that has been 14 ms, so arrivals are allowed 100 ms of it.
     for pair in times.windows(2) {
         let gap = pair[1] - pair[0];
-        assert!(gap >= Duration::from_millis(9_990), "requests {gap:?} apart");
+        assert!(gap >= Duration::from_millis(9_900), "requests {gap:?} apart");
     }
 }

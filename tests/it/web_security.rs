@@ -169,15 +169,16 @@ async fn basic_auth_answers_401_with_www_authenticate() {
 }
 
 /// An unknown user costs a bcrypt check like a wrong password does, so
-/// response times do not reveal which users exist. A coarse ratio over
-/// medians, not a timing benchmark.
+/// response times do not reveal which users exist. A coarse ratio over the
+/// fastest of nine checks each (the fastest is what the work costs; slower
+/// ones measure other load on the machine), not a timing benchmark.
 #[test]
 fn unknown_user_costs_the_same_as_a_wrong_password() {
     let hash = bcrypt::hash("right", 8).unwrap();
     let cfg = balance_exporter::web::load_str(&format!("basic_auth_users:\n  alice: '{hash}'\n")).unwrap();
     let auth = cfg.basic_auth.unwrap();
-    let median = |user: &str, pass: &str| {
-        let mut times: Vec<Duration> = (0..5)
+    let fastest = |user: &str, pass: &str| {
+        let mut times: Vec<Duration> = (0..9)
             .map(|_| {
                 let t = Instant::now();
                 assert!(!auth.verify(user, pass.as_bytes()));
@@ -185,10 +186,10 @@ fn unknown_user_costs_the_same_as_a_wrong_password() {
             })
             .collect();
         times.sort();
-        times[2]
+        times[0]
     };
-    let wrong = median("alice", "wrong");
-    let unknown = median("mallory", "wrong");
+    let wrong = fastest("alice", "wrong");
+    let unknown = fastest("mallory", "wrong");
     let ratio = unknown.as_secs_f64() / wrong.as_secs_f64();
     assert!((0.5..2.0).contains(&ratio), "unknown user {unknown:?} vs wrong password {wrong:?}");
     // A verified password is cached: far cheaper than bcrypt the second time.

@@ -630,14 +630,15 @@ fn read_row(
     upstream: &Upstream,
 ) -> Result<((String, String), Contribution), RowError> {
     let no_key = |message: String| RowError { key: None, message };
-    let currency = match read_text(&row.currency, node, loc, doc, upstream).map_err(no_key)? {
+    let field_error = |e: FieldError| no_key(e.to_string());
+    let currency = match read_text(&row.currency, node, loc, doc, upstream).map_err(field_error)? {
         Some((text, at)) => currency_code(&text)
             .ok_or_else(|| no_key(format!("{at}: {:?} is not a currency code", upstream.snippet(text.as_bytes()))))?,
         None => return Err(no_key(format!("{}: currency missing", display(loc)))),
     };
     let account = match &row.account {
         None => "main".to_string(),
-        Some(field) => match read_text(field, node, loc, doc, upstream).map_err(no_key)? {
+        Some(field) => match read_text(field, node, loc, doc, upstream).map_err(field_error)? {
             Some((text, _)) if !text.trim().is_empty() => text.trim().to_string(),
             Some((_, at)) => return Err(no_key(format!("{at}: empty account"))),
             None => return Err(no_key(format!("{}: account missing", display(loc)))),
@@ -645,10 +646,11 @@ fn read_row(
     };
     let key = (account, currency);
     let keyed = |message: String| RowError { key: Some(key.clone()), message };
+    let keyed_field = |e: FieldError| keyed(e.to_string());
     let unit = row.unit.unwrap_or(cfg.unit);
     let amount = |field: &Option<Field>| -> Result<Option<Decimal>, RowError> {
         let Some(field) = field else { return Ok(None) };
-        let Some((value, at)) = read_amount(field, node, loc, doc).map_err(&keyed)? else { return Ok(None) };
+        let Some((value, at)) = read_amount(field, node, loc, doc).map_err(keyed_field)? else { return Ok(None) };
         match unit {
             Unit::Major => Ok(Some(value)),
             Unit::Minor => minor_to_major(value, &key.1, &cfg.currency_exponents).map(Some).map_err(|e| keyed(format!("{at}: {e}"))),
@@ -660,7 +662,7 @@ fn read_row(
         usable: amount(&row.usable)?,
         updated_at: match &row.updated_at {
             None => None,
-            Some(field) => read_timestamp(field, node, loc, doc, upstream).map_err(&keyed)?,
+            Some(field) => read_timestamp(field, node, loc, doc, upstream).map_err(keyed_field)?,
         },
     };
     Ok((key, contribution))
@@ -675,16 +677,37 @@ enum Found<'v> {
     Absent,
 }
 
-fn find<'v>(field: &'v Field, node: &'v Value, loc: &'v [Seg], doc: &'v Document) -> Result<Found<'v>, String> {
+/// Why a field of a row could not be read; the message starts with where.
+#[derive(Debug, thiserror::Error)]
+enum FieldError {
+    #[error("{at}: no map key {level} level(s) up")]
+    NoMapKey { at: String, level: usize },
+    #[error("{at}: is an array element, not a map key")]
+    NotAMapKey { at: String },
+    #[error("{at}: expected a value, found nothing")]
+    Nothing { at: String },
+    #[error("{at}: expected one value, found {n}")]
+    Many { at: String, n: usize },
+    #[error("{at}: expected {expected}, found {found}")]
+    Type { at: String, expected: &'static str, found: String },
+    #[error("{at}: number text not found")]
+    NoNumberText { at: String },
+    #[error("{at}: {source}")]
+    Amount { at: String, source: AmountError },
+    #[error("{at}: {source}")]
+    Timestamp { at: String, source: TimestampError },
+}
+
+fn find<'v>(field: &'v Field, node: &'v Value, loc: &'v [Seg], doc: &'v Document) -> Result<Found<'v>, FieldError> {
     match field {
         Field::Value(v) => Ok(Found::Fixed(v)),
         Field::Key(level) => {
-            let no_key = || format!("{}: no map key {level} level(s) up", display(loc));
+            let no_key = || FieldError::NoMapKey { at: display(loc), level: *level };
             let at = loc.len().checked_sub(*level).and_then(|n| n.checked_sub(1)).ok_or_else(no_key)?;
             let (up_to, seg) = (loc.get(..=at).ok_or_else(no_key)?, loc.get(at).ok_or_else(no_key)?);
             match seg {
                 Seg::Name(name) => Ok(Found::Key(name.clone(), up_to.to_vec())),
-                Seg::Index(_) => Err(format!("{}: is an array element, not a map key", display(up_to))),
+                Seg::Index(_) => Err(FieldError::NotAMapKey { at: display(up_to) }),
             }
         }
         Field::Path { query, optional, root } => {
@@ -692,7 +715,7 @@ fn find<'v>(field: &'v Field, node: &'v Value, loc: &'v [Seg], doc: &'v Document
             let mut hits = query.locate(base, base_loc);
             match hits.len() {
                 0 if *optional => Ok(Found::Absent),
-                0 => Err(format!("{}{}: expected a value, found nothing", display(base_loc), query.as_str().trim_start_matches('$'))),
+                0 => Err(FieldError::Nothing { at: format!("{}{}", display(base_loc), query.as_str().trim_start_matches('$')) }),
                 1 => {
                     let (value, at) = hits.remove(0);
                     if value.is_null() && *optional {
@@ -700,14 +723,14 @@ fn find<'v>(field: &'v Field, node: &'v Value, loc: &'v [Seg], doc: &'v Document
                     }
                     Ok(Found::Node(value, at))
                 }
-                n => Err(format!("{}{}: expected one value, found {n}", display(base_loc), query.as_str().trim_start_matches('$'))),
+                n => Err(FieldError::Many { at: format!("{}{}", display(base_loc), query.as_str().trim_start_matches('$')), n }),
             }
         }
     }
 }
 
 /// A text value (currency, account) and where it was found.
-fn read_text(field: &Field, node: &Value, loc: &Location, doc: &Document, upstream: &Upstream) -> Result<Option<(String, String)>, String> {
+fn read_text(field: &Field, node: &Value, loc: &Location, doc: &Document, upstream: &Upstream) -> Result<Option<(String, String)>, FieldError> {
     match find(field, node, loc, doc)? {
         Found::Absent => Ok(None),
         Found::Fixed(v) => Ok(Some((v.to_string(), "value".to_string()))),
@@ -715,39 +738,44 @@ fn read_text(field: &Field, node: &Value, loc: &Location, doc: &Document, upstre
         Found::Node(Value::String(s), at) => Ok(Some((s.clone(), display(&at)))),
         // Numeric account ids are fine as labels; their JSON text is exact.
         Found::Node(Value::Number(n), at) => Ok(Some((doc.number_text(&at).map_or_else(|| n.to_string(), str::to_string), display(&at)))),
-        Found::Node(other, at) => Err(format!("{}: expected a string, found {}", display(&at), kind_of(other, upstream))),
+        Found::Node(other, at) => Err(FieldError::Type { at: display(&at), expected: "a string", found: kind_of(other, upstream) }),
     }
 }
 
 /// An exact amount and where it was found.
-fn read_amount(field: &Field, node: &Value, loc: &Location, doc: &Document) -> Result<Option<(Decimal, String)>, String> {
+fn read_amount(field: &Field, node: &Value, loc: &Location, doc: &Document) -> Result<Option<(Decimal, String)>, FieldError> {
     let (parsed, at) = match find(field, node, loc, doc)? {
         Found::Absent => return Ok(None),
         Found::Fixed(v) => (parse_decimal_text(v.trim()), "value".to_string()),
         Found::Key(k, at) => (parse_decimal_text(k.trim()), display(&at)),
         Found::Node(Value::Number(_), at) => match doc.number_text(&at) {
             Some(text) => (parse_json_amount(text), display(&at)),
-            None => return Err(format!("{}: number text not found", display(&at))),
+            None => return Err(FieldError::NoNumberText { at: display(&at) }),
         },
         Found::Node(Value::String(s), at) => (parse_decimal_text(s.trim()), display(&at)),
         Found::Node(other, at) => (Err(AmountError::NotANumber(type_name(other))), display(&at)),
     };
-    parsed.map(|d| Some((d, at.clone()))).map_err(|e| format!("{at}: {e}"))
+    match parsed {
+        Ok(d) => Ok(Some((d, at))),
+        Err(source) => Err(FieldError::Amount { at, source }),
+    }
 }
 
-fn read_timestamp(field: &Field, node: &Value, loc: &Location, doc: &Document, upstream: &Upstream) -> Result<Option<SystemTime>, String> {
+fn read_timestamp(field: &Field, node: &Value, loc: &Location, doc: &Document, upstream: &Upstream) -> Result<Option<SystemTime>, FieldError> {
     let (parsed, at) = match find(field, node, loc, doc)? {
         Found::Absent => return Ok(None),
         Found::Fixed(v) => (timestamp_text(v), "value".to_string()),
         Found::Key(k, at) => (timestamp_text(&k), display(&at)),
         Found::Node(Value::Number(_), at) => match doc.number_text(&at) {
             Some(text) => (timestamp_text(text), display(&at)),
-            None => return Err(format!("{}: number text not found", display(&at))),
+            None => return Err(FieldError::NoNumberText { at: display(&at) }),
         },
         Found::Node(Value::String(s), at) => (timestamp_text(s), display(&at)),
-        Found::Node(other, at) => return Err(format!("{}: expected a timestamp, found {}", display(&at), kind_of(other, upstream))),
+        Found::Node(other, at) => {
+            return Err(FieldError::Type { at: display(&at), expected: "a timestamp", found: kind_of(other, upstream) });
+        }
     };
-    parsed.map(Some).map_err(|e| format!("{at}: {e}"))
+    parsed.map(Some).map_err(|source| FieldError::Timestamp { at, source })
 }
 
 /// RFC 3339, or epoch seconds; values of 10^11 and more are milliseconds
