@@ -26,7 +26,7 @@ use bytes::Bytes;
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
 use rust_decimal::Decimal;
 
-use crate::snapshot::{unix_seconds, Store, SupplierSlot, SupplierState};
+use crate::snapshot::{unix_seconds, SharedHistogram, Store, SupplierSlot, SupplierState};
 
 /// Version and revision baked in at build time.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -307,25 +307,22 @@ pub fn exporter_series(store: &Store) -> Vec<ExporterFamily> {
             value: n as f64,
         });
     }
-    let (cumulative, count, sum) = store.lateness.read();
-    out.push(ExporterFamily::Histogram {
-        name: "balance_exporter_poll_lateness_seconds",
-        help: "How long after its planned instant each poll started (scheduler lag), all suppliers.",
-        bounds: store.lateness.bounds,
-        cumulative: cumulative.to_vec(),
-        count,
-        sum,
-    });
-    let (cumulative, count, sum) = store.poll_duration.read();
-    out.push(ExporterFamily::Histogram {
-        name: "balance_exporter_poll_duration_seconds",
-        help: "Time taken by each poll attempt, all its requests included, all suppliers.",
-        bounds: store.poll_duration.bounds,
-        cumulative: cumulative.to_vec(),
-        count,
-        sum,
-    });
+    out.push(shared_histogram(
+        "balance_exporter_poll_lateness_seconds",
+        "How long after its planned instant each poll started (scheduler lag), all suppliers.",
+        &store.lateness,
+    ));
+    out.push(shared_histogram(
+        "balance_exporter_poll_duration_seconds",
+        "Time taken by each poll attempt, all its requests included, all suppliers.",
+        &store.poll_duration,
+    ));
     out
+}
+
+fn shared_histogram<const N: usize>(name: &'static str, help: &'static str, h: &SharedHistogram<N>) -> ExporterFamily {
+    let (cumulative, count, sum) = h.read();
+    ExporterFamily::Histogram { name, help, bounds: h.bounds, cumulative: cumulative.to_vec(), count, sum }
 }
 
 // ---- the crate's families: the reference ---------------------------------------------
