@@ -49,7 +49,7 @@ MIN = 60
 # A stuck poller is only visible once three poll intervals pass without an attempt
 # ending; then SupplierPollerStuck's `for:` (3m) and an evaluation step: 20 minutes at
 # 5-minute polls, measured from the first poll that does not happen.
-STUCK_TARGET = 3 * sim.POLL + 5 * MIN
+STUCK_TARGET = int(3 * 1.1 * sim.POLL) + 5 * MIN
 
 
 def free_port() -> int:
@@ -225,10 +225,10 @@ def incidents(facts):
     zero = facts["drain_zero"]
     topup = facts["drain_topup"]
     any_alert = None
-    return [
+    out = [
         # name, expected alert, severity, matchers, start, mode, target, allowed window, allowed alerts
         dict(name="exporter down 40m", alert="BalanceExporterDown", severity="critical",
-             match={}, start=d0, mode="delay", target=15 * MIN,
+             match={}, start=d0, mode="delay", target=20 * MIN,
              window=(d0, d1 + 30 * MIN), allow=any_alert, allow_match={}),
         dict(name="revoked API key (dodo_wallets)", alert="SupplierPollAuthFailing",
              severity="warning", match={"supplier": "dodo_wallets", "reason": "auth"},
@@ -238,7 +238,7 @@ def incidents(facts):
              allow_match={"supplier": "dodo_wallets"}),
         dict(name="supplier outage (balanced_orders)", alert="SupplierPollsFailing",
              severity="warning", match={"supplier": "balanced_orders"},
-             start=sim.OUTAGE[0], mode="delay", target=15 * MIN,
+             start=sim.OUTAGE[0], mode="delay", target=25 * MIN,
              window=(sim.OUTAGE[0], sim.OUTAGE[1] + 30 * MIN),
              allow={"SupplierPollsFailing", "SupplierBalanceStale"},
              allow_match={"supplier": "balanced_orders"}),
@@ -257,7 +257,7 @@ def incidents(facts):
              allow_match={"supplier": "vai247"}),
         dict(name="polls fail: internal (balanced_orders)", alert="SupplierPollsFailing",
              severity="warning", match={"supplier": "balanced_orders"},
-             start=sim.INTERNAL_ERRORS[0], mode="delay", target=15 * MIN,
+             start=sim.INTERNAL_ERRORS[0], mode="delay", target=25 * MIN,
              window=(sim.INTERNAL_ERRORS[0], sim.INTERNAL_ERRORS[1] + 30 * MIN),
              allow={"SupplierPollsFailing", "SupplierBalanceStale"},
              allow_match={"supplier": "balanced_orders"}),
@@ -276,28 +276,68 @@ def incidents(facts):
         dict(name="  same, balance exhausted", alert="SupplierBalanceLow",
              severity="critical", match={"supplier": "novasend", "account": "acct-eu"},
              start=zero, mode="delay", target=15 * MIN),
-        dict(name="spend x3 for 20m (foxreload)", alert="SupplierBalanceSpendBurst",
-             severity="critical", match={"supplier": "foxreload"},
-             start=sim.BURST[0], mode="delay", target=15 * MIN,
-             window=(sim.BURST[0], sim.BURST[1] + 30 * MIN),
-             allow={"SupplierBalanceSpendBurst"}, allow_match={"supplier": "foxreload"}),
+    ]
+    for sup, acct, cur, b0, b1, factor in sim.BURSTS:
+        minutes = (b1 - b0) // MIN
+        if minutes <= 20:
+            target = 30 * MIN
+        elif minutes <= 40:
+            target = 45 * MIN
+        else:
+            target = b1 - b0  # before it ends
+        when = time.strftime("%a %H:%M", time.gmtime(b0))
+        out.append(dict(
+            name=f"spend x{factor} for {minutes}m, {when} ({sup} {acct})",
+            alert="SupplierBalanceSpendBurst", severity="critical",
+            match={"supplier": sup, "account": acct, "currency": cur},
+            start=b0, mode="delay", target=target, window=(b0, b1 + 30 * MIN),
+            allow={"SupplierBalanceSpendBurst"},
+            allow_match={"supplier": sup, "account": acct, "currency": cur}))
+    out += [
         dict(name="frozen funds stuck 18h (vai247 USD)", alert="SupplierBalanceFrozenHigh",
              severity="warning", match={"supplier": "vai247", "currency": "USD"},
-             start=sim.FROZEN_STUCK[0], mode="delay", target=8 * 3600,
+             start=sim.FROZEN_STUCK[0], mode="delay", target=4 * 3600,
              window=(sim.FROZEN_STUCK[0], sim.FROZEN_STUCK[1] + 6 * 3600),
-             # the release of 18 hours of settlements at once is a real spend jump
-             allow={"SupplierBalanceFrozenHigh", "SupplierBalanceSpendBurst"},
+             # the release of 18 hours of settlements at once is NOT a burst
+             allow={"SupplierBalanceFrozenHigh"},
              allow_match={"supplier": "vai247", "currency": "USD"}),
         dict(name="duplicate ledger debits (dodo_wallets)", alert="SupplierBalanceDuplicateDebits",
              severity="warning", match={"supplier": "dodo_wallets", "account": "cus_123"},
              start=sim.DUPLICATES, mode="delay", target=15 * MIN,
              window=(sim.DUPLICATES, sim.DUPLICATES + 30 * MIN),
              allow={"SupplierBalanceDuplicateDebits"}, allow_match={"supplier": "dodo_wallets"}),
+        dict(name="balance stops moving 3h (novasend)", alert="SupplierBalanceNotUpdating",
+             severity="warning", match={"supplier": "novasend"},
+             start=sim.STOPPED[0], mode="delay", target=90 * MIN,
+             window=(sim.STOPPED[0], sim.STOPPED[1] + 30 * MIN),
+             allow={"SupplierBalanceNotUpdating"}, allow_match={"supplier": "novasend"}),
         dict(name="target gone from discovery", alert="BalanceExporterAbsent",
              severity="critical", match={}, start=sim.ABSENT[0], mode="delay",
-             target=15 * MIN, window=(sim.ABSENT[0], sim.ABSENT[1] + 30 * MIN),
+             target=20 * MIN, window=(sim.ABSENT[0], sim.ABSENT[1] + 30 * MIN),
              allow=any_alert, allow_match={}),
     ]
+    return out
+
+
+def truth_holds(labels: dict, start: int, facts) -> bool:
+    """Is the alert's condition true in the simulation's ground truth at `start`?
+    Only for the balance alerts, whose condition the simulation knows exactly."""
+    key = (labels.get("supplier"), labels.get("account"), labels.get("currency"))
+    tr = facts["truth"].get(key)
+    name, sev = labels["alertname"], labels.get("severity")
+    if tr is None or name not in ("SupplierBalanceRunwayShort", "SupplierBalanceLow"):
+        return True
+    m = min(sim.MINUTES - 1, max(0, (start - sim.START) // MIN))
+    usable = tr["usable"][m]
+    if name == "SupplierBalanceLow":
+        acct = next(a for sup in sim.build() for a in sup.accounts
+                    if (a.supplier, a.account, a.currency) == key)
+        return usable <= 0 if sev == "critical" else usable < acct.low
+    lo = max(0, m - 1440)
+    per_day = sum(tr["taken"][lo:m]) * 1440 / max(1, m - lo)
+    days = usable / per_day if per_day > 0 else float("inf")
+    limit = sim.RUNWAY_DAYS if sev == "warning" else sim.RUNWAY_DAYS / 3
+    return days < limit
 
 
 def matches(labels: dict, match: dict) -> bool:
@@ -339,11 +379,19 @@ def main() -> int:
         n = sim.write_openmetrics(om, series)
         import_openmetrics(om, prom.data)
         print(f"simulated {sim.DAYS} days, {len(series)} series, {n} samples, "
-              f"{facts['topups']} top-ups ({time.time() - t_begin:.0f}s)", flush=True)
+              f"{facts['topups']} top-ups ({facts['late_topups']} late), "
+              f"{facts['transient_failures']} transient poll failures, "
+              f"{len(sim.RESTARTS)} restarts ({time.time() - t_begin:.0f}s)", flush=True)
 
         prom.start()
         groups = prom.api("/api/v1/rules")["groups"]
-        recording = [r for g in groups for r in g["rules"] if r["type"] == "recording"]
+        recording = []
+        for g in groups:
+            for r in g["rules"]:
+                if r["type"] == "recording":
+                    # a group's own interval: (its evaluations are this far apart)
+                    r["step"] = int(round(float(g.get("interval") or EVAL)))
+                    recording.append(r)
         alerting = [r for g in groups for r in g["rules"] if r["type"] == "alerting"]
         if any("keep_firing_for" in open(f).read() for f in rule_files) and \
                 not any("keepFiringFor" in r for r in alerting):
@@ -355,8 +403,13 @@ def main() -> int:
         for i, rnd in enumerate(dependency_rounds(recording), 1):
             path = os.path.join(work, f"rules{i}.om")
             with open(path, "w") as out:
-                results = prom.query_range_many([r["query"] for r in rnd], first, last, EVAL)
-                for rule, result in zip(rnd, results):
+                results = []
+                for step in sorted({r["step"] for r in rnd}):
+                    part = [r for r in rnd if r["step"] == step]
+                    res = prom.query_range_many([r["query"] for r in part],
+                                                first + step - EVAL, last, step)
+                    results += list(zip(part, res))
+                for rule, result in results:
                     name = rule["name"]
                     out.write(f"# TYPE {name} gauge\n")
                     merged: dict[str, dict] = {}  # a rule's result keeps no __name__
@@ -415,7 +468,7 @@ def main() -> int:
                 continue
             if inc["allow"] is None or (labels["alertname"] in inc["allow"]
                                         and matches(labels, inc["allow_match"])):
-                return True
+                return truth_holds(labels, start, facts)
         return False
 
     false_alerts = [e for e in episodes
