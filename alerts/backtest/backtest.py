@@ -506,6 +506,8 @@ def main() -> int:
                        key=lambda e: e[1])
         if not cands:
             got, ok = "not fired", False
+        elif inc["mode"] == "delay" and "window" in inc and cands[0][1] > inc["window"][1]:
+            got, ok = "not fired", False  # only later, for another cause
         elif inc["mode"] == "delay":
             delay = cands[0][1] - inc["start"]
             got, ok = f"{hm(delay)} after start", delay <= inc["target"]
