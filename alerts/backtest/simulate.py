@@ -4,16 +4,21 @@ The model has three layers:
 
 * the business: orders with a daily and weekly rhythm (Poisson arrivals per minute,
   log-normal amounts), funds held until settlement on suppliers that have a frozen
-  notion, and an operator who tops accounts up during office hours when runway gets
-  short;
-* the exporter: polls every supplier on its own 5-minute schedule, keeps the last good
-  values when a poll fails, derives the spend/top-up counters from balance differences
-  (or from the ledger for ledger suppliers), records when each poll attempt ended
-  (success or failure; the load time until the first one ends), restarts with fresh
-  counters;
+  notion, and an operator who tops accounts up on business days in office hours when
+  the runway falls below a random 3.5-5 days (more before the night and the weekend),
+  now and then half a day late;
+* the exporter: polls every supplier every 5 minutes +-10% jitter, 2% of polls fail
+  transiently (runs of 1-2), keeps the last good values when a poll fails, derives the
+  spend/top-up counters from balance differences (or from the ledger for ledger
+  suppliers), records when each poll attempt ended (success or failure; the load time
+  until the first one ends), restarts with fresh counters (two restarts, a minute
+  without data each), and computes supplier_balance_spend_rate{window} exactly as the
+  exporter defines it, from a history kept across restarts (--storage.path);
 * Prometheus: scrapes the exporter every minute and writes `up`.
 
-Incidents are injected into that month; `INCIDENTS` says what should detect each.
+Incidents are injected into that month (the constants below); backtest.py says what
+should detect each, and keeps the ground truth (true usable balance and what orders
+took, per account and minute) to judge runway and balance alerts.
 
 Only the Python standard library is used. Output: an OpenMetrics text file that
 `promtool tsdb create-blocks-from openmetrics` turns into TSDB blocks.
@@ -47,8 +52,8 @@ def at(day: int, hh: int, mm: int = 0) -> int:
 
 # Incident times. The table printed by backtest.py refers to these.
 EXPORTER_DOWN = (at(7, 3, 0), at(7, 3, 40))
-# exporter restarts without --storage.path: fresh counters and spend-rate history,
-# the scrape of that minute fails
+# exporter restarts: the spend/top-up counters start again from zero and the scrape of
+# that minute fails; the spend-rate history survives (--storage.path)
 RESTARTS = (at(9, 6, 13), at(20, 15, 41))
 REVOKED_KEY = (at(10, 14, 37), at(10, 17, 22))
 OUTAGE = (at(13, 2, 13), at(13, 4, 41))
