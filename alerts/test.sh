@@ -68,6 +68,10 @@ PY
 step "promtool test rules"
 promtool test rules tests/*.test.yml
 
+step "promtool test rules: every rule file on 14 days of 1m and 8 days of 15s data (within promtool's sample limit)"
+python3 tests/gen_resolution_tests.py "$TMP/resolution.test.yml"
+promtool test rules "$TMP/resolution.test.yml"
+
 step "amtool check-config"
 amtool check-config alertmanager.example.yml
 
