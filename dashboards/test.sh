@@ -46,12 +46,12 @@ trap cleanup EXIT
 
 # A port the kernel just handed out and released; the exporter binds it right after.
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
-echo "== starting $bin --demo on 127.0.0.1:$port"
-"$bin" --demo --web.listen-address "127.0.0.1:$port" >"$tmp/exporter.log" 2>&1 &
-pid=$!
 
-# Wait for /-/ready (200 once every demo supplier was polled once), then save /metrics.
-if ! python3 - "$port" "$ready_timeout" "$pid" "$tmp/metrics.txt" <<'EOF'
+# Wait for /-/ready (200 once every demo supplier was polled once); with a file
+# argument, first revoke a demo key so the series that appear on first use (a poll
+# error reason) are there, then save /metrics.
+wait_ready_and_fetch() {
+  python3 - "$port" "$ready_timeout" "$pid" "${1:-}" <<'EOF'
 import os, sys, time, urllib.error, urllib.request
 
 port, timeout, pid, out = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
@@ -71,12 +71,36 @@ while True:
     if time.monotonic() > deadline:
         sys.exit(f"test.sh: {base}/-/ready did not answer 200 within {timeout:.0f} s")
     time.sleep(0.2)
-with urllib.request.urlopen(base + "/metrics", timeout=10) as r:
-    body = r.read()
+if not out:
+    sys.exit(0)
+urllib.request.urlopen(urllib.request.Request(base + "/-/demo/revoke?supplier=vai247", method="POST"), timeout=5)
+while True:
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as r:
+        body = r.read()
+    if b"supplier_poll_errors_total{" in body:
+        break
+    if time.monotonic() > deadline + 30:
+        sys.exit("test.sh: no poll error series 30 s after revoking vai247's demo key")
+    time.sleep(0.5)
 with open(out, "wb") as f:
     f.write(body)
 print(f"fetched {len(body)} bytes of /metrics")
 EOF
+}
+
+# The spend-rate windows exist only once the exporter's own poll history covers
+# them (up to a day): run the demo once on a state directory, stop it, give that a
+# day of history (tests/e2e/seed_history.py), and restart on it.
+echo "== starting $bin --demo on 127.0.0.1:$port (state in a temp dir)"
+"$bin" --demo --web.listen-address "127.0.0.1:$port" --storage.path "$tmp/state" >"$tmp/exporter.log" 2>&1 &
+pid=$!
+wait_ready_and_fetch || { cat "$tmp/exporter.log"; exit 1; }
+kill "$pid"; wait "$pid" 2>/dev/null || true
+echo "== seeded a day of spend-rate history for $(python3 tests/e2e/seed_history.py "$tmp/state") balances; restarting"
+"$bin" --demo --web.listen-address "127.0.0.1:$port" --storage.path "$tmp/state" >>"$tmp/exporter.log" 2>&1 &
+pid=$!
+
+if ! wait_ready_and_fetch "$tmp/metrics.txt"
 then
   echo "--- exporter log (last 20 lines)" >&2
   tail -n 20 "$tmp/exporter.log" >&2 || true

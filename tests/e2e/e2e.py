@@ -9,12 +9,14 @@ Steps (each bounded in time; the first failure ends the run with exit 1):
      every balance has supplier_balance_spend_rate for 15m, 30m, 1h and 1d (the
      exporter restarted on a state directory seeded with a day of history);
   3. every rule group has been evaluated, every rule's health is "ok" with no
-     lastError; every recording rule has produced series (the baselines that need
-     days of history read the history run.sh backfilled, see backfill.py);
+     lastError;
   4. faults: revoke FoxReload's key and drain Vai247 below its thresholds, at once;
      the auth alert and the low-balance alerts reach the webhook, firing, with
      alertname, supplier and severity of the shipped rules, at the receiver that
-     the shipped routing (amtool config routes test) names;
+     the shipped routing (amtool config routes test) names; then every recording
+     rule has produced series (the baselines that need days of history read the
+     history run.sh backfilled, see backfill.py; the poll-error rate needs the
+     error counters that appear with the first failure);
   5. restore both: the resolved notifications reach the same receivers;
   6. the rules are still all healthy.
 """
@@ -336,12 +338,14 @@ def main():
         check("every seed kind present, every supplier up", kinds_present)
         check("spend rate over every window, from the restored history", spend_rate_windows)
         check("every rule healthy on live data", rules_healthy)
-        check("recording rules produce series", recording_series)
 
         def fire():
             detail, state["s"] = faults()
             return detail
         check("revoke + drain: alerts reach the routed receivers", fire)
+        # After the faults: a poll error reason's counter, which the error-rate rule
+        # reads, exists only once that reason has happened.
+        check("recording rules produce series", recording_series)
         check("restore: resolved notifications arrive", lambda: resolved(state["s"]))
         check("every rule still healthy", rules_healthy)
     except Failure:

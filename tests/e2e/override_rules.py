@@ -10,6 +10,8 @@ expressions included, stays byte for byte what promtool tested):
   --for D          every `for:` (and `keep_firing_for:`) becomes D. The shipped
                    values (3m–3h) would keep an alert pending far longer than the
                    test may run.
+  --interval D     every group `interval:` becomes D (a 5m group would evaluate for
+                   the first time up to 5 minutes after start).
   --window A=B     every range selector `[A]` becomes `[B]`. Needed where an alert
                    reads a health gauge as `max_over_time(x[5m]) == 0`: it cannot be
                    true until the gauge has been 0 for the whole window, however short
@@ -30,6 +32,8 @@ def main():
     ap.add_argument("files", nargs="+")
     ap.add_argument("--for", dest="for_", default="5s")
     ap.add_argument("--window", action="append", default=[])
+    ap.add_argument("--interval", default=None,
+                    help="every group `interval:` becomes this (the baseline group's 5m would not evaluate within the test)")
     args = ap.parse_args()
     windows = []
     for w in args.window:
@@ -44,6 +48,9 @@ def main():
         # A zero `for:` stays zero: the override only ever shortens.
         text, n_for = re.subn(r"(?m)^(\s*(?:-\s+)?(?:keep_firing_)?for:)[ \t]*([^\s#]+)",
                               lambda m: m.group(0) if re.fullmatch(r"0[a-z]*", m.group(2)) else f"{m.group(1)} {args.for_}", text)
+        n_int = 0
+        if args.interval:
+            text, n_int = re.subn(r"(?m)^(\s*interval:)[ \t]*([^\s#]+)", lambda m: f"{m.group(1)} {args.interval}", text)
         n_win = 0
         for pattern, repl in windows:
             text, n = pattern.subn(repl, text)
@@ -51,7 +58,8 @@ def main():
         out = os.path.join(args.out_dir, os.path.basename(path))
         with open(out, "w", encoding="utf-8") as f:
             f.write(text)
-        print(f"  {os.path.basename(path)}: {n_for} for: -> {args.for_}, {n_win} range windows rewritten")
+        print(f"  {os.path.basename(path)}: {n_for} for: -> {args.for_}, {n_int} group interval(s) -> {args.interval}, "
+              f"{n_win} range windows rewritten")
 
 
 if __name__ == "__main__":
