@@ -232,7 +232,9 @@ pub fn supplier_series(slot: &SupplierSlot, state: &SupplierState, sink: &mut dy
         for (window, length) in crate::spend_rate::WINDOWS {
             if let Some(rate) = history.rate(length) {
                 let l = [("supplier", s), ("account", account.as_str()), ("currency", currency.as_str()), ("window", window)];
-                sink.sample(SPEND_RATE, &l, to_f64(rate));
+                // Five significant digits: a runway computed from it is off by at most 5e-5 of
+                // itself, and the series is a dozen bytes shorter than the exact quotient.
+                sink.sample(SPEND_RATE, &l, to_f64(rate.round_sf(5).unwrap_or(rate)));
             }
         }
     }

@@ -1,0 +1,272 @@
+//! Issue 15's figures at 10,000 suppliers, each printed next to its target:
+//!
+//! 1. bytes of `/metrics` per supplier with one account and one currency,
+//!    with every series a healthy supplier has once its history covers a day
+//!    (the four `supplier_balance_spend_rate` windows,
+//!    `supplier_last_poll_timestamp_seconds`, spent/topped-up counters; no
+//!    threshold configured), in-process: SUPPLIERS_BYTES suppliers (1,000) built by
+//!    25 hours of simulated 60 s polls;
+//! 2. the real binary polling 10,000 suppliers every 60 s against a stub on
+//!    loopback, with `--storage.path`: CPU share of one core over a window
+//!    without scrapes (WINDOW, 70 s, holding one round of polls) and RSS;
+//! 3. then `/metrics` throughput with `wrk` while polls keep landing (about
+//!    167 a second), 1 and 8 connections, as a ratio to a reference server
+//!    in this process serving the bytes the exporter just served, pre-rendered
+//!    (SCRAPE_SECONDS, 5 s per run), RSS after the 8-connection run.
+//!
+//!   cargo bench --bench lean        (SUPPLIERS=10000 WINDOW=70 SCRAPE_SECONDS=5; needs wrk)
+//!
+//! The 1-minute load average is printed next to every timing figure: the
+//! machine should be otherwise idle.
+
+use std::convert::Infallible;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use balance_exporter::config;
+use balance_exporter::metrics::Renderer;
+use balance_exporter::poll::{BalanceRow, PollOutput};
+use balance_exporter::snapshot::{Store, SupplierState};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rust_decimal::Decimal;
+
+const BIN: &str = env!("CARGO_BIN_EXE_balance_exporter");
+const FOX: &str = r#"{"balance": {"amount": 284.50, "currency": "USD", "updated_at": "2026-05-01T13:45:22Z"}}"#;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn load1() -> String {
+    std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split_whitespace().next().map(str::to_string)).unwrap_or("?".into())
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+// ---- 1. bytes per supplier ------------------------------------------------------------
+
+fn row(balance: Decimal, frozen: Decimal) -> BalanceRow {
+    BalanceRow { account: "main".into(), currency: "USD".into(), balance, frozen, usable: balance - frozen, updated_at: None }
+}
+
+fn bytes_per_supplier(suppliers: usize) {
+    // Names s1000…s1999: as long as most of the names s0…s9999 of the other benches.
+    let text: String = (0..suppliers)
+        .map(|i| format!("  - {{name: s{}, kind: foxreload, auth: {{bearer_token: x}}, poll_interval: 60s}}\n", 1000 + i))
+        .collect();
+    let config = config::load_str(&format!("suppliers:\n{text}"), &|_| None).expect("bench config");
+    let store = Arc::new(Store::default());
+    let slots = store.set_suppliers(&config.suppliers);
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let interval = Duration::from_secs(60);
+    let polls = 25 * 60u32;
+    let t = Instant::now();
+    for (i, slot) in slots.iter().enumerate() {
+        // Spends 0.37 a poll, a hold that comes and goes, a top-up every 6 hours; ±10% jitter.
+        let mut state = SupplierState::loaded(start);
+        let mut balance = Decimal::from(1_000_000);
+        for p in 0..polls {
+            let jitter = Duration::from_millis((u64::from(p) * 7919 + i as u64 * 104_729) % 12_000);
+            balance -= Decimal::new(37, 2);
+            if p % 360 == 359 {
+                balance += Decimal::from(500);
+            }
+            let output = PollOutput { balances: vec![row(balance, Decimal::from(p % 7))], ..Default::default() };
+            state = state.after_poll(Ok(output), Duration::from_millis(80), start + interval * p + jitter);
+        }
+        store.publish(slot, state);
+    }
+    let built = t.elapsed();
+    let body = Renderer::new(store.clone()).render().text;
+    let text = std::str::from_utf8(&body).unwrap();
+    let supplier_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("supplier_")).collect();
+    let supplier_bytes: usize = supplier_lines.iter().map(|l| l.len() + 1).sum();
+    let per = supplier_bytes as f64 / suppliers as f64;
+    let overhead = body.len() - supplier_bytes;
+    println!(
+        "{suppliers} suppliers × 1 account × 1 currency, 25 h of 60 s polls each (built in {:.1} s): {} bytes, {} supplier lines",
+        built.as_secs_f64(),
+        body.len(),
+        supplier_lines.len()
+    );
+    println!(
+        "  bytes of /metrics per supplier: {per:.0} ({} series each; HELP/TYPE and exporter families: {overhead} bytes once)   target <= 1,325 (55% of 2,404): {}",
+        supplier_lines.len() / suppliers,
+        verdict(per <= 1325.0)
+    );
+    println!("  one supplier's lines:");
+    for l in supplier_lines.iter().filter(|l| l.contains("supplier=\"s1000\"")) {
+        println!("    {l}");
+    }
+}
+
+// ---- 2 and 3. the real binary at 10,000 suppliers ------------------------------------
+
+async fn serve_bytes(body: Bytes) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let body = body.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req: hyper::Request<hyper::body::Incoming>| {
+                    let body = body.clone();
+                    async move {
+                        let mut r = hyper::Response::new(Full::new(body));
+                        r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static(prometheus::TEXT_FORMAT));
+                        Ok::<_, Infallible>(r)
+                    }
+                });
+                let _ =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    addr
+}
+
+fn proc_status(pid: u32, key: &str) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 =
+        fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn polls_total(text: &str) -> f64 {
+    text.lines().find_map(|l| l.strip_prefix("balance_exporter_poll_duration_seconds_count ")).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+}
+
+/// Requests per second, from wrk.
+fn wrk(url: &str, connections: u32, seconds: u64) -> f64 {
+    let out = Command::new("wrk")
+        .args([
+            "-t",
+            &connections.min(2).to_string(),
+            "-c",
+            &connections.to_string(),
+            "-d",
+            &format!("{seconds}s"),
+            "--timeout",
+            "10s",
+            url,
+        ])
+        .output()
+        .expect("wrk not found: apt-get install -y wrk");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"))
+}
+
+async fn ten_thousand(n: usize, window: u64, seconds: u64) {
+    // The stub answers every supplier's path with the same FoxReload balance.
+    let stub = serve_bytes(Bytes::from_static(FOX.as_bytes())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yml");
+    let mut text = String::from("suppliers:\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "  - {{name: s{i}, kind: foxreload, base_url: 'http://{stub}/s{i}', poll_interval: 60s, min_interval: 1s, auth: {{bearer_token: key{i}}}, thresholds: [{{currency: USD, low: 100}}]}}\n"
+        ));
+    }
+    std::fs::write(&path, text).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let state = dir.path().join("state");
+    let mut child = Command::new(BIN)
+        .args(["--config.file", path.to_str().unwrap(), "--web.listen-address", &format!("127.0.0.1:{port}"), "--log.level", "error"])
+        .args(["--storage.path", state.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ready = reqwest::get(format!("http://127.0.0.1:{port}/-/ready")).await.map(|r| r.status() == 200).unwrap_or(false);
+        if ready {
+            break;
+        }
+        assert!(Instant::now() < deadline, "exporter not ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let started = Instant::now();
+    println!("\n{n} suppliers polled every 60 s against a stub on loopback, --storage.path set (the real binary):");
+    let polls = || async { polls_total(&reqwest::get(&url).await.unwrap().text().await.unwrap()) };
+    // Every supplier's first poll lands within 3 s of the start, the second 54-69 s after
+    // it: the exporter's scrapes run then, while about 700 polls a second land.
+    tokio::time::sleep(Duration::from_secs(55).saturating_sub(started.elapsed())).await;
+    let mut runs = vec![];
+    for connections in [1u32, 8] {
+        let (ours, p0) = (url.clone(), polls().await);
+        let (rps, load) = tokio::task::spawn_blocking(move || (wrk(&ours, connections, seconds), load1())).await.unwrap();
+        runs.push((connections, rps, load, polls().await - p0));
+    }
+    let rss = proc_status(pid, "VmRSS:");
+    let hwm = proc_status(pid, "VmHWM:");
+    // The reference serves what the exporter serves now, pre-rendered.
+    let body = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
+    let reference = serve_bytes(body.clone()).await;
+    let ref_url = format!("http://{reference}/metrics");
+    println!(
+        "  /metrics: {} bytes, {} lines; wrk {seconds} s per run; the reference serves these bytes pre-rendered",
+        body.len(),
+        body.iter().filter(|b| **b == b'\n').count()
+    );
+    for (connections, a, load_a, landed) in runs {
+        let theirs = ref_url.clone();
+        let (b, load_b) = tokio::task::spawn_blocking(move || (wrk(&theirs, connections, seconds), load1())).await.unwrap();
+        let ratio = a / b;
+        println!(
+            "  {connections} conn: exporter {a:.0}/s with {landed:.0} polls landing during the run (load1 {load_a}), reference {b:.0}/s (load1 {load_b}): ratio {ratio:.2}   target >= 0.5: {}",
+            verdict(ratio >= 0.5)
+        );
+    }
+    println!("  RSS after the 8-connection run: {rss:.1} MiB (peak {hwm:.1} MiB)   target <= 100 MiB: {}", verdict(rss <= 100.0));
+    // The third round of polls lands 108-135 s after the start: CPU over a window
+    // that holds it, no scrapes, per poll and at 10,000 polls a minute.
+    tokio::time::sleep(Duration::from_secs(75).saturating_sub(started.elapsed())).await;
+    let (p0, cpu0, t0) = (polls().await, cpu_seconds(pid), Instant::now());
+    tokio::time::sleep(Duration::from_secs(window)).await;
+    let (cpu1, elapsed) = (cpu_seconds(pid), t0.elapsed().as_secs_f64());
+    let landed = polls().await - p0;
+    let share = (cpu1 - cpu0) / landed.max(1.0) * (n as f64 / 60.0) * 100.0;
+    println!(
+        "  CPU without scrapes: {:.2} s over {elapsed:.0} s for {landed:.0} polls = {share:.2}% of one core at {n} polls a minute (load1 {})   target <= 5%: {}",
+        cpu1 - cpu0,
+        load1(),
+        verdict(share <= 5.0)
+    );
+    let rss = proc_status(pid, "VmRSS:");
+    println!("  RSS after that window: {rss:.1} MiB   target <= 100 MiB: {}", verdict(rss <= 100.0));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return;
+    }
+    bytes_per_supplier(env("SUPPLIERS_BYTES", 1000) as usize);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    rt.block_on(ten_thousand(env("SUPPLIERS", 10_000) as usize, env("WINDOW", 70), env("SCRAPE_SECONDS", 5)));
+}
