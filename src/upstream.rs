@@ -128,23 +128,13 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
-/// How long an idle upstream connection is kept. Shorter than the usual poll
-/// interval (60 s) on purpose: at 10,000 suppliers a connection kept per
-/// supplier between polls costs tens of MiB (buffers, TLS state) for a
-/// handshake saved once a minute. Polls with several requests (pages, walks)
-/// and short intervals still reuse their connection.
-pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
-/// Idle connections kept per host (suppliers sharing one host share them).
-pub const POOL_MAX_IDLE_PER_HOST: usize = 4;
-
 /// Builds the shared HTTP client: rustls, no automatic redirects (see
 /// [`Upstream::send`]), connect timeout, no proxy surprises from the env beyond reqwest's defaults.
 pub fn build_client(connect_timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(connect_timeout)
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+        .pool_idle_timeout(Duration::from_secs(90))
         .build()
         .expect("building the HTTP client (TLS backend) failed")
 }
