@@ -581,8 +581,12 @@ impl Rendered {
 #[derive(Default)]
 struct Cache {
     rendered: Option<Rendered>,
-    /// Each supplier's fragment, by name, with the slot and state it was rendered from.
-    fragments: HashMap<String, Fragment>,
+    /// The slot list the fragments follow (it changes only at a reload).
+    slots: Option<Arc<Vec<Arc<SupplierSlot>>>>,
+    /// Each slot's fragment, in slot order, with the slot and state it was rendered from.
+    fragments: Vec<Fragment>,
+    /// Indices into `fragments` by supplier name: the exposition's order.
+    by_name: Vec<usize>,
 }
 
 /// Renders the exposition, incrementally: only suppliers whose state changed.
@@ -608,21 +612,36 @@ impl Renderer {
         }
         let generation = self.store.generation();
         let slots = self.store.slots();
-        let mut old = std::mem::take(&mut cache.fragments);
-        let mut fragments: Vec<Fragment> = slots
-            .iter()
-            .map(|slot| {
+        let cache = &mut *cache;
+        if cache.slots.as_ref().is_some_and(|known| Arc::ptr_eq(known, &slots)) {
+            // The common case: the same suppliers; re-render those whose state changed.
+            for (f, slot) in cache.fragments.iter_mut().zip(slots.iter()) {
                 let state = slot.state();
-                match old.remove(slot.name.as_str()) {
-                    Some(f) if Arc::ptr_eq(&f.slot, slot) && Arc::ptr_eq(&f.state, &state) => f,
-                    _ => render_fragment(slot, state),
+                if !Arc::ptr_eq(&f.state, &state) {
+                    *f = render_fragment(slot, state);
                 }
-            })
-            .collect();
-        fragments.sort_by(|a, b| a.slot.name.cmp(&b.slot.name));
+            }
+        } else {
+            // A reload: fragments of suppliers whose slot and state are unchanged are kept.
+            let mut old: HashMap<String, Fragment> = std::mem::take(&mut cache.fragments).into_iter().map(|f| (f.slot.name.clone(), f)).collect();
+            cache.fragments = slots
+                .iter()
+                .map(|slot| {
+                    let state = slot.state();
+                    match old.remove(slot.name.as_str()) {
+                        Some(f) if Arc::ptr_eq(&f.slot, slot) && Arc::ptr_eq(&f.state, &state) => f,
+                        _ => render_fragment(slot, state),
+                    }
+                })
+                .collect();
+            let mut by_name: Vec<usize> = (0..cache.fragments.len()).collect();
+            by_name.sort_by(|a, b| cache.fragments[*a].slot.name.cmp(&cache.fragments[*b].slot.name));
+            cache.by_name = by_name;
+            cache.slots = Some(slots);
+        }
+        let ordered: Vec<&Fragment> = cache.by_name.iter().map(|i| &cache.fragments[*i]).collect();
         let capacity = cache.rendered.as_ref().map_or(4096, |r| r.text.len() + 1024);
-        let text = stitch(&fragments, &exporter_series(&self.store), capacity);
-        cache.fragments = fragments.into_iter().map(|f| (f.slot.name.clone(), f)).collect();
+        let text = stitch(&ordered, &exporter_series(&self.store), capacity);
         let rendered = Rendered { generation, text: Bytes::from(text), gzip: Arc::new(Mutex::new(None)) };
         cache.rendered = Some(rendered.clone());
         rendered
@@ -630,7 +649,7 @@ impl Renderer {
 }
 
 /// The body: every family in name order, then `balance_exporter_scrape_bytes`.
-fn stitch(fragments: &[Fragment], exporter: &[ExporterFamily], capacity: usize) -> Vec<u8> {
+fn stitch(fragments: &[&Fragment], exporter: &[ExporterFamily], capacity: usize) -> Vec<u8> {
     // The kinds' own families, each sorted across suppliers as the crate sorts.
     let mut extra: BTreeMap<&'static str, (&'static str, Kind, Vec<&ExtraLine>)> = BTreeMap::new();
     for e in fragments.iter().flat_map(|f| f.extra.iter()) {
@@ -849,7 +868,7 @@ mod tests {
         let first = renderer.render();
         let fragments_before: Vec<(String, usize)> = {
             let cache = renderer.cache.lock().unwrap();
-            cache.fragments.iter().map(|(name, f)| (name.clone(), f.text.as_ptr() as usize)).collect()
+            cache.fragments.iter().map(|f| (f.slot.name.clone(), f.text.as_ptr() as usize)).collect()
         };
         // One supplier polls again; a reload replaces the thresholds of another.
         let slots = store.slots();
@@ -860,7 +879,7 @@ mod tests {
         assert!(again.generation > first.generation);
         let cache = renderer.cache.lock().unwrap();
         for (name, ptr) in fragments_before {
-            let same = cache.fragments[&name].text.as_ptr() as usize == ptr;
+            let same = cache.fragments.iter().find(|f| f.slot.name == name).unwrap().text.as_ptr() as usize == ptr;
             assert_eq!(same, name != "zeta", "{name}: re-rendered only if its state changed");
         }
         drop(cache);
@@ -868,6 +887,16 @@ mod tests {
         assert!(std::str::from_utf8(&again.text).unwrap().contains(r#"supplier_poll_errors_total{supplier="zeta",reason="decode"} 1"#));
         // Nothing changed: the same body, not a new render.
         assert_eq!(renderer.render().text.as_ptr(), again.text.as_ptr());
+        // A reload: one supplier leaves, one arrives, the others keep their state.
+        let config = crate::config::load_str(
+            "suppliers:\n  - {name: zeta, kind: foxreload, auth: {bearer_token: x}}\n  - {name: aaa, kind: foxreload, auth: {bearer_token: x}}\n",
+            &|_| None,
+        )
+        .unwrap();
+        store.set_suppliers(&config.suppliers);
+        let reloaded = renderer.render();
+        assert_eq!(without_scrape_bytes(std::str::from_utf8(&reloaded.text).unwrap()), crate_text(&store));
+        assert!(!std::str::from_utf8(&reloaded.text).unwrap().contains("supplier=\"alpha\""));
     }
 
     #[test]
