@@ -497,6 +497,34 @@ def dependency_rounds(recording: list[dict]) -> list[list[dict]]:
     return [rounds[k] for k in sorted(rounds)]
 
 
+DUR = r"(?:\d+(?:ms|y|w|d|h|m|s))+"
+
+
+def lookbacks(query: str, names) -> dict[str, int]:
+    """How far back (seconds before the evaluation time) the query reads each of the
+    given series names: range + offset of the selector, plus range + offset of every
+    subquery around it; an instant selector reads 5 minutes (lookback delta)."""
+    q = re.sub(r'"(?:[^"\\]|\\.)*"', lambda m: '"' + " " * (len(m.group(0)) - 2) + '"', query)
+    spans = []  # (open paren, close paren, range + offset) of subqueries
+    for m in re.finditer(r"\)\s*\[\s*(" + DUR + r")\s*:\s*(?:" + DUR + r")?\s*\](?:\s*offset\s+(" + DUR + "))?", q):
+        depth, i = 0, m.start()
+        while i >= 0:
+            depth += {")": 1, "(": -1}.get(q[i], 0)
+            if depth == 0:
+                break
+            i -= 1
+        spans.append((i, m.start(), parse_duration(m.group(1)) + parse_duration(m.group(2) or "")))
+    out: dict[str, int] = {}
+    for n in names:
+        sel = re.compile(r"(?<![\w:])" + re.escape(n) + r"(?![\w:])\s*(?:\{[^}]*\})?\s*(?:\[\s*(" + DUR
+                         + r")\s*(?::\s*(?:" + DUR + r")?\s*)?\])?(?:\s*offset\s+(" + DUR + "))?")
+        for m in sel.finditer(q):
+            back = (parse_duration(m.group(1)) if m.group(1) else 300) + parse_duration(m.group(2) or "")
+            back += sum(extra for a, b, extra in spans if a < m.start() < b)
+            out[n] = max(out.get(n, 0), back)
+    return out
+
+
 def reads(query: str, names) -> set:
     return {n for n in names if re.search(r"(?<![\w:])" + re.escape(n) + r"(?![\w:])", query)}
 
@@ -680,7 +708,21 @@ class Bench:
         # Recording rules, in dependency order. Interval groups and what they read:
         # over 16 days (plus the future part); the others over the last hours only.
         names = {r["name"] for r in self.recording}
-        full = {r["name"] for r in self.recording if r["group"]["explicit_interval"]}
+        # How far back the rules read each recorded series: those read further back
+        # than the raw part get history (8 days at most), computed over 16 days here.
+        self.need: dict[str, int] = {}
+        for g in self.groups:
+            for r in g["rules"]:
+                for n, back in lookbacks(r["query"], names).items():
+                    self.need[n] = max(self.need.get(n, 0), back)
+        full = {r["name"] for r in self.recording if r["group"]["explicit_interval"]
+                or self.need.get(r["name"], 0) > RAW}
+        for n in sorted(self.need):
+            if self.need[n] > RAW:
+                g = next(r["group"] for r in self.recording if r["name"] == n)
+                log(f"  {n} is read {fmt_dur(self.need[n])} back: {fmt_dur(min(HISTORY, self.need[n] + 3600))}"
+                    f" of history at {fmt_dur(g['interval'])}"
+                    + ("" if g["explicit_interval"] else " (WARNING: its group sets no interval:)"))
         changed = True
         while changed:
             changed = False
@@ -780,12 +822,16 @@ class Bench:
                     sets = [labels]
                 copies.append((rule, points, sets))
 
-        def write_copies(f, lo, hi, interval_only):
+        def write_copies(f, lo, hi, history):
             n = 0
             for rule, points, sets in copies:
-                if interval_only and not rule["group"]["explicit_interval"]:
-                    continue
-                pts = [(ts, v) for ts, v in points if lo <= ts < hi]
+                first = lo
+                if history:  # only what is read before the raw part, as far as it is read
+                    need = self.need.get(rule["name"], 0)
+                    if need <= RAW:
+                        continue
+                    first = max(lo, end - min(HISTORY, need + 3600))
+                pts = [(ts, v) for ts, v in points if first <= ts < hi]
                 if not pts:
                     continue
                 blk = "".join(f"\x00 {v} {ts}\n" for ts, v in pts)
@@ -827,18 +873,20 @@ class Bench:
         in_bytes = 0
         importing = []  # (promtool process, input file): one runs while the next is written
 
-        def finish():
-            for proc, path in importing:
+        def finish(keep=0):
+            while len(importing) > keep:
+                proc, path = importing.pop(0)
+                tw = time.time()
                 if proc.wait():
                     raise SystemExit(f"promtool create-blocks-from failed on {path}")
                 for b in os.listdir(path + ".blocks"):
                     shutil.move(os.path.join(path + ".blocks", b), os.path.join(data, b))
                 shutil.rmtree(path + ".blocks")
                 os.remove(path)
-            importing.clear()
+                log(f"  imported {os.path.basename(path)} (waited {time.time() - tw:.0f}s)")
 
         def start_import(path, max_block):
-            finish()
+            finish(keep=a.parallel_imports - 1)
             importing.append((subprocess.Popen(
                 ["promtool", "tsdb", "create-blocks-from", "openmetrics", "-q",
                  f"--max-block-duration={max_block // 3600}h", path, path + ".blocks"],
@@ -850,11 +898,14 @@ class Bench:
         while lo < raw_start:
             hi = min(raw_start, (lo // HIST_BLOCK + 1) * HIST_BLOCK)
             path = os.path.join(work, f"history{part}.om")
+            tw = time.time()
             with open(path, "w") as f:
                 n_hist = write_copies(f, lo, hi, True)
                 f.write("# EOF\n")
             n_samples += n_hist
             in_bytes += os.path.getsize(path)
+            log(f"  wrote {os.path.basename(path)}: {human(n_hist)} samples, "
+                f"{os.path.getsize(path) / 1e9:.2f} GB ({time.time() - tw:.0f}s)")
             if n_hist:
                 start_import(path, HIST_BLOCK)
             else:
@@ -1004,6 +1055,7 @@ def main() -> int:
     ap.add_argument("--keep-intervals", action="store_true", help="evaluate groups at their shipped interval")
     ap.add_argument("--evals", type=int, default=3, help="evaluations of every group to wait for")
     ap.add_argument("--max-wait", type=int, default=900, help="seconds to wait for them at most")
+    ap.add_argument("--parallel-imports", type=int, default=2, help="promtool imports run at once")
     ap.add_argument("--tmp-dir", default=None, help="where the temp dir goes (needs a few GB)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = ap.parse_args()
