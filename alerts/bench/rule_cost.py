@@ -967,6 +967,7 @@ class Bench:
         returned: dict[str, float] = {}
         scraped_at = None
         deadline = time.time() + a.max_wait
+        loads = [os.getloadavg()[0]]
         while time.time() < deadline:
             text = prom.metrics()
             if scraped_at is None:
@@ -988,6 +989,7 @@ class Bench:
             time.sleep(1)
         else:
             log("WARNING: --max-wait reached before every group was evaluated enough times")
+        loads.append(os.getloadavg()[0])
         alerts = {(r["metric"]["alertstate"]): int(float(r["value"][1])) for r in prom.api(
             "/api/v1/query", query="count by (alertstate) (ALERTS)")["result"]}
         text = prom.metrics()
@@ -1014,9 +1016,9 @@ class Bench:
 
         shipped = {f"{g['file']};{g['name']}": g for g in self.groups}
         lines = [f"#### {n_accounts:,} accounts ({n_sup:,} suppliers, {n_inst} exporter instances)", "",
-                 "| group | interval: shipped → run | rules | evaluations | last duration | max duration "
+                 "| group | interval: shipped → run | rules | evaluations | last duration | median | max "
                  "| samples touched | series out | query time |",
-                 "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+                 "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         worst = 0.0
         for g in groups:
             k = key(g)
@@ -1024,6 +1026,7 @@ class Bench:
             d = evals[k]
             last = d[max(d)] if d else float("nan")
             mx = max(d.values()) if d else float("nan")
+            med = sorted(d.values())[len(d) // 2] if d else float("nan")
             worst = max(worst, mx) if d else worst
             fail = int(failures.get(k, 0) or 0)
             note = f" ({fail} failed)" if fail else ""
@@ -1031,7 +1034,7 @@ class Bench:
             lines.append(
                 f"| {g['name']} | {fmt_dur(src.get('interval', run_interval[k]))}"
                 f"{'' if src.get('explicit_interval') else ' (global)'} → {fmt_dur(run_interval[k])} "
-                f"| {len(g['rules'])} | {len(d)}{note} | {last:.3f} s | {mx:.3f} s "
+                f"| {len(g['rules'])} | {len(d)}{note} | {last:.3f} s | {med:.3f} s | {mx:.3f} s "
                 f"| {touched.get(k, 0):,} | {int(returned.get(k, 0)):,} | {query_time.get(k, 0):.3f} s |")
         lines += ["",
                   f"Input: {human(n_series)} series, {human(n_blk_samples)} samples in {n_blocks} blocks "
@@ -1041,7 +1044,8 @@ class Bench:
                   f"firing, {alerts.get('pending', 0)} pending. Slowest group: {worst:.3f} s "
                   f"({'under' if worst < 1 else 'NOT under'} 1 s). Wall time {wall / 60:.1f} min "
                   f"(generate {t_written - t_begin:.0f} s, import {t_imported - t_written:.0f} s, "
-                  f"evaluate {time.time() - t_started:.0f} s).", ""]
+                  f"evaluate {time.time() - t_started:.0f} s); load average {loads[0]:.1f} → {loads[1]:.1f} "
+                  f"on {os.cpu_count()} CPUs.", ""]
         return "\n".join(lines)
 
 
