@@ -112,11 +112,13 @@ def parse_duration(s: str) -> int:
 
 
 def fmt_dur(seconds: float) -> str:
-    seconds = int(seconds)
-    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % n == 0 and seconds >= n:
-            return f"{seconds // n}{unit}"
-    return f"{seconds}s"
+    """Prometheus duration: 300 -> 5m, 605100 -> 7d1h5m."""
+    seconds, out = int(seconds), ""
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= n:
+            out += f"{seconds // n}{unit}"
+            seconds %= n
+    return out or "0s"
 
 
 def esc(v: str) -> str:
@@ -798,11 +800,13 @@ class Bench:
         work = os.path.join(self.work, f"n{n_accounts}")
         os.makedirs(work)
 
-        end = int(time.time()) // SCRAPE * SCRAPE
-        if end > self.t_sim1 - 3600:
+        now = int(time.time()) // SCRAPE * SCRAPE
+        if now > self.t_sim1 - 3600:
             raise SystemExit("templates too old; run fewer --accounts per command")
-        raw_start = end - RAW
-        hist_start = end - RAW - HISTORY
+        # The raw part starts 2 hours before now and ends when it is written (after the
+        # history), in pieces, the last one short: Prometheus starts soon after its end.
+        raw_start = now - RAW
+        hist_start = raw_start - HISTORY
 
         # Recorded series: template series -> copies per supplier (or instance, or one).
         copies = []  # (rule, labels template, points, [label sets])
@@ -830,7 +834,7 @@ class Bench:
                     need = self.need.get(rule["name"], 0)
                     if need <= RAW:
                         continue
-                    first = max(lo, end - min(HISTORY, need + 3600))
+                    first = max(lo, now - min(HISTORY, need + 3600))
                 pts = [(ts, v) for ts, v in points if first <= ts < hi]
                 if not pts:
                     continue
@@ -911,18 +915,28 @@ class Bench:
             else:
                 os.remove(path)
             lo, part = hi, part + 1
-        # last 2 hours of everything, one file per 2-hour block range
-        lo, part = raw_start, 0
-        while lo <= end:
-            hi = min(end + 1, (lo // BLOCK + 1) * BLOCK)
-            path = os.path.join(work, f"raw{part}.om")
-            with open(path, "w") as f:
-                n_samples += write_raw(f, lo, hi)
-                n_samples += write_copies(f, lo, hi, False)
-                f.write("# EOF\n")
-            in_bytes += os.path.getsize(path)
-            start_import(path, BLOCK)
-            lo, part = hi, part + 1
+        # last 2 hours (and the minutes spent on the history) of everything, one file
+        # per 2-hour block range; then again up to the time that took, until that is
+        # under a minute
+        lo, part, end = raw_start, 0, None
+        for _ in range(4):
+            target = int(time.time()) // SCRAPE * SCRAPE
+            if end is not None and target - end < 60:
+                break
+            while lo <= target:
+                hi = min(target + SCRAPE, (lo // BLOCK + 1) * BLOCK)
+                path = os.path.join(work, f"raw{part}.om")
+                tw = time.time()
+                with open(path, "w") as f:
+                    n_raw = write_raw(f, lo, hi) + write_copies(f, lo, hi, False)
+                    f.write("# EOF\n")
+                n_samples += n_raw
+                in_bytes += os.path.getsize(path)
+                log(f"  wrote {os.path.basename(path)}: {human(n_raw)} samples, "
+                    f"{os.path.getsize(path) / 1e9:.2f} GB ({time.time() - tw:.0f}s)")
+                start_import(path, BLOCK)
+                lo, part = hi, part + 1
+            end = target
         t_written = time.time()
         finish()
         n_blocks, n_series, n_blk_samples, blk_bytes = block_stats(data)
