@@ -6,22 +6,26 @@ For each --accounts N:
 
 1. The rule files are loaded once by a scratch `prometheus` and read back from its
    /api/v1/rules (expressions exactly as Prometheus parsed them, effective group
-   intervals); a group whose file sets `interval:` is an "interval group": the series
-   it records are the ones the long windows/offsets read, so they get 8 days of history.
+   intervals). How far back each recorded series is read is taken from the `[range]`,
+   `offset` and subqueries around its name in every expression.
 2. Templates (once per command): a few template suppliers (--templates, 10 accounts
    each, several currencies) are simulated poll by poll for 9 days at 30-second scrape
    resolution, every raw `supplier_*` metric of DESIGN.md (plus the few extra ones the
    rules read). A scratch Prometheus evaluates every recording rule over them with
    query_range at its group's interval, in dependency order (a rule reading a recorded
-   series runs after that series was imported): interval groups over 8 days, the others
-   over the last hours. So the recorded values are what the rules themselves compute
-   from the simulated accounts.
+   series runs after that series was imported): groups with an explicit `interval:`
+   (and series read more than 2 hours back) over 16 days, so that series derived from
+   week-old values still cover 8 days; the others over the last hours. So the recorded
+   values are what the rules themselves compute from the simulated accounts.
 3. The N accounts (N/10 suppliers, one exporter instance per 100 suppliers) are copies
    of the templates with their own supplier/instance labels: OpenMetrics for the last
-   2 hours of raw series and of every recorded series (30 s / group interval), plus the
-   8 days before that of the interval groups' series. Files are streamed and split on
-   the TSDB block ranges, imported with `promtool tsdb create-blocks-from openmetrics`
-   into non-overlapping blocks (no vertical compaction during the measurement).
+   2 hours of raw series and of every recorded series (30 s / group interval), plus,
+   for each recorded series read further back, as much history as it is read (8 days
+   at most) at its group's interval. Files are streamed and split on the TSDB block
+   ranges (54 h for the history, 2 h after), imported with `promtool tsdb
+   create-blocks-from openmetrics` (two at a time) into non-overlapping blocks (no
+   vertical compaction during the measurement). The last 2 hours are written last and
+   end seconds before Prometheus starts.
 4. `prometheus` starts on 127.0.0.1 in a temp dir with those blocks, the rules and one
    scrape job: this script serves the N accounts' current values (the template
    simulation continues) on a local port, one target per exporter instance, scraped
@@ -942,7 +946,7 @@ class Bench:
         n_blocks, n_series, n_blk_samples, blk_bytes = block_stats(data)
         t_imported = time.time()
         log(f"{n_accounts} accounts: wrote {in_bytes / 1e9:.2f} GB OpenMetrics, {human(n_samples)} samples "
-            f"({t_written - t_begin:.0f}s); {n_blocks} blocks, {human(n_series)} series, "
+            f"({t_written - t_begin:.0f}s); {n_blocks} blocks, "
             f"{blk_bytes / 1e6:.0f} MB ({t_imported - t_written:.0f}s)")
 
         # Prometheus with the rules and the live exporter pages
