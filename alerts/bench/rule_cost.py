@@ -1021,12 +1021,15 @@ class Bench:
         # Samples touched: each rule's expression once, now, with query stats.
         touched: dict[str, int] = {}
         query_time: dict[str, float] = {}
+        per_rule = []  # (query time, samples, group, rule name)
         t_q = time.time()
         for g in groups:
             for r in g["rules"]:
                 st = prom.api("/api/v1/query", query=r["query"], time=f"{t_q:.3f}", stats="all")["stats"]
                 touched[key(g)] = touched.get(key(g), 0) + int(st["samples"]["totalQueryableSamples"])
                 query_time[key(g)] = query_time.get(key(g), 0) + float(st["timings"]["evalTotalTime"])
+                per_rule.append((float(st["timings"]["evalTotalTime"]), int(st["samples"]["totalQueryableSamples"]),
+                                 g["name"], r["name"]))
         prom.stop()
         self.proms.remove(prom)
         srv.shutdown()
@@ -1065,7 +1068,10 @@ class Bench:
                   f"({'under' if worst < 1 else 'NOT under'} 1 s). Wall time {wall / 60:.1f} min "
                   f"(generate {t_written - t_begin:.0f} s, import {t_imported - t_written:.0f} s, "
                   f"evaluate {time.time() - t_started:.0f} s); load average {loads[0]:.1f} → {loads[1]:.1f} "
-                  f"on {os.cpu_count()} CPUs.", ""]
+                  f"on {os.cpu_count()} CPUs.", "",
+                  "Most expensive rules (query time of the expression alone, samples touched): " + "; ".join(
+                      f"`{name}` ({group}) {qt:.2f} s, {n:,}" for qt, n, group, name in
+                      sorted(per_rule, reverse=True)[:a.top]) + ".", ""]
         return "\n".join(lines)
 
 
@@ -1079,6 +1085,7 @@ def main() -> int:
     ap.add_argument("--keep-intervals", action="store_true", help="evaluate groups at their shipped interval")
     ap.add_argument("--evals", type=int, default=3, help="evaluations of every group to wait for")
     ap.add_argument("--max-wait", type=int, default=900, help="seconds to wait for them at most")
+    ap.add_argument("--top", type=int, default=5, help="most expensive rules listed")
     ap.add_argument("--parallel-imports", type=int, default=2, help="promtool imports run at once")
     ap.add_argument("--tmp-dir", default=None, help="where the temp dir goes (needs a few GB)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
