@@ -623,7 +623,8 @@ impl Renderer {
             }
         } else {
             // A reload: fragments of suppliers whose slot and state are unchanged are kept.
-            let mut old: HashMap<String, Fragment> = std::mem::take(&mut cache.fragments).into_iter().map(|f| (f.slot.name.clone(), f)).collect();
+            let mut old: HashMap<String, Fragment> =
+                std::mem::take(&mut cache.fragments).into_iter().map(|f| (f.slot.name.clone(), f)).collect();
             cache.fragments = slots
                 .iter()
                 .map(|slot| {
