@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prints every performance figure of balance_exporter next to its target.
 #
-#   bash benches/run.sh            # all (about 14 minutes; stops by itself)
+#   bash benches/run.sh            # all (about 15 minutes on 2 cores; stops by itself)
 #   SIZES=100,1000 bash benches/run.sh
 #
 # 1. criterion: render/parse/config-load costs        (cargo bench --locked --bench render)
