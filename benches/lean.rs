@@ -19,7 +19,6 @@
 //! The 1-minute load average is printed next to every timing figure: the
 //! machine should be otherwise idle.
 
-use std::convert::Infallible;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -29,20 +28,16 @@ use balance_exporter::metrics::Renderer;
 use balance_exporter::poll::{BalanceRow, PollOutput};
 use balance_exporter::snapshot::{Store, SupplierState};
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use rust_decimal::Decimal;
+
+mod support;
+use support::{cpu_seconds, load1, proc_status, serve_bytes};
 
 const BIN: &str = env!("CARGO_BIN_EXE_balance_exporter");
 const FOX: &str = r#"{"balance": {"amount": 284.50, "currency": "USD", "updated_at": "2026-05-01T13:45:22Z"}}"#;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn load1() -> String {
-    std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split_whitespace().next().map(str::to_string)).unwrap_or("?".into())
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -112,44 +107,6 @@ fn bytes_per_supplier(suppliers: usize) {
 
 // ---- 2 and 3. the real binary at 10,000 suppliers ------------------------------------
 
-async fn serve_bytes(body: Bytes) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let body = body.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |_req: hyper::Request<hyper::body::Incoming>| {
-                    let body = body.clone();
-                    async move {
-                        let mut r = hyper::Response::new(Full::new(body));
-                        r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static(prometheus::TEXT_FORMAT));
-                        Ok::<_, Infallible>(r)
-                    }
-                });
-                let _ =
-                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
-            });
-        }
-    });
-    addr
-}
-
-fn proc_status(pid: u32, key: &str) -> f64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    text.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 =
-        fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
 fn polls_total(text: &str) -> f64 {
     text.lines().find_map(|l| l.strip_prefix("balance_exporter_poll_duration_seconds_count ")).and_then(|v| v.parse().ok()).unwrap_or(0.0)
 }
@@ -179,7 +136,7 @@ fn wrk(url: &str, connections: u32, seconds: u64) -> f64 {
 
 async fn ten_thousand(n: usize, window: u64, seconds: u64) {
     // The stub answers every supplier's path with the same FoxReload balance.
-    let stub = serve_bytes(Bytes::from_static(FOX.as_bytes())).await;
+    let stub = serve_bytes(Bytes::from_static(FOX.as_bytes()), false).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yml");
     let mut text = String::from("suppliers:\n");
@@ -225,7 +182,7 @@ async fn ten_thousand(n: usize, window: u64, seconds: u64) {
     let hwm = proc_status(pid, "VmHWM:");
     // The reference serves what the exporter serves now, pre-rendered.
     let body = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
-    let reference = serve_bytes(body.clone()).await;
+    let reference = serve_bytes(body.clone(), false).await;
     let ref_url = format!("http://{reference}/metrics");
     println!(
         "  /metrics: {} bytes, {} lines; wrk {seconds} s per run; the reference serves these bytes pre-rendered",

@@ -7,51 +7,16 @@
 //!   bash benches/run.sh        (installs wrk, runs every benchmark)
 //!   cargo bench --bench scrape (needs wrk on PATH; SCRAPE_SECONDS=5 by default)
 
-use std::convert::Infallible;
 use std::process::Command;
 use std::sync::Arc;
 
 use balance_exporter::metrics::Renderer;
 use balance_exporter::server::{serve, ServerState};
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio_util::sync::CancellationToken;
 
 mod support;
 use support as fixture;
-
-async fn reference_server(body: Bytes, gzip: bool) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let body = body.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |_req| {
-                    let body = body.clone();
-                    async move {
-                        let mut r = hyper::Response::new(Full::new(body));
-                        r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static(prometheus::TEXT_FORMAT));
-                        if gzip {
-                            r.headers_mut().insert("content-encoding", hyper::header::HeaderValue::from_static("gzip"));
-                        }
-                        Ok::<_, Infallible>(r)
-                    }
-                });
-                let _ =
-                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
-            });
-        }
-    });
-    addr
-}
-
-fn load1() -> String {
-    std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split_whitespace().next().map(str::to_string)).unwrap_or("?".into())
-}
+use support::load1;
 
 /// Runs wrk and returns requests per second.
 fn wrk(url: &str, connections: u32, seconds: u32, gzip: bool) -> f64 {
@@ -92,9 +57,9 @@ fn main() {
             web: Default::default(),
         });
         tokio::spawn(serve(listener, state, CancellationToken::new()));
-        let reference = reference_server(pre_rendered.clone(), false).await;
+        let reference = fixture::serve_bytes(pre_rendered.clone(), false).await;
         // The gzip reference serves the exporter's own compressed bytes, pre-compressed.
-        let reference_gzip = reference_server(renderer_gzip, true).await;
+        let reference_gzip = fixture::serve_bytes(renderer_gzip, true).await;
         println!("payload: {} bytes, {series} lines; wrk {seconds}s per run", pre_rendered.len());
         println!("{:<28} {:>12} {:>12} {:>8}  target", "run", "exporter", "reference", "ratio");
         for (connections, gzip) in [(1, false), (8, false), (1, true), (8, true)] {
