@@ -325,7 +325,11 @@ class Template:
             daily = rng.lognormvariate(math.log(400), 1.1) * UNIT[cur]
             acc = dict(labels=dict(account=f"acct-{j}", currency=cur), daily=daily,
                        balance=daily * rng.uniform(4, 12), spent=0.0, topped=0.0,
-                       frozen_share=rng.uniform(0.003, 0.03) if frozen else 0.0,
+                       # held funds: the orders of the last 0.5-5 hours (they settle)
+                       frozen_share=rng.uniform(0.02, 0.2) if frozen else 0.0,
+                       # the operator tops up on weekdays once the balance falls below
+                       # 3.5-5 days of spend (above the 3-day runway threshold), by 5-10 days
+                       trigger=rng.uniform(3.5, 5),
                        low=(daily * (30 if k == 1 and j == 0 else 0.8)) if j % 3 != 2 else None,
                        # the first account of template 0 is left to drain (empty at the
                        # end); the first of template 1 has a threshold above its usual
@@ -362,8 +366,11 @@ class Template:
                 spend = min(spend, max(a["balance"], 0.0))
                 a["balance"] -= spend
                 a["spent"] += spend
-                if (not a["drain"] or t < now - 12 * 86400) and 8 <= hour < 18 \
-                        and a["balance"] < a["daily"] * 2 and rng.random() < 0.05:
+                weekday = (int(t // 86400) + 3) % 7  # 1970-01-01 was a Thursday
+                # before the weekend the operator covers it too
+                trigger = a["trigger"] + (2 if weekday == 4 else 0)
+                if (not a["drain"] or t < now - 12 * 86400) and 8 <= hour < 18 and weekday < 5 \
+                        and a["balance"] < a["daily"] * trigger and rng.random() < 0.05:
                     amount = a["daily"] * rng.uniform(5, 10)
                     a["balance"] += amount
                     a["topped"] += amount
@@ -404,7 +411,8 @@ class Template:
                 bal, upd = a["seen"]
                 nd = 0 if a["labels"]["currency"] in ("KHR", "IDR") else 2
                 bal = round(bal, nd)
-                fr = round(bal * a["frozen_share"] * rng.uniform(0.7, 1.3), nd)
+                rhythm_now = 1 + 0.6 * math.sin((((end % 86400) / 3600) - 8) / 24 * 2 * math.pi)
+                fr = round(min(bal, a["daily"] * a["frozen_share"] * rhythm_now * rng.uniform(0.9, 1.1)), nd)
                 snap["accts"].append((bal, fr, round(bal - fr, nd), upd, a["seen_spent"],
                                       a["seen_topped"], dict(a["rate"])))
             # topup window: office hours on weekdays, then an hour to land

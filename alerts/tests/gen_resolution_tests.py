@@ -88,7 +88,7 @@ def main():
     # baselines first (the recording group reads them), then the recording group, then
     # the alerts
     first = ["balance_exporter.recording", "balance_exporter.ratios", "balance_exporter.baseline",
-             "balance_exporter.hourly", "balance_exporter.weekly", "balance_exporter.usual",
+             "balance_exporter.weekly", "balance_exporter.usual",
              "balance_exporter.expected", "balance_exporter.burst", "balance_exporter.frozen_baseline"]
     order = [g for g in first if g in groups] + [g for g in groups if g not in first]
     with open(out, "w") as f:
