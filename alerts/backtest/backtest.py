@@ -405,8 +405,6 @@ def matches(labels: dict, match: dict) -> bool:
 KNOWN_MISSES = {
     "spend x3 for 20m, Fri 02:35 (foxreload main)":
         "night, ~6 orders per 15 min: a normal quarter-hour passes 16-19 orders once in 1e3-1e4",
-    "spend x3 for 40m, Tue 19:00 (pinpay shop-2)":
-        "500/day evening: its 30m window peaked at 0.97 of the threshold (caught on --seed 7)",
 }
 
 
