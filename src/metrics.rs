@@ -492,7 +492,9 @@ struct ExtraLine {
 /// One supplier's rendered lines: family `i`'s lines are `text[ends[i-1]..ends[i]]`.
 struct Fragment {
     slot: Arc<SupplierSlot>,
-    state: Arc<SupplierState>,
+    /// [`SupplierSlot::state_version`] of the state rendered (not the state:
+    /// holding it would keep each replaced state alive until the next scrape).
+    version: u64,
     text: Box<[u8]>,
     ends: [usize; SUPPLIER_FAMILIES.len()],
     extra: Vec<ExtraLine>,
@@ -525,7 +527,9 @@ impl Sink for TextSink {
     }
 }
 
-fn render_fragment(slot: &Arc<SupplierSlot>, state: Arc<SupplierState>) -> Fragment {
+fn render_fragment(slot: &Arc<SupplierSlot>) -> Fragment {
+    let version = slot.state_version();
+    let state = slot.state();
     let mut sink = TextSink { lines: (0..SUPPLIER_FAMILIES.len()).map(|_| Vec::new()).collect(), extra: Vec::new() };
     supplier_series(slot, &state, &mut sink);
     let mut text = Vec::with_capacity(sink.lines.iter().flatten().map(|(_, l)| l.len()).sum());
@@ -537,7 +541,7 @@ fn render_fragment(slot: &Arc<SupplierSlot>, state: Arc<SupplierState>) -> Fragm
         }
         ends[i] = text.len();
     }
-    Fragment { slot: slot.clone(), state, text: text.into_boxed_slice(), ends, extra: sink.extra }
+    Fragment { slot: slot.clone(), version, text: text.into_boxed_slice(), ends, extra: sink.extra }
 }
 
 fn write_exporter_family(out: &mut Vec<u8>, family: &ExporterFamily) {
@@ -686,9 +690,8 @@ impl Renderer {
         if cache.slots.as_ref().is_some_and(|known| Arc::ptr_eq(known, &slots)) {
             // The common case: the same suppliers; re-render those whose state changed.
             for (i, (f, slot)) in cache.fragments.iter_mut().zip(slots.iter()).enumerate() {
-                let state = slot.state();
-                if !Arc::ptr_eq(&f.state, &state) {
-                    *f = render_fragment(slot, state);
+                if f.version != slot.state_version() {
+                    *f = render_fragment(slot);
                     cache.chunks[cache.chunk_of[i]].dirty = true;
                 }
             }
@@ -698,12 +701,9 @@ impl Renderer {
                 std::mem::take(&mut cache.fragments).into_iter().map(|f| (f.slot.name.clone(), f)).collect();
             cache.fragments = slots
                 .iter()
-                .map(|slot| {
-                    let state = slot.state();
-                    match old.remove(slot.name.as_str()) {
-                        Some(f) if Arc::ptr_eq(&f.slot, slot) && Arc::ptr_eq(&f.state, &state) => f,
-                        _ => render_fragment(slot, state),
-                    }
+                .map(|slot| match old.remove(slot.name.as_str()) {
+                    Some(f) if Arc::ptr_eq(&f.slot, slot) && f.version == slot.state_version() => f,
+                    _ => render_fragment(slot),
                 })
                 .collect();
             let mut by_name: Vec<usize> = (0..cache.fragments.len()).collect();

@@ -229,9 +229,10 @@ where
         match &storage {
             None => store.publish(&slot, state),
             Some(storage) => {
+                // Boxed while it runs: an idle task holds no room for it.
                 let written = tokio::select! {
                     _ = cancel.cancelled() => return,
-                    w = storage.put(&slot.name, slot.kind, &state, memory.clone()) => w,
+                    w = Box::pin(storage.put(&slot.name, slot.kind, &state, memory.clone())) => w,
                 };
                 match written {
                     Ok(()) => store.publish(&slot, state),
@@ -256,7 +257,8 @@ fn polls_the_same(a: &SupplierConfig, b: &SupplierConfig) -> bool {
 }
 
 struct Task {
-    config: SupplierConfig,
+    /// Boxed: the map of 10,000 tasks then holds pointers, not configs.
+    config: Box<SupplierConfig>,
     cancel: CancellationToken,
 }
 
@@ -314,7 +316,7 @@ impl Scheduler {
             // Only the thresholds changed: they are read from the new slot, so
             // the running task (and a poll in flight) carries on.
             Some(s) if polls_the_same(s, &task.config) => {
-                task.config = (*s).clone();
+                *task.config = (*s).clone();
                 true
             }
             other => {
@@ -339,7 +341,7 @@ impl Scheduler {
             }
             let cancel = self.shutdown.child_token();
             self.spawn(cfg.clone(), slot, cancel.clone());
-            tasks.insert(cfg.name.clone(), Task { config: cfg.clone(), cancel });
+            tasks.insert(cfg.name.clone(), Task { config: Box::new(cfg.clone()), cancel });
         }
     }
 
