@@ -489,21 +489,22 @@ struct ExtraLine {
     line: String,
 }
 
-/// One supplier's rendered lines: family `i`'s lines are `text[ends[i-1]..ends[i]]`.
+/// One supplier's rendered lines: family `i`'s lines are `text[spans[i].0..spans[i].1]`.
+/// Once stitched into its chunk, `text` is the chunk's buffer (shared, not a copy).
 struct Fragment {
     slot: Arc<SupplierSlot>,
     /// [`SupplierSlot::state_version`] of the state rendered (not the state:
     /// holding it would keep each replaced state alive until the next scrape).
     version: u64,
-    text: Box<[u8]>,
-    ends: [usize; SUPPLIER_FAMILIES.len()],
+    text: Bytes,
+    spans: [(usize, usize); SUPPLIER_FAMILIES.len()],
     extra: Vec<ExtraLine>,
 }
 
 impl Fragment {
     fn family(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.text[start..self.ends[i]]
+        let (start, end) = self.spans[i];
+        &self.text[start..end]
     }
 }
 
@@ -533,15 +534,16 @@ fn render_fragment(slot: &Arc<SupplierSlot>) -> Fragment {
     let mut sink = TextSink { lines: (0..SUPPLIER_FAMILIES.len()).map(|_| Vec::new()).collect(), extra: Vec::new() };
     supplier_series(slot, &state, &mut sink);
     let mut text = Vec::with_capacity(sink.lines.iter().flatten().map(|(_, l)| l.len()).sum());
-    let mut ends = [0usize; SUPPLIER_FAMILIES.len()];
+    let mut spans = [(0usize, 0usize); SUPPLIER_FAMILIES.len()];
     for (i, mut lines) in sink.lines.into_iter().enumerate() {
         lines.sort_by(|a, b| a.0.cmp(&b.0));
+        let start = text.len();
         for (_, line) in lines {
             text.extend_from_slice(line.as_bytes());
         }
-        ends[i] = text.len();
+        spans[i] = (start, text.len());
     }
-    Fragment { slot: slot.clone(), version, text: text.into_boxed_slice(), ends, extra: sink.extra }
+    Fragment { slot: slot.clone(), version, text: Bytes::from(text), spans, extra: sink.extra }
 }
 
 fn write_exporter_family(out: &mut Vec<u8>, family: &ExporterFamily) {
@@ -632,17 +634,26 @@ impl Chunk {
         self.text.slice(start..self.ends[i])
     }
 
-    /// Re-stitches the chunk from its suppliers' fragments.
-    fn stitch(&mut self, members: &[&Fragment]) {
-        let mut text = Vec::with_capacity(members.iter().map(|f| f.text.len()).sum());
+    /// Re-stitches the chunk from its suppliers' fragments, which then point
+    /// into it instead of keeping their own copy.
+    fn stitch(&mut self, fragments: &mut [Fragment], members: &[usize]) {
+        let total = members.iter().map(|m| fragments[*m].spans.iter().map(|(s, e)| e - s).sum::<usize>()).sum();
+        let mut text = Vec::with_capacity(total);
+        let mut spans = vec![[(0usize, 0usize); SUPPLIER_FAMILIES.len()]; members.len()];
         for (i, end) in self.ends.iter_mut().enumerate() {
-            for f in members {
-                text.extend_from_slice(f.family(i));
+            for (m, span) in members.iter().zip(spans.iter_mut()) {
+                let start = text.len();
+                text.extend_from_slice(fragments[*m].family(i));
+                span[i] = (start, text.len());
             }
             *end = text.len();
         }
         self.text = Bytes::from(text);
         self.dirty = false;
+        for (m, span) in members.iter().zip(spans) {
+            fragments[*m].text = self.text.clone();
+            fragments[*m].spans = span;
+        }
     }
 }
 
@@ -719,8 +730,7 @@ impl Renderer {
         }
         for (chunk, members) in cache.chunks.iter_mut().zip(cache.by_name.chunks(CHUNK)) {
             if chunk.dirty {
-                let members: Vec<&Fragment> = members.iter().map(|i| &cache.fragments[*i]).collect();
-                chunk.stitch(&members);
+                chunk.stitch(&mut cache.fragments, members);
             }
         }
         let ordered: Vec<&Fragment> = cache.by_name.iter().map(|i| &cache.fragments[*i]).collect();
@@ -1000,7 +1010,7 @@ pub(crate) mod tests {
         let first = renderer.render();
         let fragments_before: Vec<(String, usize)> = {
             let cache = renderer.cache.lock().unwrap();
-            cache.fragments.iter().map(|f| (f.slot.name.clone(), f.text.as_ptr() as usize)).collect()
+            cache.fragments.iter().map(|f| (f.slot.name.clone(), f.extra.as_ptr() as usize)).collect()
         };
         // One supplier polls again; a reload replaces the thresholds of another.
         let slots = store.slots();
@@ -1012,7 +1022,7 @@ pub(crate) mod tests {
         assert!(again.generation > first.generation);
         let cache = renderer.cache.lock().unwrap();
         for (name, ptr) in fragments_before {
-            let same = cache.fragments.iter().find(|f| f.slot.name == name).unwrap().text.as_ptr() as usize == ptr;
+            let same = cache.fragments.iter().find(|f| f.slot.name == name).unwrap().extra.as_ptr() as usize == ptr;
             assert_eq!(same, name != "zeta", "{name}: re-rendered only if its state changed");
         }
         drop(cache);
