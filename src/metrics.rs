@@ -570,7 +570,7 @@ fn write_exporter_family(out: &mut Vec<u8>, family: &ExporterFamily) {
 /// Suppliers per chunk of the body. A poll re-stitches its chunk (this many
 /// suppliers' lines, about 1 KB each at one balance) at the next scrape;
 /// the body is sent as one segment per family and chunk.
-const CHUNK: usize = 128;
+const CHUNK: usize = 64;
 
 /// One rendered exposition body: segments shared with the render cache,
 /// sent in order without being copied into one buffer.
