@@ -82,7 +82,7 @@ fn bytes_per_supplier(suppliers: usize) {
         store.publish(slot, state);
     }
     let built = t.elapsed();
-    let body = Renderer::new(store.clone()).render().text;
+    let body = Renderer::new(store.clone()).render().concat();
     let text = std::str::from_utf8(&body).unwrap();
     let supplier_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("supplier_")).collect();
     let supplier_bytes: usize = supplier_lines.iter().map(|l| l.len() + 1).sum();

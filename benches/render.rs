@@ -19,16 +19,16 @@ fn render(c: &mut Criterion) {
     let store = fixture::store(10, 100);
     let renderer = Renderer::new(store.clone());
     let body = renderer.render();
-    println!("exposition: {} bytes, {} lines", body.text.len(), body.text.iter().filter(|b| **b == b'\n').count());
+    println!("exposition: {} bytes, {} lines", body.len(), body.concat().iter().filter(|b| **b == b'\n').count());
     c.bench_function("collect families (12k series)", |b| b.iter(|| black_box(collect_families(&store))));
     c.bench_function("full render (12k series)", |b| {
         b.iter(|| {
             // A fresh renderer has an empty cache: this is the per-poll-change cost.
             let r = Renderer::new(store.clone());
-            black_box(r.render().text.len())
+            black_box(r.render().len())
         })
     });
-    c.bench_function("cached render (what a scrape costs)", |b| b.iter(|| black_box(renderer.render().text.len())));
+    c.bench_function("cached render (what a scrape costs)", |b| b.iter(|| black_box(renderer.render().len())));
     c.bench_function("gzip of a new render", |b| {
         b.iter(|| {
             let r = Renderer::new(store.clone());

@@ -43,7 +43,7 @@ fn main() {
         // 1 supplier × 1,000 accounts × 2 currencies, as the target describes.
         let store = fixture::store(1, 1000);
         let renderer = Renderer::new(store.clone());
-        let pre_rendered = renderer.render().text.clone();
+        let pre_rendered = renderer.render().concat();
         let renderer_gzip = renderer.render().gzip();
         let series = pre_rendered.iter().filter(|b| **b == b'\n').count();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -116,6 +116,8 @@ fn main() {
     let renderer = Renderer::new(store.clone());
     let t = Instant::now();
     let body = renderer.render();
-    let series = body.text.split(|b| *b == b'\n').filter(|l| l.starts_with(b"supplier_balance_spend_rate{")).count();
-    println!("  render /metrics: {:.0} ms, {} bytes, {series} spend_rate series", t.elapsed().as_secs_f64() * 1e3, body.text.len());
+    let took = t.elapsed();
+    let body = body.concat();
+    let series = body.split(|b| *b == b'\n').filter(|l| l.starts_with(b"supplier_balance_spend_rate{")).count();
+    println!("  render /metrics: {:.0} ms, {} bytes, {series} spend_rate series", took.as_secs_f64() * 1e3, body.len());
 }

@@ -6,10 +6,14 @@
 //!
 //! - the production path writes text: each supplier's lines, per family, are
 //!   a cached fragment re-rendered only when that supplier's state (or, after
-//!   a reload, its slot) changes; a render stitches the fragments in family
-//!   order, one `# HELP`/`# TYPE` per family, series sorted as the
-//!   `prometheus` crate sorts them (by label values), so a scrape after one
-//!   poll costs one supplier's lines plus a copy of the others;
+//!   a reload, its slot) changes. Suppliers in name order are cut into chunks
+//!   of `CHUNK`; each chunk keeps its suppliers' lines stitched per family
+//!   in one buffer, re-stitched only when one of them changed. The body is a
+//!   list of shared segments (a static `# HELP`/`# TYPE` per family, then one
+//!   slice per chunk; the small families written per render), series sorted
+//!   as the `prometheus` crate sorts them (by label values), sent as they are
+//!   without being copied into one buffer: a scrape after a few polls costs
+//!   those suppliers' lines and their chunks, not a copy of the whole body;
 //! - [`collect_families`] builds the `prometheus` crate's families: the
 //!   reference the tests compare the text with, series for series.
 //!
@@ -485,19 +489,22 @@ struct ExtraLine {
     line: String,
 }
 
-/// One supplier's rendered lines: family `i`'s lines are `text[ends[i-1]..ends[i]]`.
+/// One supplier's rendered lines: family `i`'s lines are `text[spans[i].0..spans[i].1]`.
+/// Once stitched into its chunk, `text` is the chunk's buffer (shared, not a copy).
 struct Fragment {
     slot: Arc<SupplierSlot>,
-    state: Arc<SupplierState>,
-    text: Box<[u8]>,
-    ends: [usize; SUPPLIER_FAMILIES.len()],
+    /// [`SupplierSlot::state_version`] of the state rendered (not the state:
+    /// holding it would keep each replaced state alive until the next scrape).
+    version: u64,
+    text: Bytes,
+    spans: [(usize, usize); SUPPLIER_FAMILIES.len()],
     extra: Vec<ExtraLine>,
 }
 
 impl Fragment {
     fn family(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.text[start..self.ends[i]]
+        let (start, end) = self.spans[i];
+        &self.text[start..end]
     }
 }
 
@@ -521,19 +528,22 @@ impl Sink for TextSink {
     }
 }
 
-fn render_fragment(slot: &Arc<SupplierSlot>, state: Arc<SupplierState>) -> Fragment {
+fn render_fragment(slot: &Arc<SupplierSlot>) -> Fragment {
+    let version = slot.state_version();
+    let state = slot.state();
     let mut sink = TextSink { lines: (0..SUPPLIER_FAMILIES.len()).map(|_| Vec::new()).collect(), extra: Vec::new() };
     supplier_series(slot, &state, &mut sink);
     let mut text = Vec::with_capacity(sink.lines.iter().flatten().map(|(_, l)| l.len()).sum());
-    let mut ends = [0usize; SUPPLIER_FAMILIES.len()];
+    let mut spans = [(0usize, 0usize); SUPPLIER_FAMILIES.len()];
     for (i, mut lines) in sink.lines.into_iter().enumerate() {
         lines.sort_by(|a, b| a.0.cmp(&b.0));
+        let start = text.len();
         for (_, line) in lines {
             text.extend_from_slice(line.as_bytes());
         }
-        ends[i] = text.len();
+        spans[i] = (start, text.len());
     }
-    Fragment { slot: slot.clone(), state, text: text.into_boxed_slice(), ends, extra: sink.extra }
+    Fragment { slot: slot.clone(), version, text: Bytes::from(text), spans, extra: sink.extra }
 }
 
 fn write_exporter_family(out: &mut Vec<u8>, family: &ExporterFamily) {
@@ -557,24 +567,93 @@ fn write_exporter_family(out: &mut Vec<u8>, family: &ExporterFamily) {
     out.extend_from_slice(text.as_bytes());
 }
 
-/// One rendered exposition body.
+/// Suppliers per chunk of the body. A poll re-stitches its chunk (this many
+/// suppliers' lines, about 1 KB each at one balance) at the next scrape;
+/// the body is sent as one segment per family and chunk.
+const CHUNK: usize = 64;
+
+/// One rendered exposition body: segments shared with the render cache,
+/// sent in order without being copied into one buffer.
 #[derive(Clone)]
 pub struct Rendered {
     pub generation: u64,
-    pub text: Bytes,
+    segments: Arc<[Bytes]>,
+    len: usize,
     gzip: Arc<Mutex<Option<Bytes>>>,
 }
 
 impl Rendered {
+    /// The body's parts, in order.
+    pub fn segments(&self) -> &Arc<[Bytes]> {
+        &self.segments
+    }
+
+    /// Length of the body in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The body in one buffer (a copy: for tests and benches, not the server).
+    pub fn concat(&self) -> Bytes {
+        let mut out = Vec::with_capacity(self.len);
+        for s in self.segments.iter() {
+            out.extend_from_slice(s);
+        }
+        Bytes::from(out)
+    }
+
     /// The gzip form, compressed at most once per generation.
     pub fn gzip(&self) -> Bytes {
         let mut slot = self.gzip.lock().unwrap_or_else(|e| e.into_inner());
         slot.get_or_insert_with(|| {
-            let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(self.text.len() / 4), flate2::Compression::fast());
-            enc.write_all(&self.text).expect("writing to a Vec cannot fail");
+            let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(self.len / 4), flate2::Compression::fast());
+            for s in self.segments.iter() {
+                enc.write_all(s).expect("writing to a Vec cannot fail");
+            }
             Bytes::from(enc.finish().expect("finishing a Vec cannot fail"))
         })
         .clone()
+    }
+}
+
+/// [`CHUNK`] consecutive suppliers in name order: family `i`'s lines of all
+/// of them are `text[ends[i-1]..ends[i]]`.
+struct Chunk {
+    text: Bytes,
+    ends: [usize; SUPPLIER_FAMILIES.len()],
+    dirty: bool,
+}
+
+impl Chunk {
+    fn family(&self, i: usize) -> Bytes {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        self.text.slice(start..self.ends[i])
+    }
+
+    /// Re-stitches the chunk from its suppliers' fragments, which then point
+    /// into it instead of keeping their own copy.
+    fn stitch(&mut self, fragments: &mut [Fragment], members: &[usize]) {
+        let total = members.iter().map(|m| fragments[*m].spans.iter().map(|(s, e)| e - s).sum::<usize>()).sum();
+        let mut text = Vec::with_capacity(total);
+        let mut spans = vec![[(0usize, 0usize); SUPPLIER_FAMILIES.len()]; members.len()];
+        for (i, end) in self.ends.iter_mut().enumerate() {
+            for (m, span) in members.iter().zip(spans.iter_mut()) {
+                let start = text.len();
+                text.extend_from_slice(fragments[*m].family(i));
+                span[i] = (start, text.len());
+            }
+            *end = text.len();
+        }
+        self.text = Bytes::from(text);
+        self.dirty = false;
+        for (m, span) in members.iter().zip(spans) {
+            fragments[*m].text = self.text.clone();
+            fragments[*m].spans = span;
+        }
     }
 }
 
@@ -587,9 +666,14 @@ struct Cache {
     fragments: Vec<Fragment>,
     /// Indices into `fragments` by supplier name: the exposition's order.
     by_name: Vec<usize>,
+    /// `by_name` cut into runs of [`CHUNK`], each stitched per family.
+    chunks: Vec<Chunk>,
+    /// The chunk of each slot, in slot order.
+    chunk_of: Vec<usize>,
 }
 
-/// Renders the exposition, incrementally: only suppliers whose state changed.
+/// Renders the exposition, incrementally: only suppliers whose state changed,
+/// and only the chunks holding them.
 pub struct Renderer {
     store: Arc<Store>,
     cache: Mutex<Cache>,
@@ -603,7 +687,8 @@ impl Renderer {
     /// The current exposition. A scrape that arrives while a render runs waits
     /// for it and takes its body (it was started no earlier than the state the
     /// scrape arrived at); otherwise suppliers whose state changed since their
-    /// last fragment are re-rendered and the body is stitched again.
+    /// last fragment are re-rendered, their chunks re-stitched, and the body's
+    /// segment list is built again around the unchanged chunks.
     pub fn render(&self) -> Rendered {
         let arrived = self.store.generation();
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -615,10 +700,10 @@ impl Renderer {
         let cache = &mut *cache;
         if cache.slots.as_ref().is_some_and(|known| Arc::ptr_eq(known, &slots)) {
             // The common case: the same suppliers; re-render those whose state changed.
-            for (f, slot) in cache.fragments.iter_mut().zip(slots.iter()) {
-                let state = slot.state();
-                if !Arc::ptr_eq(&f.state, &state) {
-                    *f = render_fragment(slot, state);
+            for (i, (f, slot)) in cache.fragments.iter_mut().zip(slots.iter()).enumerate() {
+                if f.version != slot.state_version() {
+                    *f = render_fragment(slot);
+                    cache.chunks[cache.chunk_of[i]].dirty = true;
                 }
             }
         } else {
@@ -627,30 +712,68 @@ impl Renderer {
                 std::mem::take(&mut cache.fragments).into_iter().map(|f| (f.slot.name.clone(), f)).collect();
             cache.fragments = slots
                 .iter()
-                .map(|slot| {
-                    let state = slot.state();
-                    match old.remove(slot.name.as_str()) {
-                        Some(f) if Arc::ptr_eq(&f.slot, slot) && Arc::ptr_eq(&f.state, &state) => f,
-                        _ => render_fragment(slot, state),
-                    }
+                .map(|slot| match old.remove(slot.name.as_str()) {
+                    Some(f) if Arc::ptr_eq(&f.slot, slot) && f.version == slot.state_version() => f,
+                    _ => render_fragment(slot),
                 })
                 .collect();
             let mut by_name: Vec<usize> = (0..cache.fragments.len()).collect();
             by_name.sort_by(|a, b| cache.fragments[*a].slot.name.cmp(&cache.fragments[*b].slot.name));
+            cache.chunk_of = vec![0; by_name.len()];
+            for (rank, i) in by_name.iter().enumerate() {
+                cache.chunk_of[*i] = rank / CHUNK;
+            }
+            cache.chunks =
+                by_name.chunks(CHUNK).map(|_| Chunk { text: Bytes::new(), ends: [0; SUPPLIER_FAMILIES.len()], dirty: true }).collect();
             cache.by_name = by_name;
             cache.slots = Some(slots);
         }
+        for (chunk, members) in cache.chunks.iter_mut().zip(cache.by_name.chunks(CHUNK)) {
+            if chunk.dirty {
+                chunk.stitch(&mut cache.fragments, members);
+            }
+        }
         let ordered: Vec<&Fragment> = cache.by_name.iter().map(|i| &cache.fragments[*i]).collect();
-        let capacity = cache.rendered.as_ref().map_or(4096, |r| r.text.len() + 1024);
-        let text = stitch(&ordered, &exporter_series(&self.store), capacity);
-        let rendered = Rendered { generation, text: Bytes::from(text), gzip: Arc::new(Mutex::new(None)) };
+        let (segments, len) = assemble(&cache.chunks, &ordered, &exporter_series(&self.store));
+        let rendered = Rendered { generation, segments: segments.into(), len, gzip: Arc::new(Mutex::new(None)) };
         cache.rendered = Some(rendered.clone());
         rendered
     }
 }
 
+/// A body's segments as they are gathered: shared chunk slices, and the small
+/// families written into a buffer that becomes a segment of its own.
+#[derive(Default)]
+struct Segments {
+    done: Vec<Bytes>,
+    len: usize,
+    pending: Vec<u8>,
+}
+
+impl Segments {
+    fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            let text = std::mem::take(&mut self.pending);
+            self.len += text.len();
+            self.done.push(Bytes::from(text));
+        }
+    }
+
+    fn push(&mut self, segment: Bytes) {
+        if !segment.is_empty() {
+            self.flush();
+            self.len += segment.len();
+            self.done.push(segment);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len + self.pending.len()
+    }
+}
+
 /// The body: every family in name order, then `balance_exporter_scrape_bytes`.
-fn stitch(fragments: &[&Fragment], exporter: &[ExporterFamily], capacity: usize) -> Vec<u8> {
+fn assemble(chunks: &[Chunk], fragments: &[&Fragment], exporter: &[ExporterFamily]) -> (Vec<Bytes>, usize) {
     // The kinds' own families, each sorted across suppliers as the crate sorts.
     let mut extra: BTreeMap<&'static str, (&'static str, Kind, Vec<&ExtraLine>)> = BTreeMap::new();
     for e in fragments.iter().flat_map(|f| f.extra.iter()) {
@@ -666,26 +789,27 @@ fn stitch(fragments: &[&Fragment], exporter: &[ExporterFamily], capacity: usize)
     parts.extend(exporter.iter().map(|f| (f.name(), Part::Exporter(f))));
     parts.sort_by(|a, b| a.0.cmp(b.0));
 
-    let mut out = Vec::with_capacity(capacity);
+    let mut out = Segments::default();
     for (name, part) in parts {
         match part {
             Part::Supplier(i) => {
-                if fragments.iter().all(|f| f.family(i).is_empty()) {
+                let lines: Vec<Bytes> = chunks.iter().map(|c| c.family(i)).filter(|s| !s.is_empty()).collect();
+                if lines.is_empty() {
                     continue;
                 }
-                header(&mut out, name, SUPPLIER_FAMILIES[i].help, SUPPLIER_FAMILIES[i].kind.text());
-                for f in fragments {
-                    out.extend_from_slice(f.family(i));
+                out.push(family_header(i).clone());
+                for segment in lines {
+                    out.push(segment);
                 }
             }
             Part::Extra(help, kind, mut lines) => {
                 lines.sort_by(|a, b| a.key.cmp(&b.key));
-                header(&mut out, name, help, kind.text());
+                header(&mut out.pending, name, help, kind.text());
                 for l in lines {
-                    out.extend_from_slice(l.line.as_bytes());
+                    out.pending.extend_from_slice(l.line.as_bytes());
                 }
             }
-            Part::Exporter(f) => write_exporter_family(&mut out, f),
+            Part::Exporter(f) => write_exporter_family(&mut out.pending, f),
         }
     }
     // Size of the body above, so dashboards can watch scrape size grow.
@@ -696,12 +820,29 @@ fn stitch(fragments: &[&Fragment], exporter: &[ExporterFamily], capacity: usize)
         labels: vec![],
         value: out.len() as f64,
     };
-    write_exporter_family(&mut out, &size);
-    out
+    write_exporter_family(&mut out.pending, &size);
+    out.flush();
+    (out.done, out.len)
+}
+
+/// `# HELP` and `# TYPE` of supplier family `i`, written once.
+fn family_header(i: usize) -> &'static Bytes {
+    static HEADERS: std::sync::OnceLock<Vec<Bytes>> = std::sync::OnceLock::new();
+    let headers = HEADERS.get_or_init(|| {
+        SUPPLIER_FAMILIES
+            .iter()
+            .map(|f| {
+                let mut h = Vec::new();
+                header(&mut h, f.name, f.help, f.kind.text());
+                Bytes::from(h)
+            })
+            .collect()
+    });
+    &headers[i]
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
@@ -741,7 +882,7 @@ mod tests {
             s = poll(&s, 1000 - 60 * i, 30 * i, at);
         }
         store.publish(&slot, s);
-        let text = String::from_utf8(Renderer::new(store).render().text.to_vec()).unwrap();
+        let text = String::from_utf8(Renderer::new(store).render().concat().to_vec()).unwrap();
         let rate = |window: &str| {
             let prefix = format!("supplier_balance_spend_rate{{supplier=\"fox\",account=\"main\",currency=\"USD\",window=\"{window}\"}} ");
             text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).map(|v| v.parse::<f64>().unwrap())
@@ -853,7 +994,7 @@ mod tests {
     fn incremental_text_is_the_crates_exposition_byte_for_byte() {
         let store = varied_store();
         let renderer = Renderer::new(store.clone());
-        let text = String::from_utf8(renderer.render().text.to_vec()).unwrap();
+        let text = String::from_utf8(renderer.render().concat().to_vec()).unwrap();
         let reference = crate_text(&store);
         assert!(reference.contains("supplier_test_extra_total{") && reference.contains("supplier_balance_spend_rate{"));
         assert!(reference.contains(r#"account="e\nf""#) && reference.contains(r#"account="a\"b""#), "{reference}");
@@ -869,7 +1010,7 @@ mod tests {
         let first = renderer.render();
         let fragments_before: Vec<(String, usize)> = {
             let cache = renderer.cache.lock().unwrap();
-            cache.fragments.iter().map(|f| (f.slot.name.clone(), f.text.as_ptr() as usize)).collect()
+            cache.fragments.iter().map(|f| (f.slot.name.clone(), f.extra.as_ptr() as usize)).collect()
         };
         // One supplier polls again; a reload replaces the thresholds of another.
         let slots = store.slots();
@@ -877,17 +1018,18 @@ mod tests {
         let later = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_010_000);
         store.publish(zeta, zeta.state().after_poll(Err(crate::poll::PollError::new(Reason::Decode, "d")), Duration::ZERO, later));
         let again = renderer.render();
+        let again_text = again.concat();
         assert!(again.generation > first.generation);
         let cache = renderer.cache.lock().unwrap();
         for (name, ptr) in fragments_before {
-            let same = cache.fragments.iter().find(|f| f.slot.name == name).unwrap().text.as_ptr() as usize == ptr;
+            let same = cache.fragments.iter().find(|f| f.slot.name == name).unwrap().extra.as_ptr() as usize == ptr;
             assert_eq!(same, name != "zeta", "{name}: re-rendered only if its state changed");
         }
         drop(cache);
-        assert_eq!(without_scrape_bytes(std::str::from_utf8(&again.text).unwrap()), crate_text(&store));
-        assert!(std::str::from_utf8(&again.text).unwrap().contains(r#"supplier_poll_errors_total{supplier="zeta",reason="decode"} 1"#));
+        assert_eq!(without_scrape_bytes(std::str::from_utf8(&again_text).unwrap()), crate_text(&store));
+        assert!(std::str::from_utf8(&again_text).unwrap().contains(r#"supplier_poll_errors_total{supplier="zeta",reason="decode"} 1"#));
         // Nothing changed: the same body, not a new render.
-        assert_eq!(renderer.render().text.as_ptr(), again.text.as_ptr());
+        assert!(Arc::ptr_eq(renderer.render().segments(), again.segments()));
         // A reload: one supplier leaves, one arrives, the others keep their state.
         let config = crate::config::load_str(
             "suppliers:\n  - {name: zeta, kind: foxreload, auth: {bearer_token: x}}\n  - {name: aaa, kind: foxreload, auth: {bearer_token: x}}\n",
@@ -895,15 +1037,15 @@ mod tests {
         )
         .unwrap();
         store.set_suppliers(&config.suppliers);
-        let reloaded = renderer.render();
-        assert_eq!(without_scrape_bytes(std::str::from_utf8(&reloaded.text).unwrap()), crate_text(&store));
-        assert!(!std::str::from_utf8(&reloaded.text).unwrap().contains("supplier=\"alpha\""));
+        let reloaded = renderer.render().concat();
+        assert_eq!(without_scrape_bytes(std::str::from_utf8(&reloaded).unwrap()), crate_text(&store));
+        assert!(!std::str::from_utf8(&reloaded).unwrap().contains("supplier=\"alpha\""));
     }
 
     #[test]
     fn error_reasons_appear_on_first_use() {
         let store = varied_store();
-        let text = String::from_utf8(Renderer::new(store).render().text.to_vec()).unwrap();
+        let text = String::from_utf8(Renderer::new(store).render().concat().to_vec()).unwrap();
         let reasons = |supplier: &str| -> Vec<String> {
             let prefix = format!("supplier_poll_errors_total{{supplier=\"{supplier}\",reason=\"");
             text.lines().filter_map(|l| l.strip_prefix(prefix.as_str()).map(|r| r.split('"').next().unwrap().to_string())).collect()
@@ -912,5 +1054,68 @@ mod tests {
         assert!(!reasons("zeta").is_empty() && reasons("zeta").len() < crate::poll::Reason::ALL.len());
         assert!(text.contains("# TYPE supplier_poll_duration_seconds gauge\n"));
         assert!(!text.contains("supplier_poll_duration_seconds_bucket"));
+    }
+
+    /// A config of suppliers `s{i}` for each `i` in `ids` (names sort unlike numbers: chunks mix).
+    fn many_config(ids: impl Iterator<Item = usize>) -> Vec<crate::config::SupplierConfig> {
+        let text: String = ids
+            .map(|i| format!("  - {{name: s{i}, kind: foxreload, auth: {{bearer_token: x}}, thresholds: [{{currency: USD, low: 5}}]}}\n"))
+            .collect();
+        crate::config::load_str(&format!("suppliers:\n{text}"), &|_| None).unwrap().suppliers
+    }
+
+    /// A state after `polls` polls, the `seed`-th balance of them, failing every fifth.
+    fn polled(slot: &SupplierSlot, polls: u64, seed: i64) -> SupplierState {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut s = slot.state().as_ref().clone();
+        for p in 0..polls {
+            let at = t0 + Duration::from_secs(60 * (s.polls_total + p));
+            s = if (seed + p as i64) % 5 == 4 {
+                s.after_poll(Err(crate::poll::PollError::new(Reason::Timeout, "t")), Duration::from_millis(7), at)
+            } else {
+                poll(&s, 10_000 - seed - p as i64, seed % 3, at)
+            };
+        }
+        s
+    }
+
+    /// `n` suppliers (several chunks), most of them polled a few times.
+    pub(crate) fn many_store(n: usize) -> Arc<Store> {
+        let store = Arc::new(Store::default());
+        for (i, slot) in store.set_suppliers(&many_config(0..n)).iter().enumerate() {
+            if i % 7 != 3 {
+                store.publish(slot, polled(slot, 3, i as i64));
+            }
+        }
+        store
+    }
+
+    #[test]
+    fn segments_after_random_changes_equal_a_render_from_scratch() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(15);
+        let n = 3 * CHUNK + 17;
+        let store = many_store(n);
+        let renderer = Renderer::new(store.clone());
+        let mut ids: Vec<usize> = (0..n).collect();
+        for step in 0..40 {
+            if step % 10 == 9 {
+                // A reload: some suppliers leave, new ones arrive (ids above any seen so far).
+                ids.retain(|_| rng.random_range(0..10) != 0);
+                ids.extend((0..rng.random_range(1..CHUNK)).map(|k| 10_000 + step * 1000 + k));
+                store.set_suppliers(&many_config(ids.iter().copied()));
+            }
+            let slots = store.slots();
+            for _ in 0..rng.random_range(1..6) {
+                let slot = &slots[rng.random_range(0..slots.len())];
+                store.publish(slot, polled(slot, rng.random_range(1..3), rng.random_range(0..1000)));
+            }
+            let rendered = renderer.render();
+            let body = rendered.concat();
+            assert_eq!(body.len(), rendered.len());
+            let scratch = Renderer::new(store.clone()).render().concat();
+            assert!(body == scratch, "step {step}: the segmented body differs from a render from scratch");
+            assert_eq!(without_scrape_bytes(std::str::from_utf8(&body).unwrap()), crate_text(&store), "step {step}");
+        }
     }
 }

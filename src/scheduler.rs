@@ -200,10 +200,11 @@ where
             Err(panic) => Err(PollError::new(Reason::Internal, redact(&panic.to_string()))),
         };
         let working = slot.working_state();
-        let state = guard(|| working.after_poll(result, took, now)).unwrap_or_else(|panic| {
+        // Boxed: the future of an idle task then keeps no room for a state.
+        let state = Box::new(guard(|| working.after_poll(result, took, now)).unwrap_or_else(|panic| {
             let e = PollError::new(Reason::Internal, redact(&format!("applying the poll: {panic}")));
             working.after_poll(Err(e), took, now)
-        });
+        }));
         let outcome = (!state.up).then(|| state.last_error.as_ref().map(|e| e.reason)).flatten();
         match (outcome, &state.last_error) {
             (None, _) => {
@@ -227,20 +228,21 @@ where
             }
         }
         match &storage {
-            None => store.publish(&slot, state),
+            None => store.publish(&slot, *state),
             Some(storage) => {
+                // Boxed while it runs: an idle task holds no room for it.
                 let written = tokio::select! {
                     _ = cancel.cancelled() => return,
-                    w = storage.put(&slot.name, slot.kind, &state, memory.clone()) => w,
+                    w = Box::pin(storage.put(&slot.name, slot.kind, &state, memory.clone())) => w,
                 };
                 match written {
-                    Ok(()) => store.publish(&slot, state),
+                    Ok(()) => store.publish(&slot, *state),
                     Err(e) => {
                         // Balances and health go out; counters wait until durable.
                         store.state_write_failed();
                         tracing::warn!(supplier = %slot.name, error = %crate::server::error_chain(&e), "state write failed; counters held back");
                         let published = state.with_counters_of(&slot.state());
-                        store.publish_held(&slot, state, published);
+                        store.publish_held(&slot, *state, published);
                     }
                 }
             }
@@ -256,7 +258,8 @@ fn polls_the_same(a: &SupplierConfig, b: &SupplierConfig) -> bool {
 }
 
 struct Task {
-    config: SupplierConfig,
+    /// Shared with the task's poll closure.
+    config: Arc<SupplierConfig>,
     cancel: CancellationToken,
 }
 
@@ -314,7 +317,7 @@ impl Scheduler {
             // Only the thresholds changed: they are read from the new slot, so
             // the running task (and a poll in flight) carries on.
             Some(s) if polls_the_same(s, &task.config) => {
-                task.config = (*s).clone();
+                task.config = Arc::new((*s).clone());
                 true
             }
             other => {
@@ -338,16 +341,19 @@ impl Scheduler {
                 continue;
             }
             let cancel = self.shutdown.child_token();
-            self.spawn(cfg.clone(), slot, cancel.clone());
-            tasks.insert(cfg.name.clone(), Task { config: cfg.clone(), cancel });
+            let config = Arc::new(cfg.clone());
+            self.spawn(config.clone(), slot, cancel.clone());
+            tasks.insert(cfg.name.clone(), Task { config, cancel });
         }
     }
 
-    fn spawn(&self, cfg: SupplierConfig, slot: Arc<SupplierSlot>, cancel: CancellationToken) {
+    fn spawn(&self, cfg: Arc<SupplierConfig>, slot: Arc<SupplierSlot>, cancel: CancellationToken) {
         let limiter = self.limiters.lock().unwrap_or_else(|e| e.into_inner()).entry(cfg.limiter_key()).or_default().clone();
         let memory = self.memories.lock().unwrap_or_else(|e| e.into_inner()).entry(cfg.name.clone()).or_default().clone();
         let upstream = Upstream::new(self.client.clone(), &cfg.upstream_settings(), limiter).reading_errors_with(cfg.kind.error_reader());
         let initial = MAX_INITIAL_DELAY.min(cfg.poll_interval / 10).mul_f64(rand::random::<f64>());
+        // One copy, shared by the poll closure and the redaction.
+        let upstream = Arc::new(upstream);
         let redactor = upstream.clone();
         let ctx = LoopContext {
             store: self.store.clone(),
@@ -357,7 +363,6 @@ impl Scheduler {
             storage: self.storage.clone(),
             redact: Arc::new(move |text: &str| redactor.redact(text)),
         };
-        let cfg = Arc::new(cfg);
         self.tracker.spawn(run_poll_loop(ctx, move || {
             let (cfg, upstream, memory) = (cfg.clone(), upstream.clone(), memory.clone());
             // Boxed: an idle task then holds a pointer, not room for the largest

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::{HeaderValue, ACCEPT_ENCODING, ALLOW, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, VARY};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -88,10 +88,54 @@ pub struct ServerState {
     pub web: Arc<arc_swap::ArcSwap<WebConfig>>,
 }
 
-type Body = Full<Bytes>;
+/// A response body of shared buffers sent in order, one frame each, with its
+/// exact length known up front (hyper sends it as `Content-Length`). The
+/// `/metrics` body is the renderer's segments, written without a copy
+/// (hyper queues the frames and writes them vectored).
+pub struct Body {
+    segments: Arc<[Bytes]>,
+    next: usize,
+    remaining: u64,
+}
+
+impl Body {
+    fn segments(segments: Arc<[Bytes]>) -> Body {
+        let remaining = segments.iter().map(|s| s.len() as u64).sum();
+        Body { segments, next: 0, remaining }
+    }
+
+    fn full(body: impl Into<Bytes>) -> Body {
+        Body::segments(Arc::new([body.into()]))
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = &mut *self;
+        while let Some(segment) = this.segments.get(this.next) {
+            this.next += 1;
+            if !segment.is_empty() {
+                this.remaining -= segment.len() as u64;
+                return std::task::Poll::Ready(Some(Ok(Frame::data(segment.clone()))));
+            }
+        }
+        std::task::Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    let mut r = Response::new(Full::new(body.into()));
+    let mut r = Response::new(Body::full(body));
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     r
@@ -137,8 +181,8 @@ async fn route(state: Arc<ServerState>, req: Request<Incoming>) -> Response<Body
         (Method::GET | Method::HEAD, p) if p == state.telemetry_path => {
             let rendered = state.renderer.render();
             let gzip = wants_gzip(&req);
-            let body = if gzip { rendered.gzip() } else { rendered.text.clone() };
-            let mut r = Response::new(Full::new(body));
+            let body = if gzip { Body::full(rendered.gzip()) } else { Body::segments(rendered.segments().clone()) };
+            let mut r = Response::new(body);
             r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(prometheus::TEXT_FORMAT));
             r.headers_mut().insert(VARY, HeaderValue::from_static("Accept-Encoding"));
             if gzip {
@@ -148,7 +192,7 @@ async fn route(state: Arc<ServerState>, req: Request<Incoming>) -> Response<Body
         }
         (Method::GET | Method::HEAD, "/") => {
             let html = crate::landing::render(&state.store, &state.telemetry_path, SystemTime::now());
-            let mut r = Response::new(Full::new(Bytes::from(html)));
+            let mut r = Response::new(Body::full(html));
             r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
             r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r.headers_mut().insert(
@@ -251,4 +295,56 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: Can
         });
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    /// `/metrics` over real HTTP: the body is the renderer's segments joined,
+    /// with a matching `Content-Length`, identity and gzip.
+    #[tokio::test]
+    async fn metrics_body_is_the_segments_in_order_with_their_length() {
+        let store = crate::metrics::tests::many_store(300);
+        let reload: Action = Arc::new(|| Box::pin(async { Ok(Reloaded { suppliers: 0 }) }));
+        let state = Arc::new(ServerState {
+            store: store.clone(),
+            renderer: Renderer::new(store.clone()),
+            telemetry_path: "/metrics".into(),
+            reload,
+            extra_routes: None,
+            web: Arc::new(arc_swap::ArcSwap::from_pointee(WebConfig::default())),
+        });
+        let listener = bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, state.clone(), shutdown.clone()));
+        let expected = state.renderer.render().concat();
+        assert!(state.renderer.render().segments().len() > 10, "several chunks, several families");
+        let client = reqwest::Client::new();
+        for gzip in [false, true] {
+            let mut req = client.get(format!("http://{addr}/metrics"));
+            if gzip {
+                req = req.header(ACCEPT_ENCODING, "gzip");
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            let length: u64 = resp.headers()[hyper::header::CONTENT_LENGTH].to_str().unwrap().parse().unwrap();
+            assert_eq!(resp.headers().get(CONTENT_ENCODING).is_some(), gzip);
+            let bytes = resp.bytes().await.unwrap();
+            assert_eq!(bytes.len() as u64, length, "gzip {gzip}: Content-Length is the body's length");
+            let body = if gzip {
+                let mut out = Vec::new();
+                flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut out).unwrap();
+                out
+            } else {
+                bytes.to_vec()
+            };
+            assert!(body == expected, "gzip {gzip}: the body is the segments joined");
+        }
+        shutdown.cancel();
+        server.await.unwrap();
+    }
 }

@@ -484,7 +484,9 @@ impl Storage {
         state: &SupplierState,
         memory: Option<serde_json::Value>,
     ) -> Result<(), StorageError> {
-        let json = serde_json::to_vec(&Record::capture(supplier, kind, state, memory)).map_err(|e| StorageError::Record(e.into()))?;
+        let mut json = serde_json::to_vec(&Record::capture(supplier, kind, state, memory)).map_err(|e| StorageError::Record(e.into()))?;
+        // The writer keeps each supplier's last record: not the doubling growth's spare room.
+        json.shrink_to_fit();
         let (done, wait) = oneshot::channel();
         if !self.send(Command::Put { supplier: supplier.to_string(), json, done }) {
             return Err(StorageError::Stopped);

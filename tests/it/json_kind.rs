@@ -80,7 +80,7 @@ async fn poll_and_render(config: &Config, memory: &mut KindMemory) -> (Result<()
     let slots = store.set_suppliers(&config.suppliers);
     let state = slots[0].state().after_poll(result, Duration::ZERO, SystemTime::UNIX_EPOCH + Duration::from_secs(NOW));
     store.publish(&slots[0], state);
-    let text = Renderer::new(store).render().text;
+    let text = Renderer::new(store).render().concat();
     (outcome, Samples::parse(std::str::from_utf8(&text).unwrap()))
 }
 
