@@ -411,8 +411,14 @@ impl Storage {
         let mut records = HashMap::new();
         let snapshot_len = read_file(&snapshot_path, &mut records)?;
         read_file(&journal_path, &mut records)?;
-        let mut writer =
-            Writer { dir: dir.to_path_buf(), journal: None, journal_len: 0, snapshot_len, records: records.clone(), _lock: lock };
+        let mut writer = Writer {
+            dir: dir.to_path_buf(),
+            journal: None,
+            journal_len: 0,
+            snapshot_len,
+            records: records.iter().map(|(k, v)| (k.clone(), pack(v))).collect(),
+            _lock: lock,
+        };
         // Start from a compacted snapshot: whatever the journal held (torn
         // lines included) is folded in, and appends start on a clean file.
         writer.compact().map_err(|(op, path, source)| StorageError::Io { op, path, source })?;
@@ -484,9 +490,7 @@ impl Storage {
         state: &SupplierState,
         memory: Option<serde_json::Value>,
     ) -> Result<(), StorageError> {
-        let mut json = serde_json::to_vec(&Record::capture(supplier, kind, state, memory)).map_err(|e| StorageError::Record(e.into()))?;
-        // The writer keeps each supplier's last record: not the doubling growth's spare room.
-        json.shrink_to_fit();
+        let json = serde_json::to_vec(&Record::capture(supplier, kind, state, memory)).map_err(|e| StorageError::Record(e.into()))?;
         let (done, wait) = oneshot::channel();
         if !self.send(Command::Put { supplier: supplier.to_string(), json, done }) {
             return Err(StorageError::Stopped);
@@ -534,8 +538,24 @@ struct Writer {
     journal: Option<File>,
     journal_len: u64,
     snapshot_len: u64,
-    records: HashMap<String, Vec<u8>>,
+    /// Each supplier's latest record, deflated (about a quarter of the JSON: at
+    /// 10,000 suppliers several MiB less resident); inflated only to compact.
+    records: HashMap<String, Box<[u8]>>,
     _lock: File,
+}
+
+/// A record as the writer keeps it between compactions.
+fn pack(json: &[u8]) -> Box<[u8]> {
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::with_capacity((json.len() / 3).saturating_add(16)), flate2::Compression::fast());
+    enc.write_all(json).expect("writing to a Vec cannot fail");
+    enc.finish().expect("finishing a Vec cannot fail").into_boxed_slice()
+}
+
+/// The JSON of a packed record.
+fn unpack(packed: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut json = Vec::with_capacity(packed.len().saturating_mul(4));
+    std::io::Read::read_to_end(&mut flate2::read::DeflateDecoder::new(packed), &mut json)?;
+    Ok(json)
 }
 
 impl Writer {
@@ -573,7 +593,7 @@ impl Writer {
             Ok(()) => {
                 for (supplier, json) in changes {
                     match json {
-                        Some(json) => self.records.insert(supplier, json),
+                        Some(json) => self.records.insert(supplier, pack(&json)),
                         None => self.records.remove(&supplier),
                     };
                 }
@@ -635,14 +655,18 @@ impl Writer {
     fn compact(&mut self) -> Result<(), IoFailure> {
         let snapshot = self.dir.join(SNAPSHOT);
         let tmp = self.dir.join(format!("{SNAPSHOT}.tmp"));
-        let mut body = Vec::with_capacity(self.records.values().map(|r| r.len().saturating_add(10)).sum::<usize>().saturating_add(64));
+        let mut body = Vec::with_capacity(
+            self.records.values().map(|r| r.len().saturating_mul(4).saturating_add(10)).sum::<usize>().saturating_add(64),
+        );
         body.extend_from_slice(HEADER.as_bytes());
         body.push(b'\n');
         let mut names: Vec<&String> = self.records.keys().collect();
         names.sort();
         for name in names {
-            if let Some(json) = self.records.get(name) {
-                body.extend_from_slice(&frame(json));
+            if let Some(packed) = self.records.get(name) {
+                // Our own deflate output: inflating it cannot fail short of a memory fault.
+                let json = unpack(packed).map_err(|e| ("inflating the record of", self.dir.join(name), e))?;
+                body.extend_from_slice(&frame(&json));
             }
         }
         write_synced(&tmp, &body).map_err(|e| ("writing", tmp.clone(), e))?;
@@ -750,6 +774,16 @@ mod tests {
         let bad = text.replacen(r#""points":""#, r#""points":"x;"#, 1);
         let err = decode_state(bad.as_bytes()).unwrap_err().to_string();
         assert_eq!(err, r#"state record: "main" "USD": spend history point 0: no space between time and amount"#);
+    }
+
+    #[test]
+    fn packed_records_inflate_to_the_same_bytes() {
+        let state = polled("10.50");
+        let json = encode_state("fox", "foxreload", &state);
+        let packed = pack(&json);
+        assert!(packed.len() < json.len(), "{} packed bytes for {}", packed.len(), json.len());
+        assert_eq!(unpack(&packed).unwrap(), json);
+        assert_eq!(unpack(&pack(b"")).unwrap(), b"");
     }
 
     #[test]
