@@ -12,6 +12,9 @@ expressions included, stays byte for byte what promtool tested):
                    test may run.
   --interval D     every group `interval:` becomes D (a 5m group would evaluate for
                    the first time up to 5 minutes after start).
+  --every-minute   the once-an-hour gate `and on() (minute(vector(time())) < 5)` (a
+                   sample recorded only in the first 5 minutes of each hour) is
+                   dropped, so that series is recorded within the test too.
   --window A=B     every range selector `[A]` becomes `[B]`. Needed where an alert
                    reads a health gauge as `max_over_time(x[5m]) == 0`: it cannot be
                    true until the gauge has been 0 for the whole window, however short
@@ -32,6 +35,7 @@ def main():
     ap.add_argument("files", nargs="+")
     ap.add_argument("--for", dest="for_", default="5s")
     ap.add_argument("--window", action="append", default=[])
+    ap.add_argument("--every-minute", action="store_true")
     ap.add_argument("--interval", default=None,
                     help="every group `interval:` becomes this (the baseline group's 5m would not evaluate within the test)")
     args = ap.parse_args()
@@ -51,6 +55,9 @@ def main():
         n_int = 0
         if args.interval:
             text, n_int = re.subn(r"(?m)^(\s*interval:)[ \t]*([^\s#]+)", lambda m: f"{m.group(1)} {args.interval}", text)
+        n_gate = 0
+        if args.every_minute:
+            text, n_gate = re.subn(r"\n\s*and on\(\) \(minute\(vector\(time\(\)\)\) < 5\)", "", text)
         n_win = 0
         for pattern, repl in windows:
             text, n = pattern.subn(repl, text)
@@ -59,7 +66,7 @@ def main():
         with open(out, "w", encoding="utf-8") as f:
             f.write(text)
         print(f"  {os.path.basename(path)}: {n_for} for: -> {args.for_}, {n_int} group interval(s) -> {args.interval}, "
-              f"{n_win} range windows rewritten")
+              f"{n_win} range windows rewritten, {n_gate} hourly gate(s) dropped")
 
 
 if __name__ == "__main__":

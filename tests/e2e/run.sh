@@ -115,7 +115,7 @@ wait_http "http://127.0.0.1:$EXPORTER_PORT/-/ready" 20
 
 # ---- Prometheus: examples/prometheus.yml, 2s intervals, rules with the test override ------
 echo "e2e: rules with the test override (shipped files untouched):"
-python3 "$HERE/override_rules.py" "$TMP/rules" --for 5s --interval 2s --window 5m=20s "$ROOT"/alerts/*.rules.yml
+python3 "$HERE/override_rules.py" "$TMP/rules" --for 5s --interval 2s --window 5m=20s --every-minute "$ROOT"/alerts/*.rules.yml
 python3 "$HERE/render_configs.py" prometheus "$ROOT/examples/prometheus.yml" "$TMP/prometheus.yml" \
   --exporter "127.0.0.1:$EXPORTER_PORT" --alertmanager "127.0.0.1:$AM_PORT" \
   --rules "$TMP/rules/*.rules.yml" --interval 2s
