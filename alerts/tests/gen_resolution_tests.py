@@ -97,7 +97,9 @@ def main():
         "balance_exporter.usual",
         "balance_exporter.level",
         "balance_exporter.expected",
-        "balance_exporter.burst",
+        "balance_exporter.burst_15m",
+        "balance_exporter.burst_30m",
+        "balance_exporter.burst_1h",
         "balance_exporter.frozen_usual",
         "balance_exporter.frozen_threshold",
     ]
