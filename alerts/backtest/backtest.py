@@ -27,19 +27,16 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import glob
-import json
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-import urllib.request
 
+import promrun
 import simulate as sim
 
 EVAL = 60  # rule evaluation interval (Prometheus default global evaluation_interval)
@@ -52,67 +49,13 @@ MIN = 60
 STUCK_TARGET = int(3 * 1.1 * sim.POLL) + 5 * MIN
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Prometheus(promrun.Prometheus):
+    """Loads the rule files and the simulated blocks; no scrape_configs."""
 
-
-class Prometheus:
     def __init__(self, workdir: str, rule_files: list[str]):
-        self.data = os.path.join(workdir, "data")
-        self.config = os.path.join(workdir, "prometheus.yml")
-        self.log = os.path.join(workdir, "prometheus.log")
-        os.makedirs(self.data, exist_ok=True)
-        with open(self.config, "w") as f:
-            # JSON is YAML; no scrape_configs: the data comes from blocks only.
-            json.dump({"global": {"evaluation_interval": "1m"},
-                       "rule_files": rule_files}, f)
-        self.proc = None
-        self.url = None
+        super().__init__(workdir, {"global": {"evaluation_interval": "1m"}, "rule_files": rule_files},
+                         ["--query.max-samples=200000000", "--query.timeout=5m"])
         self.timings: dict[str, float] = {}
-
-    def start(self):
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen(
-            ["prometheus", f"--config.file={self.config}",
-             f"--storage.tsdb.path={self.data}",
-             "--storage.tsdb.retention.time=100y",
-             f"--web.listen-address=127.0.0.1:{port}",
-             "--query.max-samples=200000000", "--query.timeout=5m",
-             "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=open(self.log, "a"),
-            start_new_session=True)
-        for _ in range(600):
-            if self.proc.poll() is not None:
-                sys.exit(f"prometheus exited early; see {self.log}:\n" + open(self.log).read()[-3000:])
-            try:
-                with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        sys.exit("prometheus did not become ready")
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def api(self, path: str, **params):
-        data = urllib.parse.urlencode(params).encode() if params else None
-        with urllib.request.urlopen(self.url + path, data=data, timeout=600) as r:
-            body = json.load(r)
-        if body.get("status") != "success":
-            sys.exit(f"{path} failed: {body}")
-        return body["data"]
 
     def query_range_many(self, queries: list[str], start: int, end: int, step: int):
         """Evaluate several queries over [start, end] in chunks of at most MAX_STEPS

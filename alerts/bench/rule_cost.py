@@ -56,7 +56,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -65,6 +64,10 @@ import time
 import urllib.parse
 import urllib.request
 from array import array
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "backtest"))
+import promrun  # noqa: E402  (alerts/backtest/promrun.py: the scratch Prometheus)
+from promrun import free_port  # noqa: E402
 
 SCRAPE = 30  # raw resolution: scrape interval
 ACCOUNTS_PER_SUPPLIER = 10
@@ -99,12 +102,6 @@ log_t0 = time.time()
 
 def log(msg: str):
     print(f"[{time.time() - log_t0:6.0f}s] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def parse_duration(s: str) -> int:
@@ -145,56 +142,7 @@ def fmt_value(v: float) -> str:
 # Prometheus
 
 
-class Prometheus:
-    def __init__(self, workdir: str, config: dict, extra_flags=()):
-        self.data = os.path.join(workdir, "data")
-        self.config = os.path.join(workdir, "prometheus.yml")
-        self.log = os.path.join(workdir, "prometheus.log")
-        os.makedirs(self.data, exist_ok=True)
-        with open(self.config, "w") as f:
-            json.dump(config, f)  # JSON is YAML
-        self.extra = list(extra_flags)
-        self.proc = None
-        self.url = None
-
-    def start(self):
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen(
-            ["prometheus", f"--config.file={self.config}", f"--storage.tsdb.path={self.data}",
-             "--storage.tsdb.retention.time=30d", f"--web.listen-address=127.0.0.1:{port}",
-             "--log.level=warn", *self.extra],
-            stdout=subprocess.DEVNULL, stderr=open(self.log, "a"), start_new_session=True)
-        for _ in range(3000):
-            if self.proc.poll() is not None:
-                raise SystemExit(f"prometheus exited early; {self.log}:\n" + open(self.log).read()[-3000:])
-            try:
-                with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise SystemExit("prometheus did not become ready")
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def api(self, path: str, **params):
-        data = urllib.parse.urlencode(params).encode() if params else None
-        with urllib.request.urlopen(self.url + path, data=data, timeout=900) as r:
-            body = json.load(r)
-        if body.get("status") != "success":
-            raise SystemExit(f"{path} failed: {body}")
-        return body["data"]
-
+class Prometheus(promrun.Prometheus):
     def metrics(self) -> str:
         with urllib.request.urlopen(self.url + "/metrics", timeout=60) as r:
             return r.read().decode()
