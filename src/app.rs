@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::auto_reload;
 use crate::config::{self, Config, ConfigError};
 use crate::demo::{Demo, DemoError};
 use crate::metrics::Renderer;
@@ -30,6 +31,9 @@ pub struct Options {
     pub shard: Option<Shard>,
     /// `--storage.path`: counters, last balances and ledger memory survive restarts.
     pub storage_path: Option<PathBuf>,
+    /// `--config.auto-reload-interval`: reload when the config, a file it names or
+    /// the web config changes (zero: off).
+    pub auto_reload_interval: Duration,
 }
 
 /// Keeps the suppliers this replica polls.
@@ -81,6 +85,22 @@ impl App {
     /// [`App::start`] with `--web.config.file` (TLS, basic auth, headers),
     /// which is re-read on every reload with the config.
     pub async fn start_with_web_config(opts: Options, web_config_file: Option<PathBuf>) -> Result<App, StartError> {
+        // Read before the config is, so a file that changes while it loads is
+        // reloaded again rather than missed.
+        let watched = auto_reload::Watched {
+            config_file: if opts.demo {
+                None
+            } else {
+                Some(opts.config_file.clone().unwrap_or_else(|| PathBuf::from("balance_exporter.yml")))
+            },
+            web_config_file: web_config_file.clone(),
+        };
+        let initial_digest = if opts.auto_reload_interval.is_zero() {
+            None
+        } else {
+            let w = watched.clone();
+            tokio::task::spawn_blocking(move || w.digest(&|name| std::env::var(name).ok())).await.ok()
+        };
         let web = match &web_config_file {
             None => WebConfig::default(),
             Some(path) => {
@@ -184,6 +204,10 @@ impl App {
         });
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(server::serve(listener, state, shutdown.clone()));
+        if let Some(initial) = initial_digest {
+            tokio::spawn(auto_reload::watch(watched, initial, opts.auto_reload_interval, reload.clone(), shutdown.clone()));
+            tracing::info!(interval = ?opts.auto_reload_interval, "automatic config reload on");
+        }
         tracing::info!(address = %addr, telemetry_path = %opts.telemetry_path, "listening");
         Ok(App { addr, store, scheduler, reload, shutdown, server, demo })
     }

@@ -161,6 +161,37 @@ fn strip_location(s: &str) -> String {
 }
 
 /// Expands `${VAR}` and `${VAR:-default}` in every string value; `$$` is a literal `$`.
+/// The files a config (or web config) text names: the string value of every
+/// key ending in `_file`, after `${VAR}` expansion when `expand` (the web config
+/// is not expanded). What `--config.auto-reload-interval` watches besides the
+/// file itself; unreadable or invalid text names none.
+pub fn named_files(text: &str, expand: bool, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    fn walk(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Sequence(items) => items.iter().for_each(|item| walk(item, out)),
+            Value::Mapping(map) => {
+                for (key, item) in map {
+                    match (key.as_str(), item) {
+                        (Some(k), Value::String(path)) if k.ends_with("_file") => out.push(path.clone()),
+                        _ => walk(item, out),
+                    }
+                }
+            }
+            Value::Tagged(tagged) => walk(&tagged.value, out),
+            _ => {}
+        }
+    }
+    let Ok(mut root) = serde_yaml::from_str::<Value>(text) else { return Vec::new() };
+    if expand {
+        expand_env(&mut root, String::new(), env, &mut Vec::new());
+    }
+    let mut out = Vec::new();
+    walk(&root, &mut out);
+    out.sort();
+    out.dedup();
+    out
+}
+
 fn expand_env(value: &mut Value, path: String, env: &dyn Fn(&str) -> Option<String>, issues: &mut Vec<ConfigIssue>) {
     match value {
         Value::String(s) => match expand_string(s, env) {

@@ -18,6 +18,7 @@
 
 pub mod amount;
 pub mod app;
+pub mod auto_reload;
 pub mod config;
 pub mod demo;
 #[cfg(test)]

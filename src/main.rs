@@ -20,6 +20,11 @@ struct Flags {
     /// Validate the config and exit 0 (valid) or 1 (every problem printed).
     #[arg(long = "config.check")]
     config_check: bool,
+    /// Reload when the config file, a file it names (`*_file`) or the web config
+    /// file changes content, checked at this interval (a change is used once two
+    /// checks agree); 0s: off (reload with SIGHUP or POST /-/reload).
+    #[arg(long = "config.auto-reload-interval", default_value = "0s", value_parser = humantime::parse_duration)]
+    auto_reload_interval: std::time::Duration,
     /// Run with built-in simulated suppliers and no config file.
     #[arg(long)]
     demo: bool,
@@ -185,6 +190,7 @@ async fn run(flags: Flags) -> ExitCode {
         listen_address: flags.listen_address.clone(),
         telemetry_path: flags.telemetry_path.clone(),
         storage_path: flags.storage_path.clone(),
+        auto_reload_interval: flags.auto_reload_interval,
     };
     let app = match App::start_with_web_config(opts, flags.web_config_file.clone()).await {
         Ok(app) => app,

@@ -17,8 +17,7 @@ pub async fn start(config: &str) -> (App, tempfile::TempDir) {
         demo: false,
         listen_address: "127.0.0.1:0".into(),
         telemetry_path: "/metrics".into(),
-        shard: None,
-        storage_path: None,
+        ..Default::default()
     })
     .await
     .expect("exporter starts");

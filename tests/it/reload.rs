@@ -162,3 +162,137 @@ async fn threshold_change_applies_without_a_new_poll() {
     assert_eq!(fox.received_requests().await.unwrap().len(), 1);
     app.stop().await;
 }
+
+/// The requests `server` received carrying an Authorization header, in order.
+async fn authorizations(server: &MockServer) -> Vec<String> {
+    let requests = server.received_requests().await.unwrap_or_default();
+    requests.iter().filter_map(|r| r.headers.get("authorization").map(|v| v.to_str().unwrap_or("").to_string())).collect()
+}
+
+/// Waits until `server` has seen `auth`; panics after `limit` with what it saw.
+async fn wait_for_auth(server: &MockServer, auth: &str, limit: Duration) {
+    let start = Instant::now();
+    loop {
+        let seen = authorizations(server).await;
+        if seen.iter().any(|a| a == auth) {
+            return;
+        }
+        assert!(start.elapsed() < limit, "no request with {auth:?} within {limit:?}; seen: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+#[tokio::test]
+async fn auto_reload_picks_up_rotated_secret_files_without_restart_or_half_written_reads() {
+    const INTERVAL: Duration = Duration::from_millis(300);
+    let fox = MockServer::start().await;
+    Mock::given(method("GET")).respond_with(json(FOX_BODY)).mount(&fox).await;
+    let nova = MockServer::start().await;
+    Mock::given(method("GET")).respond_with(json(NOVA_BODY)).mount(&nova).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (token, password) = (dir.path().join("token"), dir.path().join("password"));
+    std::fs::write(&token, "old-token\n").unwrap();
+    std::fs::write(&password, "old-pass").unwrap();
+    let config = dir.path().join("balance_exporter.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "suppliers:\n  - {{name: fox, kind: foxreload, base_url: '{}', poll_interval: 200ms, min_interval: 0s, \
+             auth: {{bearer_token_file: '{}'}}}}\n  - {{name: nova, kind: novasend, base_url: '{}', poll_interval: 200ms, \
+             min_interval: 0s, auth: {{basic: {{username: ops, password_file: '{}'}}}}}}\n",
+            fox.uri(),
+            token.display(),
+            nova.uri(),
+            password.display()
+        ),
+    )
+    .unwrap();
+    let app = balance_exporter::app::App::start(balance_exporter::app::Options {
+        config_file: Some(config),
+        listen_address: "127.0.0.1:0".into(),
+        telemetry_path: "/metrics".into(),
+        auto_reload_interval: INTERVAL,
+        ..Default::default()
+    })
+    .await
+    .expect("exporter starts");
+    wait_for_auth(&fox, "Bearer old-token", Duration::from_secs(10)).await;
+    wait_for_auth(&nova, &basic("ops", "old-pass"), Duration::from_secs(10)).await;
+    let polls_before = common::scrape(&app).await.value("supplier_polls_total", &[("supplier", "fox")]);
+
+    // Rotate both files the slow way: a partial write that lasts a third of an
+    // interval (one check can see it, never two), then the rest.
+    std::fs::write(&token, "new-").unwrap();
+    std::fs::write(&password, "new-").unwrap();
+    tokio::time::sleep(INTERVAL / 3).await;
+    std::fs::write(&token, "new-token\n").unwrap();
+    std::fs::write(&password, "new-pass").unwrap();
+    wait_for_auth(&fox, "Bearer new-token", Duration::from_secs(10)).await;
+    wait_for_auth(&nova, &basic("ops", "new-pass"), Duration::from_secs(10)).await;
+
+    let fox_seen = authorizations(&fox).await;
+    assert!(!fox_seen.iter().any(|a| a == "Bearer new-"), "a half-written token was sent: {fox_seen:?}");
+    let nova_seen = authorizations(&nova).await;
+    assert!(!nova_seen.contains(&basic("ops", "new-")), "a half-written password was sent");
+    // Once the new secret is in use, the old one is never sent again.
+    let first_new = fox_seen.iter().position(|a| a == "Bearer new-token").unwrap();
+    assert!(fox_seen[first_new..].iter().all(|a| a == "Bearer new-token"), "{fox_seen:?}");
+    let s = common::scrape(&app).await;
+    assert_eq!(s.value("balance_exporter_config_last_reload_successful", &[]), 1.0);
+    assert!(s.value("supplier_polls_total", &[("supplier", "fox")]) > polls_before, "same process, counters go on");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn auto_reload_keeps_the_old_config_when_the_new_one_is_invalid_and_applies_the_web_config() {
+    const INTERVAL: Duration = Duration::from_millis(200);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("balance_exporter.yml");
+    std::fs::write(&config, "suppliers: []\n").unwrap();
+    let web = dir.path().join("web.yml");
+    let users = |password: &str| format!("basic_auth_users:\n  admin: '{}'\n", bcrypt::hash(password, 4).unwrap());
+    std::fs::write(&web, users("first")).unwrap();
+    let opts = balance_exporter::app::Options {
+        config_file: Some(config.clone()),
+        listen_address: "127.0.0.1:0".into(),
+        telemetry_path: "/metrics".into(),
+        auto_reload_interval: INTERVAL,
+        ..Default::default()
+    };
+    let app = balance_exporter::app::App::start_with_web_config(opts, Some(web.clone())).await.expect("exporter starts");
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/metrics", app.addr);
+    let status = |password: &'static str| {
+        let (client, url) = (client.clone(), url.clone());
+        async move { client.get(&url).basic_auth("admin", Some(password)).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status("first").await, 200);
+
+    // The exporter's own password is rotated in the web config.
+    std::fs::write(&web, users("second")).unwrap();
+    let start = Instant::now();
+    while status("second").await != 200 {
+        assert!(start.elapsed() < Duration::from_secs(10), "new web config not applied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status("first").await, 401);
+
+    // A broken config is tried once, flagged, and the running one kept.
+    std::fs::write(&config, "suppliers: [{name: bad, kind: foxreload, poll_interval: soon}]\n").unwrap();
+    let start = Instant::now();
+    loop {
+        let resp = client.get(&url).basic_auth("admin", Some("second")).send().await.unwrap().text().await.unwrap();
+        if resp.contains("balance_exporter_config_last_reload_successful 0") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "failed reload not flagged:\n{resp}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status("second").await, 200, "web config kept");
+    app.stop().await;
+}

@@ -42,7 +42,7 @@ async fn three_shards_poll_every_supplier_exactly_once() {
                 listen_address: "127.0.0.1:0".into(),
                 telemetry_path: "/metrics".into(),
                 shard: Some(Shard::new(index, 3).unwrap()),
-                storage_path: None,
+                ..Default::default()
             })
             .await
             .unwrap(),
