@@ -26,6 +26,9 @@ pub struct Options {
     pub config_file: Option<PathBuf>,
     pub demo: bool,
     pub listen_address: String,
+    /// More addresses to serve the same endpoints on (`--web.listen-address`
+    /// given more than once), e.g. an IPv4 and an IPv6 one.
+    pub more_listen_addresses: Vec<String>,
     pub telemetry_path: String,
     /// Poll only this replica's share of the suppliers.
     pub shard: Option<Shard>,
@@ -61,7 +64,10 @@ pub enum StartError {
 
 /// A running exporter.
 pub struct App {
+    /// Where it listens (the first `--web.listen-address`).
     pub addr: SocketAddr,
+    /// Every address it listens on, in flag order.
+    pub addrs: Vec<SocketAddr>,
     pub store: Arc<Store>,
     scheduler: Arc<Scheduler>,
     reload: Action,
@@ -187,9 +193,15 @@ impl App {
             })
         };
 
-        let listener =
-            server::bind(&opts.listen_address).await.map_err(|source| StartError::Listen { addr: opts.listen_address.clone(), source })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Listen { addr: opts.listen_address.clone(), source })?;
+        // Every address is bound before any is served: one that cannot be bound fails the start.
+        let mut listeners = Vec::new();
+        for wanted in std::iter::once(&opts.listen_address).chain(&opts.more_listen_addresses) {
+            let listener = server::bind(wanted).await.map_err(|source| StartError::Listen { addr: wanted.clone(), source })?;
+            let bound = listener.local_addr().map_err(|source| StartError::Listen { addr: wanted.clone(), source })?;
+            listeners.push((listener, bound));
+        }
+        let addrs: Vec<SocketAddr> = listeners.iter().map(|(_, a)| *a).collect();
+        let addr = addrs[0];
         let extra_routes: Option<server::ExtraRoutes> = demo.clone().map(|d| {
             let routes: server::ExtraRoutes = Arc::new(move |m: &hyper::Method, p: &str, q: &str| d.control(m, p, q));
             routes
@@ -203,13 +215,17 @@ impl App {
             web,
         });
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(server::serve(listener, state, shutdown.clone()));
+        let mut serving = tokio::task::JoinSet::new();
+        for (listener, bound) in listeners {
+            tracing::info!(address = %bound, telemetry_path = %opts.telemetry_path, "listening");
+            serving.spawn(server::serve(listener, state.clone(), shutdown.clone()));
+        }
+        let server = tokio::spawn(async move { while serving.join_next().await.is_some() {} });
         if let Some(initial) = initial_digest {
             tokio::spawn(auto_reload::watch(watched, initial, opts.auto_reload_interval, reload.clone(), shutdown.clone()));
             tracing::info!(interval = ?opts.auto_reload_interval, "automatic config reload on");
         }
-        tracing::info!(address = %addr, telemetry_path = %opts.telemetry_path, "listening");
-        Ok(App { addr, store, scheduler, reload, shutdown, server, demo })
+        Ok(App { addr, addrs, store, scheduler, reload, shutdown, server, demo })
     }
 
     /// Reloads the config as SIGHUP and `POST /-/reload` do.

@@ -28,9 +28,9 @@ struct Flags {
     /// Run with built-in simulated suppliers and no config file.
     #[arg(long)]
     demo: bool,
-    /// Address to listen on (`:9866` is every interface).
-    #[arg(long = "web.listen-address", default_value = ":9866")]
-    listen_address: String,
+    /// Address to listen on (`:9866` is every interface); repeat the flag to listen on several.
+    #[arg(long = "web.listen-address", default_value = ":9866", action = clap::ArgAction::Append)]
+    listen_address: Vec<String>,
     /// Path under which to expose metrics.
     #[arg(long = "web.telemetry-path", default_value = "/metrics")]
     telemetry_path: String,
@@ -187,7 +187,8 @@ async fn run(flags: Flags) -> ExitCode {
         shard,
         config_file: (!flags.demo).then(|| flags.config_file.clone()),
         demo: flags.demo,
-        listen_address: flags.listen_address.clone(),
+        listen_address: flags.listen_address.first().cloned().unwrap_or_else(|| ":9866".into()),
+        more_listen_addresses: flags.listen_address.iter().skip(1).cloned().collect(),
         telemetry_path: flags.telemetry_path.clone(),
         storage_path: flags.storage_path.clone(),
         auto_reload_interval: flags.auto_reload_interval,

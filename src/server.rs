@@ -150,11 +150,18 @@ fn wants_gzip(req: &Request<Incoming>) -> bool {
     })
 }
 
-/// Basic auth (when configured) before any route, then the configured headers on every answer.
+/// The rate limit and basic auth (when configured) before any route, then the
+/// configured headers on every answer.
 async fn handle(state: Arc<ServerState>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let web = state.web.load_full();
-    let mut response = match &web.basic_auth {
-        Some(auth) if !auth.check(req.headers().get(hyper::header::AUTHORIZATION)).await => {
+    let limited = web.rate_limit.as_ref().filter(|l| !l.allow_at(std::time::Instant::now()));
+    let mut response = match (limited, &web.basic_auth) {
+        (Some(limit), _) => {
+            let mut r = text(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n");
+            r.headers_mut().insert(hyper::header::RETRY_AFTER, HeaderValue::from(limit.retry_after_secs()));
+            r
+        }
+        (None, Some(auth)) if !auth.check(req.headers().get(hyper::header::AUTHORIZATION)).await => {
             let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
             r.headers_mut()
                 .insert(hyper::header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"balance_exporter\", charset=\"UTF-8\""));

@@ -1,7 +1,8 @@
 //! The web config file as a whole: its top level and `http_server_config`
 //! (serde types), loading, header validation and the validated
-//! [`WebConfig`]. The `tls_server_config` and `basic_auth_users` sections
-//! are read here and handed to [`super::tls`] and [`super::basic_auth`].
+//! [`WebConfig`]. The `tls_server_config`, `basic_auth_users` and `rate_limit`
+//! sections are read here and handed to [`super::tls`], [`super::basic_auth`]
+//! and [`super::rate_limit`].
 //!
 //! Validation collects every problem with its key path (as the main config
 //! does) and returns the same [`ConfigError`]. The file is read at start and on
@@ -16,6 +17,7 @@ use serde::Deserialize;
 use serde_yaml::Value;
 
 use super::basic_auth::{validate_users, BasicAuth};
+use super::rate_limit::{validate_rate_limit, FileRateLimit, RateLimiter};
 use super::tls::{validate_tls, FileTls};
 use crate::config::{deserialize_at, ConfigError, ConfigIssue, YamlError};
 
@@ -30,13 +32,15 @@ pub struct WebConfig {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// `http_server_config.http2` (default true); false serves HTTP/1.1 only.
     pub http2: bool,
+    /// `rate_limit`: one token bucket for every request; `None` is unlimited.
+    pub rate_limit: Option<Arc<RateLimiter>>,
     /// Problems that do not stop loading (e.g. a key file readable by others).
     pub warnings: Vec<String>,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
-        WebConfig { tls: None, basic_auth: None, headers: Vec::new(), http2: true, warnings: Vec::new() }
+        WebConfig { tls: None, basic_auth: None, headers: Vec::new(), http2: true, rate_limit: None, warnings: Vec::new() }
     }
 }
 
@@ -47,6 +51,7 @@ impl std::fmt::Debug for WebConfig {
             .field("basic_auth_users", &self.basic_auth.as_ref().map_or(0, |a| a.user_count()))
             .field("headers", &self.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>())
             .field("http2", &self.http2)
+            .field("rate_limit", &self.rate_limit.is_some())
             .finish()
     }
 }
@@ -60,6 +65,9 @@ impl WebConfig {
         }
         if !self.headers.is_empty() {
             parts.push(format!("{} extra header(s)", self.headers.len()));
+        }
+        if let Some(limit) = &self.rate_limit {
+            parts.push(limit.summary());
         }
         parts.join(", ")
     }
@@ -86,10 +94,11 @@ pub fn load_str(text: &str) -> Result<WebConfig, ConfigError> {
     let headers = validate_headers(http.headers.unwrap_or_default(), &mut issues);
     let basic_auth = file.basic_auth_users.and_then(|users| validate_users(users, &mut issues)).map(Arc::new);
     let tls = file.tls_server_config.and_then(|t| validate_tls(t, http2, &mut issues, &mut warnings)).map(Arc::new);
+    let rate_limit = file.rate_limit.and_then(|r| validate_rate_limit(r, &mut issues)).map(Arc::new);
     if !issues.is_empty() {
         return Err(ConfigError::Invalid(issues));
     }
-    Ok(WebConfig { tls, basic_auth, headers, http2, warnings })
+    Ok(WebConfig { tls, basic_auth, headers, http2, rate_limit, warnings })
 }
 
 #[derive(Deserialize, Default)]
@@ -99,6 +108,7 @@ struct FileWebConfig {
     http_server_config: Option<FileHttp>,
     /// User name → bcrypt hash.
     basic_auth_users: Option<BTreeMap<String, String>>,
+    rate_limit: Option<FileRateLimit>,
 }
 
 #[derive(Deserialize, Default)]

@@ -15,6 +15,9 @@
 //!     Strict-Transport-Security: max-age=31536000
 //! basic_auth_users:
 //!   prometheus: $2y$10$...                         # htpasswd -nBC 10 "" | tr -d ':\n'
+//! rate_limit:                                      # optional: a token bucket for all requests
+//!   interval: 100ms                                # one request per interval (0s: off)
+//!   burst: 20                                      # let through at once
 //! ```
 //!
 //! This module owns that file, from its text to what the server uses:
@@ -23,14 +26,17 @@
 //! - `tls`: `tls_server_config` → a rustls server config (versions,
 //!   certificate chain, private key, client certificates);
 //! - `basic_auth`: `basic_auth_users` → [`BasicAuth`] (bcrypt checks, the
-//!   cache of verified credentials, the `Authorization` header).
+//!   cache of verified credentials, the `Authorization` header);
+//! - `rate_limit`: `rate_limit` → a token bucket the server asks first.
 //!
-//! `config` imports the other two; they import nothing of this module, so
+//! `config` imports the other three; they import nothing of this module, so
 //! each can be read and changed alone.
 
 mod basic_auth;
 mod config;
+mod rate_limit;
 mod tls;
 
 pub use basic_auth::BasicAuth;
 pub use config::{load_file, load_str, WebConfig};
+pub use rate_limit::RateLimiter;

@@ -155,9 +155,23 @@ async fn logs_name_supplier_and_reason_never_the_secret_and_sighup_reloads() {
 async fn demo_runs_without_config_and_logs_json() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let child = spawn(&["--demo", "--web.listen-address", &listen, "--log.format", "json", "--web.telemetry-path", "/m"]);
+    // The flag given twice serves the same endpoints on both addresses.
+    let second = format!("127.0.0.1:{}", free_port());
+    let child = spawn(&[
+        "--demo",
+        "--web.listen-address",
+        &listen,
+        "--web.listen-address",
+        &second,
+        "--log.format",
+        "json",
+        "--web.telemetry-path",
+        "/m",
+    ]);
     let base = format!("http://{listen}");
     wait_http(&format!("{base}/-/ready"), |s, _| s == 200).await;
+    let on_second = wait_http(&format!("http://{second}/m"), |s, _| s == 200).await;
+    assert!(on_second.contains("supplier_info{"), "{on_second}");
     let metrics = wait_http(&format!("{base}/m"), |s, _| s == 200).await;
     for kind in ["foxreload", "novasend", "vai247"] {
         assert!(metrics.contains(&format!("kind=\"{kind}\"")), "{kind} missing:\n{metrics}");

@@ -283,3 +283,71 @@ fn config_check_validates_the_web_config_too() {
     assert!(stderr.contains("tls_server_config.cert_file: cannot read /nonexistent/server.crt: entity not found"), "{stderr}");
     assert!(stderr.contains("tls_server_config.key_file: missing"), "{stderr}");
 }
+
+#[tokio::test]
+async fn rate_limit_answers_429_before_basic_auth_and_refills() {
+    let web = format!("basic_auth_users:\n  prometheus: '{}'\nrate_limit:\n  interval: 400ms\n  burst: 2\n", bcrypt_hash("right"));
+    let (app, _dir, _) = start(&web).await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/metrics", app.addr);
+    let get = |password: &'static str| {
+        let (client, url) = (client.clone(), url.clone());
+        async move { client.get(&url).basic_auth("prometheus", Some(password)).send().await.unwrap() }
+    };
+    assert_eq!(get("right").await.status(), 200);
+    assert_eq!(get("wrong").await.status(), 401, "a token is spent on a failed login too");
+    let limited = get("right").await;
+    assert_eq!(limited.status(), 429);
+    assert_eq!(limited.headers()["retry-after"], "1");
+    // Refilled after an interval: one more request, not a burst.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(get("right").await.status(), 200);
+    assert_eq!(get("right").await.status(), 429);
+    app.stop().await;
+}
+
+#[test]
+fn rate_limit_config_errors_name_the_key() {
+    let errs = match balance_exporter::web::load_str("rate_limit:\n  interval: 1s\n  burst: 0\n  extra: 1\n") {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("accepted"),
+    };
+    assert!(errs.contains("rate_limit.extra: unknown field `extra`, expected `interval` or `burst`"), "{errs}");
+    let errs = match balance_exporter::web::load_str("rate_limit:\n  interval: 1s\n  burst: 0\n") {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("accepted"),
+    };
+    assert!(errs.contains("rate_limit.burst: must be between 1 and 1000000, got 0"), "{errs}");
+}
+
+#[tokio::test]
+async fn every_listen_address_serves_the_same_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("balance_exporter.yml");
+    std::fs::write(&config, "suppliers: []\n").unwrap();
+    let opts = Options {
+        config_file: Some(config.clone()),
+        listen_address: "127.0.0.1:0".into(),
+        more_listen_addresses: vec!["127.0.0.1:0".into()],
+        telemetry_path: "/metrics".into(),
+        ..Default::default()
+    };
+    let app = App::start(opts).await.expect("exporter starts");
+    assert_eq!(app.addrs.len(), 2);
+    assert_ne!(app.addrs[0], app.addrs[1]);
+    for addr in &app.addrs {
+        let resp = reqwest::get(format!("http://{addr}/-/healthy")).await.unwrap();
+        assert_eq!(resp.status(), 200, "{addr}");
+    }
+    // An address that cannot be bound fails the start, naming it.
+    let taken = app.addrs[1].to_string();
+    let opts = Options {
+        config_file: Some(config),
+        listen_address: "127.0.0.1:0".into(),
+        more_listen_addresses: vec![taken.clone()],
+        ..Default::default()
+    };
+    let err = App::start(opts).await.err().expect("a taken address fails the start");
+    assert_eq!(err.to_string(), format!("listening on {taken}"));
+    app.stop().await;
+}
