@@ -5,7 +5,7 @@
 //! replaces it here alone). Every problem is reported with its key path, and
 //! all problems of a file are collected, not just the first.
 
-pub use crate::settings::{read_secret_file, Auth, ConfigIssue, Secret, UpstreamSettings};
+pub use crate::settings::{read_secret_file, Auth, ClientSettings, ConfigIssue, Secret, UpstreamSettings};
 use std::collections::BTreeMap;
 
 use std::path::Path;
@@ -63,6 +63,8 @@ pub struct SupplierConfig {
     /// Suppliers naming the same group share one rate limiter.
     pub rate_limit_group: Option<String>,
     pub thresholds: Vec<Threshold>,
+    /// Proxy and TLS toward the supplier; suppliers with equal settings share a client.
+    pub client: ClientSettings,
 }
 
 impl SupplierConfig {
@@ -75,6 +77,7 @@ impl SupplierConfig {
             timeout: self.timeout,
             max_response_bytes: self.max_response_bytes,
             max_retries: self.max_retries,
+            client: self.client.clone(),
         }
     }
 
@@ -301,6 +304,12 @@ struct FileGlobal {
     max_response_size: Option<String>,
     /// Retries of one request within a poll (default 2).
     max_retries: Option<u32>,
+    /// HTTP(S) proxy for every supplier (see `client.rs`); default: none, or HTTPS_PROXY/NO_PROXY from the environment.
+    proxy_url: Option<String>,
+    /// Hosts reached without the proxy (NO_PROXY format).
+    no_proxy: Option<String>,
+    /// TLS toward the suppliers: ca_file, cert_file, key_file, server_name, min_version.
+    tls: Option<crate::client::FileTls>,
 }
 
 /// The keys every supplier kind shares. Everything else belongs to the kind.
@@ -318,6 +327,9 @@ struct FileCommon {
     rate_limit_group: Option<String>,
     #[serde(default)]
     thresholds: Vec<FileThreshold>,
+    proxy_url: Option<String>,
+    no_proxy: Option<String>,
+    tls: Option<crate::client::FileTls>,
 }
 
 /// The common keys, used to split a supplier's mapping between [`FileCommon`] and its kind.
@@ -332,6 +344,9 @@ const COMMON_KEYS: &[&str] = &[
     "max_retries",
     "rate_limit_group",
     "thresholds",
+    "proxy_url",
+    "no_proxy",
+    "tls",
 ];
 
 #[derive(Deserialize, Default)]
@@ -375,6 +390,7 @@ struct Defaults {
     min_interval: Option<Duration>,
     max_response_bytes: usize,
     max_retries: u32,
+    client: crate::client::FileClient,
 }
 
 fn validate(file: FileRoot, issues: &mut Vec<ConfigIssue>, warnings: &mut Vec<String>) -> Vec<SupplierConfig> {
@@ -385,6 +401,7 @@ fn validate(file: FileRoot, issues: &mut Vec<ConfigIssue>, warnings: &mut Vec<St
         min_interval: g.min_interval.as_deref().map(|s| duration_or(Some(s), "global.min_interval", Duration::ZERO, issues)),
         max_response_bytes: size_or(g.max_response_size.as_deref(), "global.max_response_size", issues),
         max_retries: g.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
+        client: crate::client::FileClient { proxy_url: g.proxy_url.clone(), no_proxy: g.no_proxy.clone(), tls: g.tls.clone() },
     };
     let mut out = Vec::new();
     let mut seen = BTreeMap::new();
@@ -401,6 +418,24 @@ fn validate(file: FileRoot, issues: &mut Vec<ConfigIssue>, warnings: &mut Vec<St
         }
         if let Some(supplier) = validate_supplier(raw, &path, &defaults, issues, warnings) {
             out.push(supplier);
+        }
+    }
+    // Each distinct proxy/TLS setting is built once here, so a key that rustls or
+    // reqwest refuses is a config error naming the supplier, not a failed start.
+    let mut tried: Vec<&ClientSettings> = Vec::new();
+    for s in &out {
+        if s.client == ClientSettings::default() || tried.contains(&&s.client) {
+            continue;
+        }
+        tried.push(&s.client);
+        if let Err(e) = crate::client::build(&s.client, Duration::from_secs(5)) {
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                message = format!("{message}: {cause}");
+                source = cause.source();
+            }
+            issues.push(ConfigIssue { path: format!("suppliers[name={}]", s.name), message });
         }
     }
     out
@@ -478,6 +513,8 @@ fn validate_supplier(
         issues.push(ConfigIssue { path: format!("{path}.timeout"), message: "must be greater than 0".into() });
     }
     let thresholds = validate_thresholds(common.thresholds, &format!("{path}.thresholds"), issues);
+    let own_client = crate::client::FileClient { proxy_url: common.proxy_url, no_proxy: common.no_proxy, tls: common.tls };
+    let client = crate::client::validate_client(&defaults.client, own_client, path, issues, warnings);
     kind.validate(path, issues);
     if issues.len() > before {
         return None;
@@ -494,6 +531,7 @@ fn validate_supplier(
         max_response_bytes,
         rate_limit_group: common.rate_limit_group,
         thresholds,
+        client,
     })
 }
 

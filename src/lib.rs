@@ -19,6 +19,7 @@
 pub mod amount;
 pub mod app;
 pub mod auto_reload;
+pub mod client;
 pub mod config;
 pub mod demo;
 #[cfg(test)]

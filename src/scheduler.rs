@@ -19,11 +19,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::client::Clients;
 use crate::config::{Config, SupplierConfig};
 use crate::poll::{KindMemory, PollError, PollOutput, Reason};
 use crate::snapshot::{Store, SupplierSlot};
 use crate::storage::Storage;
-use crate::upstream::{build_client, Limiter, Upstream};
+use crate::upstream::{Limiter, Upstream};
 
 /// The first poll happens within this long of start (or reload), spread by jitter.
 const MAX_INITIAL_DELAY: Duration = Duration::from_secs(3);
@@ -266,7 +267,8 @@ struct Task {
 /// Owns the poll tasks and applies configs to them.
 pub struct Scheduler {
     store: Arc<Store>,
-    client: reqwest::Client,
+    /// One HTTP client per distinct proxy/TLS setting.
+    clients: Clients,
     storage: Option<Arc<Storage>>,
     limiters: Mutex<HashMap<String, Arc<Limiter>>>,
     memories: Mutex<HashMap<String, Arc<tokio::sync::Mutex<KindMemory>>>>,
@@ -285,7 +287,7 @@ impl Scheduler {
         install_panic_hook();
         Scheduler {
             store,
-            client: build_client(Duration::from_secs(5)),
+            clients: Clients::default(),
             storage,
             limiters: Mutex::default(),
             memories: Mutex::default(),
@@ -335,6 +337,7 @@ impl Scheduler {
                 memories.insert(name, Arc::new(tokio::sync::Mutex::new(KindMemory::restored(value))));
             }
         }
+        self.clients.retain(&config.suppliers.iter().map(|s| &s.client).collect::<Vec<_>>());
         for (cfg, slot) in config.suppliers.iter().zip(slots) {
             if tasks.contains_key(&cfg.name) {
                 // Unchanged: the running task keeps polling; it shares its state cell with the new slot.
@@ -350,7 +353,15 @@ impl Scheduler {
     fn spawn(&self, cfg: Arc<SupplierConfig>, slot: Arc<SupplierSlot>, cancel: CancellationToken) {
         let limiter = self.limiters.lock().unwrap_or_else(|e| e.into_inner()).entry(cfg.limiter_key()).or_default().clone();
         let memory = self.memories.lock().unwrap_or_else(|e| e.into_inner()).entry(cfg.name.clone()).or_default().clone();
-        let upstream = Upstream::new(self.client.clone(), &cfg.upstream_settings(), limiter).reading_errors_with(cfg.kind.error_reader());
+        // The config loader built this client once already, so this does not fail in practice.
+        let client = match self.clients.get(&cfg.client) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(supplier = %cfg.name, error = %crate::server::error_chain(&e), "cannot build the HTTP client; not polling this supplier");
+                return;
+            }
+        };
+        let upstream = Upstream::new(client, &cfg.upstream_settings(), limiter).reading_errors_with(cfg.kind.error_reader());
         let initial = MAX_INITIAL_DELAY.min(cfg.poll_interval / 10).mul_f64(rand::random::<f64>());
         // One copy, shared by the poll closure and the redaction.
         let upstream = Arc::new(upstream);

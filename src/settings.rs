@@ -50,6 +50,78 @@ impl Auth {
     }
 }
 
+/// How the HTTP client reaches a supplier (`proxy_url`, `no_proxy`, `tls`).
+/// Suppliers with equal settings share one client (one connection pool), so
+/// 10,000 suppliers behind one proxy mean one client, not 10,000. The default
+/// is a direct connection (or `HTTPS_PROXY`/`NO_PROXY` from the environment)
+/// with the system's roots.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct ClientSettings {
+    /// `proxy_url`: every request goes through it (`CONNECT` for https
+    /// suppliers); user and password in the URL are the proxy's own credentials.
+    pub proxy_url: Option<Url>,
+    /// `no_proxy`: hosts reached directly, in the `NO_PROXY` format.
+    pub no_proxy: Option<String>,
+    pub tls: Option<TlsSettings>,
+}
+
+/// `tls:` toward a supplier: its CA, a client certificate, the name to verify.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct TlsSettings {
+    /// PEM certificates of the CAs to trust instead of the system's (`ca_file`).
+    pub ca_pem: Option<Vec<u8>>,
+    /// PEM client certificate chain followed by its private key (`cert_file` + `key_file`).
+    pub identity_pem: Option<Vec<u8>>,
+    /// `server_name`: the name the supplier's certificate must carry, when it
+    /// differs from the URL's host.
+    pub server_name: Option<String>,
+    /// `min_version: TLS13` refuses TLS 1.2.
+    pub tls13_only: bool,
+}
+
+impl ClientSettings {
+    /// The proxy URL with its password replaced, for logs and pages.
+    pub fn proxy_redacted(&self) -> Option<String> {
+        self.proxy_url.as_ref().map(redact_url_password)
+    }
+
+    /// The proxy's user and password, so error text can be redacted.
+    pub fn secrets(&self) -> Vec<String> {
+        let Some(url) = &self.proxy_url else { return Vec::new() };
+        [url.username(), url.password().unwrap_or("")].into_iter().filter(|s| s.len() >= 4).map(String::from).collect()
+    }
+}
+
+/// `url` with any password replaced by `<secret>`.
+pub fn redact_url_password(url: &Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("<secret>"));
+    }
+    shown.to_string()
+}
+
+impl fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientSettings")
+            .field("proxy_url", &self.proxy_redacted())
+            .field("no_proxy", &self.no_proxy)
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+impl fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("ca", &self.ca_pem.is_some())
+            .field("client_certificate", &self.identity_pem.is_some())
+            .field("server_name", &self.server_name)
+            .field("tls13_only", &self.tls13_only)
+            .finish()
+    }
+}
+
 /// One problem found in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigIssue {
@@ -114,6 +186,8 @@ pub struct UpstreamSettings {
     pub timeout: Duration,
     pub max_response_bytes: usize,
     pub max_retries: u32,
+    /// Proxy and TLS: which shared client the driver is given.
+    pub client: ClientSettings,
 }
 
 impl UpstreamSettings {
@@ -127,6 +201,7 @@ impl UpstreamSettings {
             timeout: Duration::from_secs(10),
             max_response_bytes: 4 << 20,
             max_retries: 0,
+            client: ClientSettings::default(),
         }
     }
 }

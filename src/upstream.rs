@@ -156,7 +156,7 @@ impl Upstream {
                 base: cfg.min_interval.max(Duration::from_secs(1)),
                 cap: Duration::from_secs(30),
             },
-            secrets: Arc::new(cfg.auth.secrets().into_iter().map(String::from).collect()),
+            secrets: Arc::new(cfg.auth.secrets().into_iter().map(String::from).chain(cfg.client.secrets()).collect()),
             read_error: |_| None,
         }
     }

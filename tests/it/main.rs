@@ -20,4 +20,5 @@ mod load;
 mod reload;
 mod seed_kinds;
 mod shard;
+mod upstream_client;
 mod web_security;
