@@ -308,7 +308,7 @@ pub fn render(store: &Store, telemetry_path: &str, now: SystemTime) -> String {
     }
     let _ = write!(
         html,
-        "</ul><p class=\"meta\"><span id=\"trouble\" data-count=\"{trouble}\">{trouble} need attention</span> · as of <time datetime=\"{at}\">{at}</time> · refreshes every {REFRESH_SECONDS} s · <a href=\"{}\">metrics</a> · balance_exporter {}</p></header><main>",
+        "</ul><p class=\"meta\"><span id=\"trouble\" data-count=\"{trouble}\">{trouble} need attention</span> · as of <time datetime=\"{at}\">{at}</time> · refreshes every {REFRESH_SECONDS} s · <a href=\"{}\">metrics</a> · <a href=\"/api/v1/balances\" title=\"JSON for order systems, documented in docs/api.md\">balances API</a> · balance_exporter {}</p></header><main>",
         esc(telemetry_path),
         esc(crate::metrics::VERSION),
         at = utc(now),

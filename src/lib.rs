@@ -17,6 +17,7 @@
 //! tests; [`demo`] runs simulated suppliers for `--demo`.
 
 pub mod amount;
+pub mod api;
 pub mod app;
 pub mod auto_reload;
 pub mod client;

@@ -1,5 +1,6 @@
 //! HTTP: `/metrics` (configurable path), `/`, `/-/healthy`, `/-/ready`,
-//! `POST /-/reload`, and in `--demo` the demo's fault switches.
+//! `POST /-/reload`, the read API under `/api/` ([`crate::api`]), and in
+//! `--demo` the demo's fault switches.
 //!
 //! hyper 1 with a read timer, so a slow client cannot hold a connection
 //! open forever. `/metrics` serves the cached rendering, gzip when asked.
@@ -141,6 +142,18 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     r
 }
 
+/// An answer of [`crate::api`]: JSON, never cached.
+fn json(answer: crate::api::Answer) -> Response<Body> {
+    let mut r = Response::new(Body::full(answer.body));
+    *r.status_mut() = answer.status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(allow) = answer.allow {
+        r.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+    }
+    r
+}
+
 fn wants_gzip(req: &Request<Incoming>) -> bool {
     req.headers().get_all(ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|enc| {
         let mut parts = enc.split(';');
@@ -230,6 +243,9 @@ async fn route(state: Arc<ServerState>, req: Request<Incoming>) -> Response<Body
             let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Only POST or PUT requests allowed\n");
             r.headers_mut().insert(ALLOW, HeaderValue::from_static("POST, PUT"));
             r
+        }
+        (method, p) if p.starts_with("/api/") => {
+            json(crate::api::answer(&state.store.slots(), &method, p, Some(&query), SystemTime::now()))
         }
         _ => text(StatusCode::NOT_FOUND, "Not found\n"),
     };

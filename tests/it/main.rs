@@ -9,6 +9,7 @@
 
 mod common;
 
+mod api;
 mod bad_configs;
 mod balanced_orders;
 mod binary;
