@@ -22,7 +22,8 @@ dashboard-linter and a careful reviewer would, without it:
   replaced by plausible values;
 * every metric name a query uses is in the exporter's real ``/metrics`` output (run
   ``--demo``; see test.sh), is recorded by a rule in ``alerts/*.rules.yml``, or is one of
-  Prometheus's own series (PROMETHEUS_OWN_SERIES).
+  Prometheus's own series (PROMETHEUS_OWN_SERIES); and every exporter metric that such a
+  recording rule reads (through other recorded series too) is in ``/metrics``.
 
 Standard library only (Python 3.11).  ``validate.py --self-test`` checks that each check
 catches what it should.
@@ -266,14 +267,45 @@ def read_exposition(text: str) -> dict[str, set[str]]:
 
 def read_record_names(paths: list[str]) -> set[str]:
     """`record:` names of Prometheus rule files (YAML read line by line: stdlib only)."""
-    names = set()
+    return set(read_records(paths))
+
+
+def read_records(paths: list[str]) -> dict[str, list[str]]:
+    """`record:` name -> the `expr:` of every rule recording it (a name may be recorded
+    by several rules, e.g. one per window). YAML read line by line (stdlib only): the
+    expression is the rest of the `expr:` line, or the block scalar (`|`, `>-`, ...)
+    indented below it."""
+    records: dict[str, list[str]] = {}
     for path in paths:
         with open(path, encoding="utf-8") as f:
-            for line in f:
-                m = re.match(r"""^\s*(?:-\s*)?record:\s*["']?([A-Za-z_:][A-Za-z0-9_:]*)["']?\s*(#.*)?$""", line)
-                if m:
-                    names.add(m.group(1))
-    return names
+            lines = f.read().splitlines()
+        name = None
+        i = 0
+        while i < len(lines):
+            line = lines[i]
+            m = re.match(r"""^\s*(?:-\s*)?record:\s*["']?([A-Za-z_:][A-Za-z0-9_:]*)["']?\s*(#.*)?$""", line)
+            if m:
+                name = m.group(1)
+                records.setdefault(name, [])
+            elif re.match(r"^\s*(?:-\s*)?alert:", line):
+                name = None
+            m = re.match(r"^(\s*)(?:-\s*)?expr:\s*(.*)$", line)
+            if m and name is not None:
+                indent, rest = len(m.group(1)), m.group(2).strip()
+                if rest[:1] in ("|", ">"):
+                    body = []
+                    while i + 1 < len(lines) and (not lines[i + 1].strip()
+                                                  or len(lines[i + 1]) - len(lines[i + 1].lstrip()) > indent):
+                        i += 1
+                        body.append(lines[i].strip())
+                    expr = "\n".join(body)
+                elif rest[:1] in ("'", '"'):
+                    expr = rest[1:-1]
+                else:
+                    expr = rest
+                records[name].append(expr)
+            i += 1
+    return records
 
 
 # ---------------------------------------------------------------- dashboard checks
@@ -565,13 +597,46 @@ def promtool_check(queries: list[Query], promtool: str, report: Report) -> None:
         report.error("promtool", output.strip())
 
 
+def check_record_inputs(used: dict[str, list[str]], known: dict[str, set[str]],
+                        record_exprs: dict[str, list[str]], report: Report) -> set[str]:
+    """Every exporter metric that a recording rule read by the dashboards reads (through
+    other recorded series too) must be in /metrics: a dashboard panel on a recorded
+    series stays empty when the rule's own input does not exist. Returns those missing."""
+    missing: dict[str, tuple[str, str]] = {}  # metric -> (record it is read by, a query)
+    seen: set[str] = set()
+    todo = [(name, wheres[0]) for name, wheres in sorted(used.items()) if name in record_exprs]
+    while todo:
+        record, where = todo.pop()
+        if record in seen:
+            continue
+        seen.add(record)
+        for expr in record_exprs[record]:
+            try:
+                selectors = selectors_of(expr)
+            except ValueError as e:
+                report.error(where, f"cannot read the rule of {record}: {e}")
+                continue
+            for sel in selectors:
+                if sel.name is None or sel.name in PROMETHEUS_OWN_SERIES or sel.name == record:
+                    continue
+                if sel.name in record_exprs:
+                    todo.append((sel.name, where))
+                elif sel.name not in known:
+                    missing.setdefault(sel.name, (record, where))
+    for name, (record, where) in sorted(missing.items()):
+        report.error(where, f"recording rule {record} (read here) reads {name!r}, which is not in "
+                            "the exporter's /metrics: the panel would stay empty")
+    return set(missing)
+
+
 def validate(dashboards: dict[str, dict], known: dict[str, set[str]], records: set[str],
-             promtool: str) -> tuple[list[str], set[str]]:
+             promtool: str, record_exprs: dict[str, list[str]] | None = None) -> tuple[list[str], set[str]]:
     """Run every check; return the errors and the unknown metric names."""
     report = Report()
     uids: dict[str, str] = {}
     titles: dict[str, str] = {}
     unknown_by_name: dict[str, list[str]] = {}
+    used: dict[str, list[str]] = {}
     for file, dash in dashboards.items():
         start = len(report.queries)
         check_dashboard(file, dash, report)
@@ -582,10 +647,18 @@ def validate(dashboards: dict[str, dict], known: dict[str, set[str]], records: s
         for query in report.queries[start:]:
             for name in check_query(query, known, records, report):
                 unknown_by_name.setdefault(name, []).append(query.where)
+            try:
+                for sel in selectors_of(query.expr):
+                    if sel.name in records:
+                        used.setdefault(sel.name, []).append(query.where)
+            except ValueError:
+                pass  # reported by check_query
     for name, wheres in sorted(unknown_by_name.items()):
         report.error(wheres[0], f"metric {name!r} is neither in the exporter's /metrics nor "
                                 f"recorded by alerts/*.rules.yml (used by {len(wheres)} quer"
                                 f"{'y' if len(wheres) == 1 else 'ies'})")
+    if record_exprs is not None:
+        unknown_by_name.update(dict.fromkeys(check_record_inputs(used, known, record_exprs, report), []))
     if report.queries:
         promtool_check(report.queries, promtool, report)
     return report.errors, set(unknown_by_name)
@@ -600,6 +673,8 @@ supplier_balance_usable{supplier="foxreload",account="main",currency="USD"} 284.
 supplier_balance_spent_total{supplier="foxreload",account="main",currency="USD"} 12
 # TYPE supplier_info gauge
 supplier_info{supplier="foxreload",kind="foxreload"} 1
+# TYPE supplier_balance_spend_rate gauge
+supplier_balance_spend_rate{supplier="foxreload",account="main",currency="USD",window="1d"} 0.01
 """
 
 
@@ -635,7 +710,12 @@ def self_test(promtool: str) -> int:
                          {"refId": "B", "expr": 'sum(up{job=~"$job"})'}]},
         ],
     }
-    records = {"supplier:supplier_balance_spent:rate1d"}
+    record_exprs = {
+        "supplier:supplier_balance_spent:rate1d": ['max without(window) (supplier_balance_spend_rate{window="1d"})'],
+        # a recorded series whose rule reads a metric the exporter does not export
+        "supplier:supplier_balance_gone:amount": ["supplier:supplier_balance_spent:rate1d * supplier_balance_gone_seconds"],
+    }
+    records = set(record_exprs)
     known = read_exposition(SELF_TEST_METRICS)
 
     def broken(path, value):
@@ -676,16 +756,18 @@ def self_test(promtool: str) -> int:
             "panels": [{**good["panels"][2], "id": 3}]})),
         ("label_values: supplier_info has no label 'currency'", broken(
             ["templating", "list", 3, "query", "query"], 'label_values(supplier_info{job=~"$job"}, currency)')),
+        ("reads 'supplier_balance_gone_seconds', which is not in", broken(
+            expr_b, 'max(supplier:supplier_balance_gone:amount{job=~"$job"})')),
         ("variable 'region' is never used", broken(["templating", "list"], good["templating"]["list"] + [
             var("region", "label_values(supplier_info, job)")])),
     ]
     failures = 0
-    errors, _ = validate({"good.json": good}, known, records, promtool)
+    errors, _ = validate({"good.json": good}, known, records, promtool, record_exprs)
     if errors:
         failures += 1
         print("self-test: the good dashboard was rejected:\n  " + "\n  ".join(errors))
     for expected, dash in cases:
-        errors, _ = validate({"bad.json": dash}, known, records, promtool)
+        errors, _ = validate({"bad.json": dash}, known, records, promtool, record_exprs)
         if not any(expected in e for e in errors):
             failures += 1
             print(f"self-test: expected an error containing {expected!r}, got:\n  " + "\n  ".join(errors or ["(none)"]))
@@ -731,9 +813,10 @@ def main() -> int:
         print(f"validate.py: {args.metrics} holds no samples", file=sys.stderr)
         return 2
     rule_files = sorted(glob.glob(args.rules))
-    records = read_record_names(rule_files)
+    record_exprs = read_records(rule_files)
+    records = set(record_exprs)
 
-    errors, unknown = validate(dashboards, known, records, args.promtool)
+    errors, unknown = validate(dashboards, known, records, args.promtool, record_exprs)
     for e in errors:
         print(e)
     n_panels = sum(len(walk_panels(d.get("panels") or [])) for d in dashboards.values())

@@ -98,6 +98,24 @@ def import_openmetrics(path: str, data_dir: str):
     os.remove(path)
 
 
+def reads(query: str, name: str) -> bool:
+    return re.search(r"(?<![\w:])" + re.escape(name) + r"(?![\w:])", query) is not None
+
+
+def needed_by(alerting: list[dict], recording: list[dict]) -> tuple[list[dict], set[str]]:
+    """The recording rules the alerting rules read, directly or through each other;
+    and the names of the others."""
+    names = {r["name"] for r in recording}
+    want = {n for n in names if any(reads(a["query"], n) for a in alerting)}
+    while True:
+        more = {n for n in names - want
+                if any(reads(r["query"], n) for r in recording if r["name"] in want)}
+        if not more:
+            break
+        want |= more
+    return [r for r in recording if r["name"] in want], names - want
+
+
 def dependency_rounds(recording: list[dict]) -> list[list[dict]]:
     names = {r["name"] for r in recording}
     level: dict[str, int] = {}
@@ -208,10 +226,16 @@ def incidents(facts):
              severity="warning", match={"supplier": "novasend", "account": "acct-eu"},
              start=sim.DRAIN_START, mode="lead", event=zero, target=48 * 3600,
              window=(sim.DRAIN_START, topup + 2 * 3600),
-             allow={"SupplierBalanceRunwayShort", "SupplierBalanceLow"},
+             allow={"SupplierBalanceRunwayShort", "SupplierBalanceLow",
+                    "SupplierBalanceRunsOutBeforeTopUp"},
              allow_match={"supplier": "novasend", "account": "acct-eu"}),
         dict(name="  same, runway critical", alert="SupplierBalanceRunwayShort",
              severity="critical", match={"supplier": "novasend", "account": "acct-eu"},
+             start=sim.DRAIN_START, mode="lead", event=zero, target=12 * 3600),
+        # the window closes at 18:00; from then until the next morning's top-up lands
+        # the balance must last the night plus the 12h margin
+        dict(name="  same, runs out before a top-up", alert="SupplierBalanceRunsOutBeforeTopUp",
+             severity="warning", match={"supplier": "novasend", "account": "acct-eu"},
              start=sim.DRAIN_START, mode="lead", event=zero, target=12 * 3600),
         dict(name="  same, balance low", alert="SupplierBalanceLow",
              severity="warning", match={"supplier": "novasend", "account": "acct-eu"},
@@ -270,7 +294,8 @@ def truth_holds(labels: dict, start: int, facts, hold: int = 0) -> bool:
     key = (labels.get("supplier"), labels.get("account"), labels.get("currency"))
     tr = facts["truth"].get(key)
     name, sev = labels["alertname"], labels.get("severity")
-    if tr is None or name not in ("SupplierBalanceRunwayShort", "SupplierBalanceLow"):
+    if tr is None or name not in ("SupplierBalanceRunwayShort", "SupplierBalanceLow",
+                                  "SupplierBalanceRunsOutBeforeTopUp"):
         return True
     # A firing alert says its condition held for its whole `for:`, on data read from
     # the exporter's last successful poll (up to a poll interval plus jitter old,
@@ -292,6 +317,9 @@ def truth_at(labels, name, sev, key, tr, m) -> bool:
     lo = max(0, m - 1440)
     per_day = sum(tr["taken"][lo:m]) * 1440 / max(1, m - lo)
     days = usable / per_day if per_day > 0 else float("inf")
+    if name == "SupplierBalanceRunsOutBeforeTopUp":
+        t = sim.START + m * sim.SCRAPE
+        return days < (sim.topup_ready(t) + sim.TOPUP_MARGIN - t) / 86400
     limit = sim.RUNWAY_DAYS if sev == "warning" else sim.RUNWAY_DAYS / 3
     return days < limit
 
@@ -409,6 +437,12 @@ def main() -> int:
                     r["step"] = int(round(float(g.get("interval") or EVAL)))
                     recording.append(r)
         alerting = [r for g in groups for r in g["rules"] if r["type"] == "alerting"]
+        # Only the recording rules the alerts read (directly or through other recorded
+        # series): the rest feed dashboards and alert templates, and the daily-log rules
+        # read their own earlier output, which a query_range backfill cannot compute.
+        recording, unused = needed_by(alerting, recording)
+        if unused:
+            print(f"not backfilled (no alert reads them): {', '.join(sorted(unused))}", flush=True)
         if any("keep_firing_for" in open(f).read() for f in rule_files) and \
                 not any("keepFiringFor" in r for r in alerting):
             sys.exit("this Prometheus does not report keepFiringFor; cannot apply it")

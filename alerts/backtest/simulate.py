@@ -6,7 +6,7 @@ The model has three layers:
   log-normal amounts), funds held until settlement on suppliers that have a frozen
   notion, and an operator who tops accounts up on business days in office hours when
   the runway falls below a random 3.5-5 days (more before the night and the weekend),
-  now and then half a day late;
+  now and then half a day late (the exporter's top-up window is those hours);
 * the exporter: polls every supplier every 5 minutes +-10% jitter, 2% of polls fail
   transiently (runs of 1-2), keeps the last good values when a poll fails, derives the
   spend/top-up counters from balance differences (or from the ledger for ledger
@@ -93,6 +93,14 @@ INCIDENT_WINDOWS = {
 FAIL_START_P = 0.02 / 1.5
 JITTER = 0.10
 RUNWAY_DAYS = 3
+TOPUP_TARGET_DAYS = 7
+# The top-up window the exporter is configured with (issue 16), the operator's own
+# hours: business days 09:00-18:00 UTC (the operator looks every hour from 09:00 to
+# 17:00), lead_time 1h (a simulated top-up lands at once; an hour is the exporter's
+# conservative figure), margin 12h. No holidays: the operator of this month works every
+# business day (a holiday would change when it tops up, and with that every random
+# draw after it, i.e. the whole month the other incidents are judged on).
+TOPUP_OPEN, TOPUP_CLOSE, TOPUP_LEAD, TOPUP_MARGIN = 9 * HOUR, 18 * HOUR, HOUR, 12 * HOUR
 SPEND_WINDOWS = (("15m", 900), ("30m", 1800), ("1h", 3600), ("1d", 86400))
 RECENT_KEEP, THIN = 40 * 60, 5 * 60  # the exporter's spend-rate history
 
@@ -211,6 +219,9 @@ FAMILIES = {  # family -> (type, help)
     "supplier_balance_topped_up": ("counter", "observed top-ups"),
     "supplier_balance_low_threshold": ("gauge", "low threshold"),
     "supplier_balance_runway_threshold_seconds": ("gauge", "runway threshold"),
+    "supplier_balance_topup_target_seconds": ("gauge", "top-up target"),
+    "supplier_topup_ready_timestamp_seconds": ("gauge", "when a top-up started now has landed"),
+    "supplier_topup_margin_seconds": ("gauge", "top-up margin"),
     "supplier_balance_updated_timestamp_seconds": ("gauge", "when the balance was computed"),
     "supplier_balance_spend_rate": ("gauge", "spend per second between successful polls"),
     "supplier_up": ("gauge", "last poll succeeded"),
@@ -267,6 +278,22 @@ def spend_rates(h: History, t: float, c: float) -> dict:
 
 def is_business_day(day: int) -> bool:
     return day % 7 < 5  # START is a Monday
+
+
+def topup_ready(t: int) -> int:
+    """supplier_topup_ready_timestamp_seconds at `t`: when a top-up started now (or at
+    the window's next opening) has landed, lead_time counted in window hours."""
+    left, cur = TOPUP_LEAD, t
+    while True:
+        day = (cur - START) // DAY
+        if is_business_day(day):
+            start = max(cur, START + day * DAY + TOPUP_OPEN)
+            close = START + day * DAY + TOPUP_CLOSE
+            if start < close:
+                if start + left <= close:
+                    return start + left
+                left -= close - start
+        cur = START + (day + 1) * DAY
 
 
 def simulate(job: str, seed: int = 20240101):
@@ -511,6 +538,10 @@ def simulate(job: str, seed: int = 20240101):
               supplier=sup.name).values[m] = POLL
             s("supplier_last_poll_timestamp_seconds", "supplier_last_poll_timestamp_seconds",
               supplier=sup.name).values[m] = c["last_poll"]
+            s("supplier_topup_ready_timestamp_seconds", "supplier_topup_ready_timestamp_seconds",
+              supplier=sup.name).values[m] = topup_ready(t)
+            s("supplier_topup_margin_seconds", "supplier_topup_margin_seconds",
+              supplier=sup.name).values[m] = TOPUP_MARGIN
             if c["up"] is None:
                 continue  # not polled yet since start
             s("supplier_up", "supplier_up", supplier=sup.name).values[m] = c["up"]
@@ -537,6 +568,8 @@ def simulate(job: str, seed: int = 20240101):
                 for wname, v in rates[(sup.name, key)].items():
                     s("supplier_balance_spend_rate", "supplier_balance_spend_rate",
                       window=wname, **lab).values[m] = v
+                s("supplier_balance_topup_target_seconds", "supplier_balance_topup_target_seconds",
+                  **lab).values[m] = TOPUP_TARGET_DAYS * DAY
                 if a.thresholds:
                     s("supplier_balance_low_threshold", "supplier_balance_low_threshold",
                       **lab).values[m] = a.low

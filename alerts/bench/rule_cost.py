@@ -95,7 +95,9 @@ WINDOWS = [("15m", 900), ("30m", 1800), ("1h", 3600), ("1d", 86400)]
 # Metrics that are not in DESIGN.md's table but that the shipped rules have read; they
 # are generated only when some rule names them.
 OPTIONAL = {"supplier_balance_runway_threshold_days", "supplier_ledger_duplicate_suspects_total",
-            "balance_exporter_state_write_errors_total"}
+            "balance_exporter_state_write_errors_total",
+            # issue 16: the top-up target of every balance and the top-up window's margin
+            "supplier_balance_topup_target_seconds", "supplier_topup_margin_seconds"}
 
 log_t0 = time.time()
 
@@ -398,6 +400,8 @@ class Template:
         fill(last_poll, i0, i1, s["last_poll"])
         fill(duration, i0, i1, s["dur"])
         fill(topup_ready, i0, i1, s["ready"])
+        if "supplier_topup_margin_seconds" in metrics:
+            fill(arr("supplier_topup_margin_seconds"), i0, i1, 12 * 3600)
         fill(info, i0, i1, 1.0)
         for reason, c in s["errors"].items():
             fill(arr("supplier_poll_errors_total", reason=reason), i0, i1, c)
@@ -415,6 +419,8 @@ class Template:
             for w, _ in WINDOWS:
                 if rates[w] == rates[w]:
                     fill(arr("supplier_balance_spend_rate", **lab, window=w), i0, i1, rates[w])
+            if "supplier_balance_topup_target_seconds" in metrics:
+                fill(arr("supplier_balance_topup_target_seconds", **lab), i0, i1, 7 * 86400)
             if a["low"] is not None:
                 fill(arr("supplier_balance_low_threshold", **lab), i0, i1, round(a["low"], 2))
                 fill(arr("supplier_balance_runway_threshold_seconds", **lab), i0, i1, 3 * 86400)

@@ -6,9 +6,10 @@ load 14 days of 1-minute data and 8 days of 15-second data (one test group per
 resolution), evaluate all rules every 1m over the whole span (promtool ignores a
 group's own `interval:`, so the 5-minute baseline group runs every minute here: the
 worst case), and check at the end that the long-window series (1d, 7d, the
-same-time-of-day baselines, the burst and frozen thresholds) exist with the values a
-steady account gives: a rule that reads too many samples fails the test with "query
-processing would load too many samples into memory".
+same-time-of-day baselines, the burst and frozen thresholds, the suggested top-up, the
+daily log) exist with the values a steady account gives (the day's spend exactly): a
+rule that reads too many samples fails the test with "query processing would load too
+many samples into memory".
 
 Usage: gen_resolution_tests.py OUT.yml   (alerts/test.sh writes it to a temp dir and
 runs `promtool test rules` on it)
@@ -40,6 +41,9 @@ def group(step_s: int, days: int) -> str:
         ser("supplier_last_success_timestamp_seconds", sl, f"0+{step_s}x{n}")
         ser("supplier_last_poll_timestamp_seconds", sl, f"0+{step_s}x{n}")
         ser("supplier_poll_errors_total", sl + ',reason="timeout"', f"0x{n}")
+        # a top-up window whose next top-up lands 4 hours from now, margin 12h
+        ser("supplier_topup_ready_timestamp_seconds", sl, f"14400+{step_s}x{n}")
+        ser("supplier_topup_margin_seconds", sl, f"43200x{n}")
     for sup, acct, cur in ACCOUNTS:
         al = f',supplier="{sup}",account="{acct}",currency="{cur}"'
         ser("supplier_balance", al, f"1000000-{per_step:g}x{n}")
@@ -50,6 +54,7 @@ def group(step_s: int, days: int) -> str:
         ser("supplier_balance_topped_up_total", al, f"0x{n}")
         ser("supplier_balance_low_threshold", al, f"100x{n}")
         ser("supplier_balance_runway_threshold_seconds", al, f"259200x{n}")
+        ser("supplier_balance_topup_target_seconds", al, f"604800x{n}")
         ser("supplier_ledger_duplicate_suspects_total", al, f"0x{n}")
         for w in ("15m", "30m", "1h", "1d"):
             ser("supplier_balance_spend_rate", al + f',window="{w}"', f"{1 / 60!r}x{n}")
@@ -66,13 +71,25 @@ def group(step_s: int, days: int) -> str:
         "supplier:supplier_balance_frozen:usual",
         "supplier:supplier_balance_frozen:threshold",
         "supplier:supplier_balance_runway:days",
+        "supplier:supplier_balance_topup_suggested:amount",
+        "supplier:supplier_balance_spent:today",
+        "supplier:supplier_balance_topped_up:today",
+        "supplier:supplier_balance:opening",
     ]:
         want = len(ACCOUNTS) * (3 if expr.endswith("burst_threshold") else 1)
         lines += [f"      - expr: count({expr})", f"        eval_time: {end}",
                   "        exp_samples:", f"          - value: {want}"]
+    # the day's spend at 23:00: 23 hours at 1 per minute, plus the minute that spans
+    # midnight (the totals do not depend on how often the group runs)
+    lines += ["      - expr: supplier:supplier_balance_spent:today", f"        eval_time: {end}",
+              "        exp_samples:"]
+    for sup, acct, cur in ACCOUNTS:
+        lines += [f"          - labels: 'supplier:supplier_balance_spent:today{{{BASE},supplier=\"{sup}\",account=\"{acct}\",currency=\"{cur}\"}}'",
+                  "            value: 1381"]
     lines.append("    alert_rule_test:")
     for alert in ("SupplierBalanceSpendBurst", "SupplierBalanceRunwayShort",
-                  "SupplierBalanceFrozenHigh", "SupplierBalanceNotUpdating"):
+                  "SupplierBalanceFrozenHigh", "SupplierBalanceNotUpdating",
+                  "SupplierBalanceRunsOutBeforeTopUp"):
         lines += [f"      - eval_time: {end}", f"        alertname: {alert}",
                   "        exp_alerts: []"]
     return "\n".join(lines) + "\n"
@@ -102,6 +119,10 @@ def main():
         "balance_exporter.burst_1h",
         "balance_exporter.frozen_usual",
         "balance_exporter.frozen_threshold",
+        "balance_exporter.topup",
+        "balance_exporter.daily_spent",
+        "balance_exporter.daily_topped_up",
+        "balance_exporter.daily_balance",
     ]
     order = [g for g in first if g in groups] + [g for g in groups if g not in first]
     with open(out, "w") as f:
