@@ -22,6 +22,7 @@
 //! Parts 2 and 3 give every supplier that global top-up window too.
 //!
 //!   cargo bench --bench lean        (SUPPLIERS=10000 WINDOW=70 SCRAPE_SECONDS=5; needs wrk)
+//!   PARTS=1,4 cargo bench --bench lean   (only the in-process parts: seconds, no wrk)
 //!
 //! The 1-minute load average is printed next to every timing figure: the
 //! machine should be otherwise idle.
@@ -284,8 +285,17 @@ fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return;
     }
-    bytes_per_supplier(env("SUPPLIERS_BYTES", 1000) as usize);
-    ready_freshness(env("SUPPLIERS", 10_000) as usize);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    rt.block_on(ten_thousand(env("SUPPLIERS", 10_000) as usize, env("WINDOW", 70), env("SCRAPE_SECONDS", 5)));
+    // PARTS=1,4 runs only those (the in-process ones: seconds, not minutes); default all.
+    let parts = std::env::var("PARTS").unwrap_or_else(|_| "1,2,3,4".into());
+    let part = |p: &str| parts.split(',').any(|x| x.trim() == p);
+    if part("1") {
+        bytes_per_supplier(env("SUPPLIERS_BYTES", 1000) as usize);
+    }
+    if part("4") {
+        ready_freshness(env("SUPPLIERS", 10_000) as usize);
+    }
+    if part("2") || part("3") {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        rt.block_on(ten_thousand(env("SUPPLIERS", 10_000) as usize, env("WINDOW", 70), env("SCRAPE_SECONDS", 5)));
+    }
 }
