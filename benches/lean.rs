@@ -14,11 +14,20 @@
 //!    in this process serving the bytes the exporter just served, pre-rendered
 //!    (SCRAPE_SECONDS, 5 s per run), RSS after the 8-connection run.
 //!
+//! 4. (issue 16) the cost of keeping `supplier_topup_ready_timestamp_seconds`
+//!    fresh at 10,000 suppliers sharing a top-up window open all day (the worst
+//!    case: every ready time moves every minute), in-process: a render from
+//!    scratch, a scrape within the same minute, a scrape in a new minute.
+//!
+//! Parts 2 and 3 give every supplier that global top-up window too.
+//!
 //!   cargo bench --bench lean        (SUPPLIERS=10000 WINDOW=70 SCRAPE_SECONDS=5; needs wrk)
+//!   PARTS=1,4 cargo bench --bench lean   (only the in-process parts: seconds, no wrk)
 //!
 //! The 1-minute load average is printed next to every timing figure: the
 //! machine should be otherwise idle.
 
+use std::hint::black_box;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -105,6 +114,59 @@ fn bytes_per_supplier(suppliers: usize) {
     }
 }
 
+// ---- 4. fresh top-up ready times at 10,000 suppliers -----------------------------------
+
+/// A global top-up window open all day, every day: the ready time is always
+/// "now (rounded up to the minute) + 4h", so every supplier's line changes every minute.
+const ALWAYS_OPEN: &str =
+    "global: {topup_window: {timezone: Europe/Berlin, days: [mon, tue, wed, thu, fri, sat, sun], hours: '00:00-24:00', lead_time: 4h}}\n";
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ready_freshness(suppliers: usize) {
+    let text: String = (0..suppliers).map(|i| format!("  - {{name: s{i}, kind: foxreload, auth: {{bearer_token: x}}}}\n")).collect();
+    let config = config::load_str(&format!("{ALWAYS_OPEN}suppliers:\n{text}"), &|_| None).expect("bench config");
+    let store = Arc::new(Store::default());
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_000_000);
+    for slot in store.set_suppliers(&config.suppliers) {
+        let output = PollOutput { balances: vec![row(Decimal::from(1000), Decimal::ZERO)], ..Default::default() };
+        store.publish(&slot, SupplierState::loaded(t0).after_poll(Ok(output), Duration::from_millis(80), t0));
+    }
+    let renderer = Renderer::new(store.clone());
+    let start = Instant::now();
+    let first = renderer.render_at(t0);
+    let scratch = start.elapsed();
+    let lines =
+        std::str::from_utf8(&first.concat()).unwrap().lines().filter(|l| l.starts_with("supplier_topup_ready_timestamp_seconds{")).count();
+    assert_eq!(lines, suppliers);
+    let same_minute: Vec<Duration> = (0..200u64)
+        .map(|i| {
+            let t = Instant::now();
+            black_box(renderer.render_at(t0 + Duration::from_millis(i)).len());
+            t.elapsed()
+        })
+        .collect();
+    let new_minute: Vec<Duration> = (1..=30u64)
+        .map(|m| {
+            let t = Instant::now();
+            black_box(renderer.render_at(t0 + Duration::from_secs(60 * m)).len());
+            t.elapsed()
+        })
+        .collect();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("\n{suppliers} suppliers sharing a top-up window open all day (every ready time moves every minute), in-process:");
+    println!("  render from scratch: {:.1} ms; body {} bytes with {lines} ready lines", ms(scratch), first.len());
+    println!("  scrape within the same minute (cached body): median {:.4} ms over 200", ms(median(same_minute)));
+    println!(
+        "  scrape in a new minute (ready lines recomputed, body re-assembled, no supplier re-rendered): median {:.1} ms over 30 (load1 {})",
+        ms(median(new_minute)),
+        load1()
+    );
+}
+
 // ---- 2 and 3. the real binary at 10,000 suppliers ------------------------------------
 
 fn polls_total(text: &str) -> f64 {
@@ -139,7 +201,7 @@ async fn ten_thousand(n: usize, window: u64, seconds: u64) {
     let stub = serve_bytes(Bytes::from_static(FOX.as_bytes()), false).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yml");
-    let mut text = String::from("suppliers:\n");
+    let mut text = format!("{ALWAYS_OPEN}suppliers:\n");
     for i in 0..n {
         text.push_str(&format!(
             "  - {{name: s{i}, kind: foxreload, base_url: 'http://{stub}/s{i}', poll_interval: 60s, min_interval: 1s, auth: {{bearer_token: key{i}}}, thresholds: [{{currency: USD, low: 100}}]}}\n"
@@ -223,7 +285,17 @@ fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return;
     }
-    bytes_per_supplier(env("SUPPLIERS_BYTES", 1000) as usize);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    rt.block_on(ten_thousand(env("SUPPLIERS", 10_000) as usize, env("WINDOW", 70), env("SCRAPE_SECONDS", 5)));
+    // PARTS=1,4 runs only those (the in-process ones: seconds, not minutes); default all.
+    let parts = std::env::var("PARTS").unwrap_or_else(|_| "1,2,3,4".into());
+    let part = |p: &str| parts.split(',').any(|x| x.trim() == p);
+    if part("1") {
+        bytes_per_supplier(env("SUPPLIERS_BYTES", 1000) as usize);
+    }
+    if part("4") {
+        ready_freshness(env("SUPPLIERS", 10_000) as usize);
+    }
+    if part("2") || part("3") {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        rt.block_on(ten_thousand(env("SUPPLIERS", 10_000) as usize, env("WINDOW", 70), env("SCRAPE_SECONDS", 5)));
+    }
 }

@@ -110,32 +110,6 @@ kill "$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true
 pid=
 
-# Metrics of issue 16 that an exporter binary built before it lacks (the exporter
-# side is built in parallel): stand-ins from dashboards/pending-metrics.prom, only for
-# families the binary does not export, each one named. Delete that file once the
-# binary exports them.
-if [ -f dashboards/pending-metrics.prom ]; then
-  python3 - dashboards/pending-metrics.prom "$tmp/metrics.txt" <<'EOF'
-import re, sys
-stub, path = sys.argv[1], sys.argv[2]
-have = set(re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]", open(path).read(), re.M))
-add, names = [], set()
-for line in open(stub):
-    m = re.match(r"^# TYPE (\S+)|^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]", line)
-    name = m and (m.group(1) or m.group(2))
-    if name and name not in have:
-        add.append(line)
-        names.add(name)
-for n in sorted(names):
-    print(f"NOTE: the exporter binary does not export {n} (issue 16): validated against the "
-          "stand-in in dashboards/pending-metrics.prom")
-if not names:
-    print("NOTE: the exporter exports every metric of dashboards/pending-metrics.prom: delete that file")
-with open(path, "a") as f:
-    f.writelines(add)
-EOF
-fi
-
 if [ -n "${KEEP_METRICS:-}" ]; then
   cp "$tmp/metrics.txt" "$KEEP_METRICS"
 fi

@@ -9,6 +9,7 @@ pub use crate::settings::{read_secret_file, Auth, ClientSettings, ConfigIssue, S
 use std::collections::BTreeMap;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Url;
@@ -17,6 +18,7 @@ use serde::Deserialize;
 use serde_yaml::Value;
 
 use crate::kinds::KindConfig;
+use crate::topup_window::{self, TopupWindow};
 
 /// Default `global.poll_interval`.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(300);
@@ -26,6 +28,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// Default retries of one request within a poll (429, 5xx, timeouts, connect errors).
 pub const DEFAULT_MAX_RETRIES: u32 = 2;
+/// Default `thresholds[].topup_target_days`: top up to cover this many days of spend.
+pub const DEFAULT_TOPUP_TARGET_DAYS: Decimal = Decimal::from_parts(7, 0, 0, false, 0);
 
 /// A configured threshold, exported as gauges for the alert rules.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +39,8 @@ pub struct Threshold {
     pub account: Option<String>,
     pub low: Option<Decimal>,
     pub runway_days: Option<Decimal>,
+    /// How many days of spend a top-up should cover (default [`DEFAULT_TOPUP_TARGET_DAYS`]).
+    pub topup_target_days: Decimal,
 }
 
 impl Threshold {
@@ -45,6 +51,12 @@ impl Threshold {
             .iter()
             .filter(|t| t.currency == currency && t.account.as_deref().is_none_or(|a| a == account))
             .max_by_key(|t| t.account.is_some())
+    }
+
+    /// The top-up target of a balance: the applying threshold's, or the default 7 days
+    /// (every balance has one, so the rules need no fallback).
+    pub fn topup_target_days(thresholds: &[Threshold], account: &str, currency: &str) -> Decimal {
+        Threshold::applying_to(thresholds, account, currency).map_or(DEFAULT_TOPUP_TARGET_DAYS, |t| t.topup_target_days)
     }
 }
 
@@ -65,6 +77,9 @@ pub struct SupplierConfig {
     pub thresholds: Vec<Threshold>,
     /// Proxy and TLS toward the supplier; suppliers with equal settings share a client.
     pub client: ClientSettings,
+    /// When a top-up can be made and how long it takes to land (`global.topup_window`
+    /// unless the supplier gives its own; shared, not copied, between suppliers).
+    pub topup_window: Option<Arc<TopupWindow>>,
 }
 
 impl SupplierConfig {
@@ -310,6 +325,8 @@ struct FileGlobal {
     no_proxy: Option<String>,
     /// TLS toward the suppliers: ca_file, cert_file, key_file, server_name, min_version.
     tls: Option<crate::client::FileTls>,
+    /// The default top-up window of every supplier (a supplier's own replaces it whole).
+    topup_window: Option<FileTopupWindow>,
 }
 
 /// The keys every supplier kind shares. Everything else belongs to the kind.
@@ -330,6 +347,7 @@ struct FileCommon {
     proxy_url: Option<String>,
     no_proxy: Option<String>,
     tls: Option<crate::client::FileTls>,
+    topup_window: Option<FileTopupWindow>,
 }
 
 /// The common keys, used to split a supplier's mapping between [`FileCommon`] and its kind.
@@ -347,6 +365,7 @@ const COMMON_KEYS: &[&str] = &[
     "proxy_url",
     "no_proxy",
     "tls",
+    "topup_window",
 ];
 
 #[derive(Deserialize, Default)]
@@ -382,6 +401,26 @@ struct FileThreshold {
     account: Option<String>,
     low: Option<Value>,
     runway_days: Option<Value>,
+    topup_target_days: Option<Value>,
+}
+
+/// `topup_window:` — when a top-up can be made (see [`TopupWindow`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTopupWindow {
+    /// IANA time zone name, e.g. `Europe/Berlin`.
+    timezone: String,
+    /// Weekdays the window opens: `mon` … `sun`.
+    days: Vec<String>,
+    /// `HH:MM-HH:MM` on those days, e.g. `09:00-17:00` (`24:00` ends at midnight).
+    hours: String,
+    /// `YYYY-MM-DD` dates, in the window's time zone, when it stays closed.
+    #[serde(default)]
+    holidays: Vec<String>,
+    /// How long a top-up takes to land, counted in window hours (e.g. `4h`).
+    lead_time: String,
+    /// The balance must last this long past the ready time (default 12h).
+    margin: Option<String>,
 }
 
 struct Defaults {
@@ -391,9 +430,11 @@ struct Defaults {
     max_response_bytes: usize,
     max_retries: u32,
     client: crate::client::FileClient,
+    topup_window: Option<Arc<TopupWindow>>,
 }
 
-fn validate(file: FileRoot, issues: &mut Vec<ConfigIssue>, warnings: &mut Vec<String>) -> Vec<SupplierConfig> {
+fn validate(mut file: FileRoot, issues: &mut Vec<ConfigIssue>, warnings: &mut Vec<String>) -> Vec<SupplierConfig> {
+    let topup_window = file.global.topup_window.take().and_then(|w| validate_topup_window(w, "global.topup_window", issues));
     let g = &file.global;
     let defaults = Defaults {
         poll_interval: duration_or(g.poll_interval.as_deref(), "global.poll_interval", DEFAULT_POLL_INTERVAL, issues),
@@ -402,6 +443,7 @@ fn validate(file: FileRoot, issues: &mut Vec<ConfigIssue>, warnings: &mut Vec<St
         max_response_bytes: size_or(g.max_response_size.as_deref(), "global.max_response_size", issues),
         max_retries: g.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
         client: crate::client::FileClient { proxy_url: g.proxy_url.clone(), no_proxy: g.no_proxy.clone(), tls: g.tls.clone() },
+        topup_window,
     };
     let mut out = Vec::new();
     let mut seen = BTreeMap::new();
@@ -515,6 +557,10 @@ fn validate_supplier(
     let thresholds = validate_thresholds(common.thresholds, &format!("{path}.thresholds"), issues);
     let own_client = crate::client::FileClient { proxy_url: common.proxy_url, no_proxy: common.no_proxy, tls: common.tls };
     let client = crate::client::validate_client(&defaults.client, own_client, path, issues, warnings);
+    let topup_window = match common.topup_window {
+        Some(own) => validate_topup_window(own, &format!("{path}.topup_window"), issues),
+        None => defaults.topup_window.clone(),
+    };
     kind.validate(path, issues);
     if issues.len() > before {
         return None;
@@ -532,6 +578,7 @@ fn validate_supplier(
         rate_limit_group: common.rate_limit_group,
         thresholds,
         client,
+        topup_window,
     })
 }
 
@@ -602,19 +649,55 @@ fn validate_thresholds(raw: Vec<FileThreshold>, path: &str, issues: &mut Vec<Con
                 .push(ConfigIssue { path: format!("{p}.currency"), message: format!("{:?} is not a 3-letter currency code", t.currency) });
             continue;
         };
-        let given = t.low.is_some() || t.runway_days.is_some();
+        let given = t.low.is_some() || t.runway_days.is_some() || t.topup_target_days.is_some();
         let low = t.low.and_then(|v| decimal_value(v, &format!("{p}.low"), issues));
-        let runway_days = t.runway_days.and_then(|v| decimal_value(v, &format!("{p}.runway_days"), issues));
-        if runway_days.is_some_and(|d| d <= Decimal::ZERO) {
-            issues.push(ConfigIssue { path: format!("{p}.runway_days"), message: "must be greater than 0".into() });
-        }
-        // Only when neither is given: an invalid one already has its own error.
+        let positive = |v: Option<Value>, key: &str, issues: &mut Vec<ConfigIssue>| {
+            let d = v.and_then(|v| decimal_value(v, &format!("{p}.{key}"), issues));
+            if d.is_some_and(|d| d <= Decimal::ZERO) {
+                issues.push(ConfigIssue { path: format!("{p}.{key}"), message: "must be greater than 0".into() });
+            }
+            d
+        };
+        let runway_days = positive(t.runway_days, "runway_days", issues);
+        let topup_target_days = positive(t.topup_target_days, "topup_target_days", issues).unwrap_or(DEFAULT_TOPUP_TARGET_DAYS);
+        // Only when none is given: an invalid one already has its own error.
         if !given {
-            issues.push(ConfigIssue { path: p.clone(), message: "needs `low`, `runway_days` or both".into() });
+            issues.push(ConfigIssue { path: p.clone(), message: "needs at least one of `low`, `runway_days`, `topup_target_days`".into() });
         }
-        out.push(Threshold { currency, account: t.account, low, runway_days });
+        out.push(Threshold { currency, account: t.account, low, runway_days, topup_target_days });
     }
     out
+}
+
+/// A `topup_window` (global or a supplier's), every problem reported under `path`.
+fn validate_topup_window(raw: FileTopupWindow, path: &str, issues: &mut Vec<ConfigIssue>) -> Option<Arc<TopupWindow>> {
+    fn check<T>(result: Result<T, topup_window::WindowError>, key: String, issues: &mut Vec<ConfigIssue>) -> Option<T> {
+        result.map_err(|e| issues.push(ConfigIssue { path: key, message: e.to_string() })).ok()
+    }
+    let before = issues.len();
+    let timezone = check(topup_window::parse_timezone(&raw.timezone), format!("{path}.timezone"), issues);
+    let days = check(topup_window::parse_days(&raw.days), format!("{path}.days"), issues);
+    let hours = check(topup_window::parse_hours(&raw.hours), format!("{path}.hours"), issues);
+    let holidays: Vec<_> = raw
+        .holidays
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| check(topup_window::parse_date(d), format!("{path}.holidays[{i}]"), issues))
+        .collect();
+    let lead_time = duration_or(Some(raw.lead_time.as_str()), &format!("{path}.lead_time"), Duration::ZERO, issues);
+    let margin = duration_or(raw.margin.as_deref(), &format!("{path}.margin"), topup_window::DEFAULT_MARGIN, issues);
+    if issues.len() > before {
+        return None;
+    }
+    Some(Arc::new(TopupWindow {
+        timezone_name: raw.timezone.trim().to_string(),
+        timezone: timezone?,
+        days: days?,
+        hours: hours?,
+        holidays: holidays.into_iter().collect(),
+        lead_time,
+        margin,
+    }))
 }
 
 /// A decimal from YAML: a number or a string, read from its text exactly.
@@ -801,6 +884,35 @@ mod tests {
         assert_eq!(s.thresholds[0].currency, "USD");
         assert_eq!(s.thresholds[0].low, Some(Decimal::new(10050, 2)));
         assert!(!format!("{s:?}").contains("sk_fox"));
+    }
+
+    #[test]
+    fn topup_target_and_window_defaults_and_overrides() {
+        let cfg = load_str(
+            "global:
+  topup_window: {timezone: Europe/Berlin, days: [mon, tue, wed, thu, fri], hours: '09:00-17:00', holidays: [2026-12-24, '2026-12-25'], lead_time: 4h}
+suppliers:
+  - {name: a, kind: foxreload, thresholds: [{currency: USD, topup_target_days: 2.5}, {currency: EUR, low: 5}]}
+  - {name: b, kind: foxreload, topup_window: {timezone: UTC, days: [sat, sun], hours: '00:00-24:00', lead_time: 0s, margin: 1d}}
+  - {name: c, kind: foxreload}
+",
+            &env,
+        )
+        .unwrap();
+        let [a, b, c] = &cfg.suppliers[..] else { panic!("three suppliers") };
+        let th = &a.thresholds;
+        assert_eq!(Threshold::topup_target_days(th, "main", "USD"), Decimal::new(25, 1), "a threshold may give only this key");
+        assert_eq!(Threshold::topup_target_days(th, "main", "EUR"), DEFAULT_TOPUP_TARGET_DAYS, "given no target: 7");
+        assert_eq!(Threshold::topup_target_days(th, "main", "KHR"), Decimal::from(7), "no threshold: 7");
+        let global = a.topup_window.as_ref().unwrap();
+        assert_eq!((global.timezone_name.as_str(), global.days), ("Europe/Berlin", [true, true, true, true, true, false, false]));
+        assert_eq!((global.lead_time, global.margin), (Duration::from_secs(4 * 3600), Duration::from_secs(12 * 3600)));
+        assert_eq!(global.holidays.len(), 2);
+        // The global window is shared, not copied; a supplier's own replaces it whole.
+        assert!(Arc::ptr_eq(global, c.topup_window.as_ref().unwrap()));
+        let own = b.topup_window.as_ref().unwrap();
+        assert_eq!((own.timezone_name.as_str(), own.holidays.len(), own.margin), ("UTC", 0, Duration::from_secs(86_400)));
+        assert!(load_str("suppliers: [{name: a, kind: foxreload}]", &env).unwrap().suppliers[0].topup_window.is_none());
     }
 
     #[test]

@@ -134,6 +134,24 @@ pub struct RowView {
     pub spend_window: Option<&'static str>,
     pub low_threshold: Option<Decimal>,
     pub runway_threshold: Option<Decimal>,
+    /// Days of spend a top-up should cover (`topup_target_days`, default 7).
+    pub topup_target_days: Decimal,
+    /// The suggested top-up and the spend per day behind it, when that spend is known.
+    pub topup: Option<TopUp>,
+}
+
+/// The exporter's own suggested top-up of one balance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TopUp {
+    /// `max(0, target days × spend per day − usable)`, exact.
+    pub amount: Decimal,
+    /// The runway's spend per day (`1d` window, `1h` until a day of history exists).
+    pub per_day: Decimal,
+}
+
+/// `max(0, target_days × per_day − usable)`, exactly; `None` when `Decimal` cannot hold it.
+pub fn suggested_topup(target_days: Decimal, per_day: Decimal, usable: Decimal) -> Option<Decimal> {
+    Some(target_days.checked_mul(per_day)?.checked_sub(usable)?.max(Decimal::ZERO))
 }
 
 impl RowView {
@@ -145,6 +163,11 @@ impl RowView {
         let runway_days = runway.and_then(|(_, _, days)| days);
         let low_threshold = t.and_then(|t| t.low);
         let runway_threshold = t.and_then(|t| t.runway_days);
+        let topup_target_days = Threshold::topup_target_days(thresholds, &key.0, &key.1);
+        // The runway's own spend per day, zero included (then only a negative usable needs a top-up).
+        let topup = state
+            .runway(key)
+            .and_then(|(_, per_day, _)| suggested_topup(topup_target_days, per_day, b.row.usable).map(|amount| TopUp { amount, per_day }));
         RowView {
             low: low_threshold.is_some_and(|low| b.row.usable < low),
             short_runway: matches!((runway_days, runway_threshold), (Some(r), Some(min)) if r < min),
@@ -154,6 +177,8 @@ impl RowView {
             spend_window,
             low_threshold,
             runway_threshold,
+            topup_target_days,
+            topup,
         }
     }
 
@@ -172,6 +197,8 @@ pub struct SupplierView<'a> {
     pub stale: bool,
     /// Rows in display order.
     pub rows: Vec<(&'a BalanceKey, &'a Balance, RowView)>,
+    /// With a top-up window: when a top-up started now lands (Unix seconds, text on the window's clock).
+    pub topup_ready: Option<(i64, String)>,
 }
 
 /// Orders rows: trouble first, then account and currency.
@@ -232,6 +259,31 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
+/// "7 days", "1 day", "2.5 days".
+fn days_text(days: Decimal) -> String {
+    match days.normalize() {
+        d if d == Decimal::ONE => "1 day".into(),
+        d => format!("{d} days"),
+    }
+}
+
+/// A suggested amount as shown: rounded up to the cent (it should cover the
+/// target), always two decimals, grouped like the other amounts.
+fn topup_money(amount: Decimal) -> String {
+    let mut cents = amount.round_dp_with_strategy(2, RoundingStrategy::ToPositiveInfinity);
+    cents.rescale(2);
+    money(cents)
+}
+
+/// When a top-up started at `now` lands, on the window's own clock: "Mon 2026-12-07 13:00 Europe/Berlin"
+/// (the minute `/metrics` computes it for).
+fn topup_ready_text(window: &crate::topup_window::TopupWindow, now: SystemTime) -> Option<(i64, String)> {
+    let minute = jiff::Timestamp::try_from(crate::metrics::ready_minute(now)).ok()?;
+    let ready = window.ready_at(minute)?;
+    let local = ready.to_zoned(window.timezone.clone());
+    Some((ready.as_second(), format!("{} {}", local.strftime("%a %Y-%m-%d %H:%M"), window.timezone_name)))
+}
+
 /// Groups digits in thousands, keeping the exact decimal digits.
 fn money(d: Decimal) -> String {
     let s = d.to_string();
@@ -269,6 +321,8 @@ const STYLE: &str = include_str!("landing.css").trim_ascii_end();
 pub fn render(store: &Store, telemetry_path: &str, now: SystemTime) -> String {
     let slots = store.slots();
     let states: Vec<_> = slots.iter().map(|slot| slot.state()).collect();
+    // Suppliers sharing the global window share one computation.
+    let mut ready_memo: std::collections::HashMap<usize, Option<(i64, String)>> = std::collections::HashMap::new();
     let mut views: Vec<SupplierView> = slots
         .iter()
         .zip(&states)
@@ -278,7 +332,11 @@ pub fn render(store: &Store, telemetry_path: &str, now: SystemTime) -> String {
             sort_rows(&mut rows);
             let attention = Attention::of(health, rows.iter().any(|r| r.2.trouble()));
             let stale = state.polled_once && health != Health::Ok && data_stale(slot.poll_interval, state, now);
-            SupplierView { slot: slot.as_ref(), state: state.clone(), health, attention, stale, rows }
+            let topup_ready = slot
+                .topup_window
+                .as_ref()
+                .and_then(|w| ready_memo.entry(std::sync::Arc::as_ptr(w) as usize).or_insert_with(|| topup_ready_text(w, now)).clone());
+            SupplierView { slot: slot.as_ref(), state: state.clone(), health, attention, stale, rows, topup_ready }
         })
         .collect();
     views.sort_by(|a, b| (a.attention, &a.slot.name).cmp(&(b.attention, &b.slot.name)));
@@ -322,7 +380,9 @@ pub fn render(store: &Store, telemetry_path: &str, now: SystemTime) -> String {
     html.push_str(
         "</main><footer><p>Failing: the last poll failed (the balances shown are from the last success). \
          Stale: no successful poll for three poll intervals. Low: usable under the supplier's <code>low</code> threshold, \
-         or runway under its <code>runway_days</code>. Runway is usable ÷ the spend rate of the last day (of the last hour until a day of history exists), counting new holds as spend.</p></footer></body></html>",
+         or runway under its <code>runway_days</code>. Runway is usable ÷ the spend rate of the last day (of the last hour until a day of history exists), counting new holds as spend. \
+         Top-up: what would cover the balance's <code>topup_target_days</code> (default 7) at that spend rate, less usable, rounded up to the cent; \
+         the recording rule <code>supplier:supplier_balance_topup_suggested:amount</code> computes it from Prometheus samples and can differ slightly.</p></footer></body></html>",
     );
     html
 }
@@ -355,11 +415,15 @@ fn render_supplier(html: &mut String, v: &SupplierView, now: SystemTime) {
     };
     let _ = write!(
         html,
-        "</h2><p class=\"meta\">last success {last} · polled every {} · {} poll{}</p>",
+        "</h2><p class=\"meta\">last success {last} · polled every {} · {} poll{}",
         humantime::format_duration(slot.poll_interval),
         state.polls_total,
         if state.polls_total == 1 { "" } else { "s" },
     );
+    if let Some((at, text)) = &v.topup_ready {
+        let _ = write!(html, " · <span class=\"topup-ready\" data-ready=\"{at}\">a top-up started now lands {}</span>", esc(text));
+    }
+    html.push_str("</p>");
     if let Some(err) = failing_reason {
         let _ = write!(
             html,
@@ -373,7 +437,7 @@ fn render_supplier(html: &mut String, v: &SupplierView, now: SystemTime) {
     html.push_str(
         "<div class=\"scroll\"><table><thead><tr><th class=\"account\">account</th><th class=\"currency\">currency</th><th class=\"total\">total</th>\
          <th class=\"frozen\">frozen</th><th class=\"usable\">usable</th><th class=\"updated\">updated</th><th class=\"status\">status</th>\
-         <th class=\"runway\">runway</th></tr></thead><tbody>",
+         <th class=\"runway\">runway</th><th class=\"topup\">top-up</th></tr></thead><tbody>",
     );
     for (key, b, row) in &v.rows {
         let mut classes = vec!["balance"];
@@ -441,17 +505,43 @@ fn render_supplier(html: &mut String, v: &SupplierView, now: SystemTime) {
                 let over = if row.spend_window == Some("1d") { "the last day" } else { "the last hour (less than a day of history)" };
                 let _ = write!(
                     html,
-                    "</td><td class=\"runway\" data-label=\"runway\" title=\"at {} {currency}/day, the spend rate of {over}\">{}</td></tr>",
+                    "</td><td class=\"runway\" data-label=\"runway\" title=\"at {} {currency}/day, the spend rate of {over}\">{}</td>",
                     money(per_day.round_dp(2)),
                     runway_text(days),
                 );
             }
-            _ => html.push_str("</td><td class=\"runway none\" data-label=\"runway\" title=\"not known yet: needs an hour of history and some spend\">–</td></tr>"),
+            _ => html.push_str("</td><td class=\"runway none\" data-label=\"runway\" title=\"not known yet: needs an hour of history and some spend\">–</td>"),
+        }
+        let target = days_text(row.topup_target_days);
+        let target_attr = row.topup_target_days.normalize();
+        match row.topup {
+            Some(TopUp { amount, per_day }) => {
+                let text = if amount > Decimal::ZERO {
+                    format!("top up about {} {currency} to cover {target}", topup_money(amount))
+                } else {
+                    format!("none needed to cover {target}")
+                };
+                let _ = write!(
+                    html,
+                    "<td class=\"topup\" data-label=\"top-up\" data-amount=\"{}\" data-spend-per-day=\"{}\" data-target-days=\"{target_attr}\" \
+                     title=\"{target} at {} {currency}/day, less usable\">{text}</td></tr>",
+                    amount.normalize(),
+                    per_day.normalize(),
+                    money(per_day.round_dp(2)),
+                );
+            }
+            None => {
+                let _ = write!(
+                    html,
+                    "<td class=\"topup none\" data-label=\"top-up\" data-target-days=\"{target_attr}\" \
+                     title=\"not known yet: needs an hour of spend history to cover {target}\">–</td></tr>"
+                );
+            }
         }
     }
     if v.rows.is_empty() {
         let text = if state.polled_once { "no balances yet" } else { "waiting for the first poll" };
-        let _ = write!(html, "<tr class=\"empty\"><td colspan=\"8\" class=\"none\">{text}</td></tr>");
+        let _ = write!(html, "<tr class=\"empty\"><td colspan=\"9\" class=\"none\">{text}</td></tr>");
     }
     html.push_str("</tbody></table></div></section>");
 }
@@ -667,6 +757,10 @@ suppliers:
         assert_eq!(rows(&html, "charlie")[0].2, "balance short-runway");
         let title = "title=\"at 400 USD/day, the spend rate of the last hour (less than a day of history)\">12 h</td>";
         assert!(html.contains(title), "{html}");
+        // The suggested top-up: 7 days × 400 − 200 usable.
+        let topup = "<td class=\"topup\" data-label=\"top-up\" data-amount=\"2600\" data-spend-per-day=\"400\" data-target-days=\"7\" \
+                     title=\"7 days at 400 USD/day, less usable\">top up about 2,600.00 USD to cover 7 days</td></tr>";
+        assert!(html.contains(topup), "{html}");
         // New holds are taken from usable too: 100 more held in the next 6 h doubles the rate.
         let s = s.after_poll(ok(vec![row("main", "USD", "900", "800")]), Duration::ZERO, now() + Duration::from_secs(6 * 3600));
         store.publish(charlie, s);
@@ -674,6 +768,67 @@ suppliers:
         assert!(html.contains("at 400 USD/day, the spend rate of the last hour"), "1h window: only the new hold, 100 in 6 h: {html}");
         assert!(html.contains("runway &lt; 3 d"));
         assert_eq!(sections(&html)[0], ("charlie".to_string(), "supplier low".to_string()));
+    }
+
+    #[test]
+    fn suggested_topup_is_exact_and_shown_rounded_up() {
+        assert_eq!(suggested_topup(dec("7"), dec("678.57142857"), dec("0")), Some(dec("4749.99999999")));
+        assert_eq!(topup_money(dec("4749.99999999")), "4,750.00");
+        assert_eq!(topup_money(dec("12.3")), "12.30");
+        assert_eq!(topup_money(dec("0.001")), "0.01");
+        assert_eq!(topup_money(dec("4750")), "4,750.00");
+        // Enough already: nothing; a negative usable is part of the top-up.
+        assert_eq!(suggested_topup(dec("7"), dec("10"), dec("500")), Some(Decimal::ZERO));
+        assert_eq!(suggested_topup(dec("7"), dec("0"), dec("-20.5")), Some(dec("20.5")));
+        assert_eq!(suggested_topup(dec("2.5"), dec("100"), dec("50")), Some(dec("200")));
+        assert_eq!(suggested_topup(Decimal::MAX, dec("2"), dec("0")), None, "too large for Decimal: not shown");
+        assert_eq!(
+            (days_text(dec("7.0")), days_text(dec("1")), days_text(dec("2.50"))),
+            ("7 days".into(), "1 day".into(), "2.5 days".into())
+        );
+    }
+
+    #[test]
+    fn topup_target_and_window_on_the_page() {
+        let config = crate::config::load_str(
+            "suppliers:
+  - name: fox
+    kind: foxreload
+    thresholds: [{currency: USD, topup_target_days: 2.5}]
+    topup_window: {timezone: Europe/Berlin, days: [mon, tue, wed, thu, fri], hours: '09:00-17:00', lead_time: 4h}
+  - {name: plain, kind: foxreload}
+",
+            &|_: &str| None::<String>,
+        )
+        .unwrap();
+        let store = Store::default();
+        let slots = store.set_suppliers(&config.suppliers);
+        // Friday 2026-12-04 18:00 in Berlin.
+        let friday = SystemTime::from("2026-12-04T18:00[Europe/Berlin]".parse::<jiff::Zoned>().unwrap().timestamp());
+        let t0 = friday - Duration::from_secs(6 * 3600);
+        for slot in &slots {
+            let s = SupplierState::default().after_poll(ok(vec![row("main", "USD", "1000", "0")]), Duration::ZERO, t0);
+            // 150 spent in 6 h: 600 a day.
+            store.publish(slot, s.after_poll(ok(vec![row("main", "USD", "850", "0")]), Duration::ZERO, friday));
+        }
+        let html = render(&store, "/metrics", friday);
+        let section =
+            |name: &str| html.split(&format!("data-supplier=\"{name}\"")).nth(1).unwrap().split("</section>").next().unwrap().to_string();
+        let fox = section("fox");
+        assert!(fox.contains("<span class=\"topup-ready\" data-ready=\"1796644800\">a top-up started now lands Mon 2026-12-07 13:00 Europe/Berlin</span>"), "{fox}");
+        // 2.5 days × 600 − 850 = 650.
+        assert!(fox.contains("data-amount=\"650\" data-spend-per-day=\"600\" data-target-days=\"2.5\""), "{fox}");
+        assert!(fox.contains(">top up about 650.00 USD to cover 2.5 days</td>"), "{fox}");
+        // No window: no ready time; no threshold: the default 7 days (7 × 600 − 850).
+        let plain = section("plain");
+        assert!(!plain.contains("topup-ready"));
+        assert!(plain.contains(">top up about 3,350.00 USD to cover 7 days</td>"), "{plain}");
+        // Before any spend is known: a dash, and what it waits for.
+        let fresh = Store::default();
+        let slots = fresh.set_suppliers(&config.suppliers);
+        fresh.publish(&slots[1], SupplierState::default().after_poll(ok(vec![row("main", "USD", "850", "0")]), Duration::ZERO, friday));
+        let html = render(&fresh, "/metrics", friday);
+        assert!(html.contains("title=\"not known yet: needs an hour of spend history to cover 7 days\">–</td></tr>"), "{html}");
     }
 
     #[test]

@@ -36,5 +36,6 @@ pub mod shard;
 pub mod snapshot;
 pub mod spend_rate;
 pub mod storage;
+pub mod topup_window;
 pub mod upstream;
 pub mod web;

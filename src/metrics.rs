@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
@@ -89,21 +90,25 @@ pub mod family {
     pub const SPEND_RATE: usize = 4;
     pub const SPENT: usize = 5;
     pub const TOPPED_UP: usize = 6;
-    pub const UPDATED: usize = 7;
-    pub const USABLE: usize = 8;
-    pub const INFO: usize = 9;
-    pub const LAST_POLL: usize = 10;
-    pub const LAST_SUCCESS: usize = 11;
-    pub const DURATION: usize = 12;
-    pub const ERRORS: usize = 13;
-    pub const INTERVAL: usize = 14;
-    pub const POLLS: usize = 15;
-    pub const ROW_ERRORS: usize = 16;
-    pub const UP: usize = 17;
+    pub const TOPUP_TARGET: usize = 7;
+    pub const UPDATED: usize = 8;
+    pub const USABLE: usize = 9;
+    pub const INFO: usize = 10;
+    pub const LAST_POLL: usize = 11;
+    pub const LAST_SUCCESS: usize = 12;
+    pub const DURATION: usize = 13;
+    pub const ERRORS: usize = 14;
+    pub const INTERVAL: usize = 15;
+    pub const POLLS: usize = 16;
+    pub const ROW_ERRORS: usize = 17;
+    pub const TOPUP_MARGIN: usize = 18;
+    /// Not in the cached fragments: it moves with the clock (see [`super::topup_ready_series`]).
+    pub const TOPUP_READY: usize = 19;
+    pub const UP: usize = 20;
 }
 
 /// The per-supplier families, sorted by name (the exposition's order).
-pub const SUPPLIER_FAMILIES: [FamilyDef; 18] = [
+pub const SUPPLIER_FAMILIES: [FamilyDef; 21] = [
     FamilyDef {
         name: "supplier_balance",
         help: cached!("Total balance including frozen funds, in the currency's major unit."),
@@ -146,6 +151,13 @@ pub const SUPPLIER_FAMILIES: [FamilyDef; 18] = [
         kind: Kind::Counter,
     },
     FamilyDef {
+        name: "supplier_balance_topup_target_seconds",
+        help: "Configured top-up target (thresholds[].topup_target_days, default 7 days), in seconds; one per balance. The rule \
+               supplier:supplier_balance_topup_suggested:amount suggests topping up max(0, this much time of spend at the \
+               recorded daily rate - usable).",
+        kind: Kind::Gauge,
+    },
+    FamilyDef {
         name: "supplier_balance_updated_timestamp_seconds",
         help: cached!("When the supplier computed the balance, or when it was fetched if the supplier does not say."),
         kind: Kind::Gauge,
@@ -179,6 +191,19 @@ pub const SUPPLIER_FAMILIES: [FamilyDef; 18] = [
         name: "supplier_row_errors_total",
         help: "Rows of successful polls that could not be read (the other rows were kept).",
         kind: Kind::Counter,
+    },
+    FamilyDef {
+        name: "supplier_topup_margin_seconds",
+        help: "Configured topup_window.margin (default 12h): SupplierBalanceRunsOutBeforeTopUp fires when the balance, at the \
+               recorded spend rate, runs out before supplier_topup_ready_timestamp_seconds plus this.",
+        kind: Kind::Gauge,
+    },
+    FamilyDef {
+        name: "supplier_topup_ready_timestamp_seconds",
+        help: "Earliest time a top-up started now (or at the next opening of the configured topup_window) has landed: \
+               lead_time of window hours later, skipping closed days and holidays. Computed at scrape time for the end of \
+               the current minute (at most 60 s late, never early); absent when no window holds the lead time within 3 years.",
+        kind: Kind::Gauge,
     },
     FamilyDef { name: "supplier_up", help: "1 if the last poll of this supplier succeeded, 0 otherwise.", kind: Kind::Gauge },
 ];
@@ -215,6 +240,9 @@ pub fn supplier_series(slot: &SupplierSlot, state: &SupplierState, sink: &mut dy
     if let Some(t) = state.last_success {
         sink.sample(LAST_SUCCESS, &sup, unix_seconds(t));
     }
+    if let Some(w) = &slot.topup_window {
+        sink.sample(TOPUP_MARGIN, &sup, w.margin.as_secs_f64());
+    }
     for ((account, currency), b) in &state.balances {
         let l = [("supplier", s), ("account", account.as_str()), ("currency", currency.as_str())];
         sink.sample(BALANCE, &l, to_f64(b.row.balance));
@@ -231,6 +259,9 @@ pub fn supplier_series(slot: &SupplierSlot, state: &SupplierState, sink: &mut dy
                 sink.sample(RUNWAY, &l, to_f64(v) * 86_400.0);
             }
         }
+        // Every balance has a top-up target (the default when no threshold gives one).
+        let target = crate::config::Threshold::topup_target_days(&slot.thresholds, account, currency);
+        sink.sample(TOPUP_TARGET, &l, target.checked_mul(Decimal::from(86_400u32)).map_or(to_f64(target) * 86_400.0, to_f64));
     }
     for ((account, currency), history) in &state.spend_windows {
         for (window, length) in crate::spend_rate::WINDOWS {
@@ -260,6 +291,35 @@ pub fn supplier_series(slot: &SupplierSlot, state: &SupplierState, sink: &mut dy
         let labels = with_supplier(labels);
         let l: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
         sink.extra(name, help, Kind::Counter, &l, to_f64(*value));
+    }
+}
+
+/// The instant the ready times are computed for: `now` rounded up to a whole
+/// minute. A ready time is then at most 60 s later than exact, never earlier
+/// (an alert on it errs early), and stays the same for a minute: the renderer
+/// recomputes the ready lines once a minute, not per scrape.
+pub fn ready_minute(now: SystemTime) -> SystemTime {
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let seconds = since.as_secs().saturating_add(u64::from(since.subsec_nanos() > 0));
+    let whole = seconds.div_ceil(60).saturating_mul(60);
+    UNIX_EPOCH.checked_add(Duration::from_secs(whole)).unwrap_or(now)
+}
+
+/// Ready times already computed during one pass over the suppliers, by
+/// window: suppliers sharing `global.topup_window` share one computation.
+pub type ReadyMemo = HashMap<usize, Option<f64>>;
+
+/// `supplier_topup_ready_timestamp_seconds` of one supplier at `minute` (from
+/// [`ready_minute`]); nothing without a top-up window. Kept out of
+/// [`supplier_series`] because it moves with the clock, not with the state.
+pub fn topup_ready_series(slot: &SupplierSlot, minute: SystemTime, memo: &mut ReadyMemo, sink: &mut dyn Sink) {
+    let Some(window) = &slot.topup_window else { return };
+    let ready = *memo.entry(Arc::as_ptr(window) as usize).or_insert_with(|| {
+        let now = jiff::Timestamp::try_from(minute).ok()?;
+        window.ready_at(now).map(|t| t.as_duration().as_secs_f64())
+    });
+    if let Some(t) = ready {
+        sink.sample(family::TOPUP_READY, &[("supplier", slot.name.as_str())], t);
     }
 }
 
@@ -391,12 +451,19 @@ impl Sink for ProtoSink {
 /// Every family as the `prometheus` crate models it (unsorted; its
 /// `Registry::gather` sorts). The reference for the text renderer.
 pub fn collect_families(store: &Store) -> Vec<MetricFamily> {
+    collect_families_at(store, SystemTime::now())
+}
+
+/// [`collect_families`] with the clock of the top-up ready times given.
+pub fn collect_families_at(store: &Store, now: SystemTime) -> Vec<MetricFamily> {
     let mut sink = ProtoSink {
         families: SUPPLIER_FAMILIES.iter().map(|f| new_family(f.name, f.help, f.kind.proto())).collect(),
         extra: BTreeMap::new(),
     };
+    let (minute, mut memo) = (ready_minute(now), ReadyMemo::new());
     for slot in store.slots().iter() {
         supplier_series(slot, &slot.state(), &mut sink);
+        topup_ready_series(slot, minute, &mut memo, &mut sink);
     }
     let exporter = exporter_series(store).into_iter().map(|f| match f {
         ExporterFamily::Scalar { name, help, kind, labels, value } => {
@@ -670,6 +737,32 @@ struct Cache {
     chunks: Vec<Chunk>,
     /// The chunk of each slot, in slot order.
     chunk_of: Vec<usize>,
+    /// `supplier_topup_ready_timestamp_seconds` of every supplier with a top-up
+    /// window, in name order, for `ready_minute` and the slots of `fragments`.
+    ready: Bytes,
+    ready_minute: Option<SystemTime>,
+}
+
+/// Writes one family's samples as text lines (the ready times: one label, so
+/// suppliers in name order are already in the crate's order).
+struct LineSink(String);
+
+impl Sink for LineSink {
+    fn sample(&mut self, family: usize, labels: &[(&str, &str)], value: f64) {
+        sample_line(&mut self.0, SUPPLIER_FAMILIES[family].name, labels, None, value);
+    }
+
+    fn extra(&mut self, _: &'static str, _: &'static str, _: Kind, _: &[(&str, &str)], _: f64) {}
+}
+
+/// The ready lines of the suppliers of `fragments`, in name order, at `minute`.
+fn ready_lines(fragments: &[Fragment], by_name: &[usize], minute: SystemTime) -> Bytes {
+    let mut sink = LineSink(String::new());
+    let mut memo = ReadyMemo::new();
+    for i in by_name {
+        topup_ready_series(&fragments[*i].slot, minute, &mut memo, &mut sink);
+    }
+    Bytes::from(sink.0)
 }
 
 /// Renders the exposition, incrementally: only suppliers whose state changed,
@@ -689,16 +782,37 @@ impl Renderer {
     /// scrape arrived at); otherwise suppliers whose state changed since their
     /// last fragment are re-rendered, their chunks re-stitched, and the body's
     /// segment list is built again around the unchanged chunks.
+    ///
+    /// The top-up ready times move with the clock, not with the states: they
+    /// are one segment of their own, recomputed when the minute of
+    /// [`ready_minute`] changes (once per window shared by suppliers, then a
+    /// line per supplier), and the body is re-assembled only when a line changed.
     pub fn render(&self) -> Rendered {
+        self.render_at(SystemTime::now())
+    }
+
+    /// [`Self::render`] with the clock of the top-up ready times given.
+    pub fn render_at(&self, now: SystemTime) -> Rendered {
+        let minute = ready_minute(now);
         let arrived = self.store.generation();
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let cache = &mut *cache;
         if let Some(r) = cache.rendered.as_ref().filter(|r| r.generation >= arrived) {
-            return r.clone();
+            if cache.ready_minute == Some(minute) {
+                return r.clone();
+            }
+            // Only the clock moved: the same body unless a ready time changed.
+            let ready = ready_lines(&cache.fragments, &cache.by_name, minute);
+            cache.ready_minute = Some(minute);
+            if ready == cache.ready {
+                return r.clone();
+            }
+            cache.ready = ready;
         }
         let generation = self.store.generation();
         let slots = self.store.slots();
-        let cache = &mut *cache;
-        if cache.slots.as_ref().is_some_and(|known| Arc::ptr_eq(known, &slots)) {
+        let reloaded = !cache.slots.as_ref().is_some_and(|known| Arc::ptr_eq(known, &slots));
+        if !reloaded {
             // The common case: the same suppliers; re-render those whose state changed.
             for (i, (f, slot)) in cache.fragments.iter_mut().zip(slots.iter()).enumerate() {
                 if f.version != slot.state_version() {
@@ -733,8 +847,12 @@ impl Renderer {
                 chunk.stitch(&mut cache.fragments, members);
             }
         }
+        if reloaded || cache.ready_minute != Some(minute) {
+            cache.ready = ready_lines(&cache.fragments, &cache.by_name, minute);
+            cache.ready_minute = Some(minute);
+        }
         let ordered: Vec<&Fragment> = cache.by_name.iter().map(|i| &cache.fragments[*i]).collect();
-        let (segments, len) = assemble(&cache.chunks, &ordered, &exporter_series(&self.store));
+        let (segments, len) = assemble(&cache.chunks, &ordered, &exporter_series(&self.store), &cache.ready);
         let rendered = Rendered { generation, segments: segments.into(), len, gzip: Arc::new(Mutex::new(None)) };
         cache.rendered = Some(rendered.clone());
         rendered
@@ -773,7 +891,8 @@ impl Segments {
 }
 
 /// The body: every family in name order, then `balance_exporter_scrape_bytes`.
-fn assemble(chunks: &[Chunk], fragments: &[&Fragment], exporter: &[ExporterFamily]) -> (Vec<Bytes>, usize) {
+/// The ready times come from `ready`, not from the chunks.
+fn assemble(chunks: &[Chunk], fragments: &[&Fragment], exporter: &[ExporterFamily], ready: &Bytes) -> (Vec<Bytes>, usize) {
     // The kinds' own families, each sorted across suppliers as the crate sorts.
     let mut extra: BTreeMap<&'static str, (&'static str, Kind, Vec<&ExtraLine>)> = BTreeMap::new();
     for e in fragments.iter().flat_map(|f| f.extra.iter()) {
@@ -792,6 +911,12 @@ fn assemble(chunks: &[Chunk], fragments: &[&Fragment], exporter: &[ExporterFamil
     let mut out = Segments::default();
     for (name, part) in parts {
         match part {
+            Part::Supplier(family::TOPUP_READY) => {
+                if !ready.is_empty() {
+                    out.push(family_header(family::TOPUP_READY).clone());
+                    out.push(ready.clone());
+                }
+            }
             Part::Supplier(i) => {
                 let lines: Vec<Bytes> = chunks.iter().map(|c| c.family(i)).filter(|s| !s.is_empty()).collect();
                 if lines.is_empty() {
@@ -896,20 +1021,31 @@ pub(crate) mod tests {
         assert!(text.contains("# TYPE supplier_balance_spend_rate gauge"));
     }
 
-    /// The reference: the `prometheus` crate's registry and text encoder over
-    /// [`collect_families`].
+    /// The clock of the comparisons: Tuesday 2026-12-08 09:10:20 UTC (10:10:20 in
+    /// Berlin, inside the test windows, not on a whole minute).
+    fn clock() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_721_020)
+    }
+
+    /// The reference at [`clock`].
     fn crate_text(store: &Arc<Store>) -> String {
-        struct Reference(Arc<Store>);
+        crate_text_at(store, clock())
+    }
+
+    /// The reference: the `prometheus` crate's registry and text encoder over
+    /// [`collect_families_at`].
+    fn crate_text_at(store: &Arc<Store>, now: SystemTime) -> String {
+        struct Reference(Arc<Store>, SystemTime);
         impl prometheus::core::Collector for Reference {
             fn desc(&self) -> Vec<&prometheus::core::Desc> {
                 Vec::new()
             }
             fn collect(&self) -> Vec<MetricFamily> {
-                collect_families(&self.0)
+                collect_families_at(&self.0, self.1)
             }
         }
         let registry = prometheus::Registry::new();
-        registry.register(Box::new(Reference(store.clone()))).unwrap();
+        registry.register(Box::new(Reference(store.clone(), now))).unwrap();
         let mut out = Vec::new();
         prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &registry.gather(), &mut out).unwrap();
         String::from_utf8(out).unwrap()
@@ -921,12 +1057,15 @@ pub(crate) mod tests {
 
     /// Suppliers out of name order, hostile account names (quotes, backslashes,
     /// newlines, NUL, multi-byte), errors of several reasons, a kind's own
-    /// families, thresholds, spend rates, a supplier never polled.
+    /// families, thresholds, spend rates, a supplier never polled, top-up
+    /// targets and windows (the global one, a supplier's own).
     fn varied_store() -> Arc<Store> {
         let config = crate::config::load_str(
-            "suppliers:
-  - {name: zeta, kind: foxreload, auth: {bearer_token: x}, thresholds: [{currency: USD, low: 10, runway_days: 2.5}]}
-  - {name: alpha, kind: vai247, base_url: 'http://127.0.0.1:9', auth: {bearer_token: x}, thresholds: [{currency: KHR, low: 1000}]}
+            "global: {topup_window: {timezone: Europe/Berlin, days: [mon, tue, wed, thu, fri], hours: '09:00-17:00', lead_time: 4h}}
+suppliers:
+  - {name: zeta, kind: foxreload, auth: {bearer_token: x}, thresholds: [{currency: USD, low: 10, runway_days: 2.5, topup_target_days: 3.5}]}
+  - {name: alpha, kind: vai247, base_url: 'http://127.0.0.1:9', auth: {bearer_token: x}, thresholds: [{currency: KHR, low: 1000}],
+     topup_window: {timezone: America/New_York, days: [sat], hours: '10:00-11:00', lead_time: 90m, margin: 1d}}
   - {name: mid, kind: novasend, base_url: 'http://127.0.0.1:9', auth: {bearer_token: x}}
   - {name: never, kind: foxreload, auth: {bearer_token: x}}
 ",
@@ -994,9 +1133,14 @@ pub(crate) mod tests {
     fn incremental_text_is_the_crates_exposition_byte_for_byte() {
         let store = varied_store();
         let renderer = Renderer::new(store.clone());
-        let text = String::from_utf8(renderer.render().concat().to_vec()).unwrap();
+        let text = String::from_utf8(renderer.render_at(clock()).concat().to_vec()).unwrap();
         let reference = crate_text(&store);
         assert!(reference.contains("supplier_test_extra_total{") && reference.contains("supplier_balance_spend_rate{"));
+        for family in
+            ["supplier_balance_topup_target_seconds{", "supplier_topup_margin_seconds{", "supplier_topup_ready_timestamp_seconds{"]
+        {
+            assert!(reference.contains(family), "{family}");
+        }
         assert!(reference.contains(r#"account="e\nf""#) && reference.contains(r#"account="a\"b""#), "{reference}");
         assert_eq!(without_scrape_bytes(&text), reference);
         let size: usize = text.lines().last().unwrap().strip_prefix("balance_exporter_scrape_bytes ").unwrap().parse().unwrap();
@@ -1007,7 +1151,7 @@ pub(crate) mod tests {
     fn a_poll_re_renders_only_its_supplier_and_the_body_stays_exact() {
         let store = varied_store();
         let renderer = Renderer::new(store.clone());
-        let first = renderer.render();
+        let first = renderer.render_at(clock());
         let fragments_before: Vec<(String, usize)> = {
             let cache = renderer.cache.lock().unwrap();
             cache.fragments.iter().map(|f| (f.slot.name.clone(), f.extra.as_ptr() as usize)).collect()
@@ -1017,7 +1161,7 @@ pub(crate) mod tests {
         let zeta = slots.iter().find(|s| s.name == "zeta").unwrap();
         let later = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_010_000);
         store.publish(zeta, zeta.state().after_poll(Err(crate::poll::PollError::new(Reason::Decode, "d")), Duration::ZERO, later));
-        let again = renderer.render();
+        let again = renderer.render_at(clock());
         let again_text = again.concat();
         assert!(again.generation > first.generation);
         let cache = renderer.cache.lock().unwrap();
@@ -1029,7 +1173,7 @@ pub(crate) mod tests {
         assert_eq!(without_scrape_bytes(std::str::from_utf8(&again_text).unwrap()), crate_text(&store));
         assert!(std::str::from_utf8(&again_text).unwrap().contains(r#"supplier_poll_errors_total{supplier="zeta",reason="decode"} 1"#));
         // Nothing changed: the same body, not a new render.
-        assert!(Arc::ptr_eq(renderer.render().segments(), again.segments()));
+        assert!(Arc::ptr_eq(renderer.render_at(clock()).segments(), again.segments()));
         // A reload: one supplier leaves, one arrives, the others keep their state.
         let config = crate::config::load_str(
             "suppliers:\n  - {name: zeta, kind: foxreload, auth: {bearer_token: x}}\n  - {name: aaa, kind: foxreload, auth: {bearer_token: x}}\n",
@@ -1037,7 +1181,7 @@ pub(crate) mod tests {
         )
         .unwrap();
         store.set_suppliers(&config.suppliers);
-        let reloaded = renderer.render().concat();
+        let reloaded = renderer.render_at(clock()).concat();
         assert_eq!(without_scrape_bytes(std::str::from_utf8(&reloaded).unwrap()), crate_text(&store));
         assert!(!std::str::from_utf8(&reloaded).unwrap().contains("supplier=\"alpha\""));
     }
@@ -1056,12 +1200,23 @@ pub(crate) mod tests {
         assert!(!text.contains("supplier_poll_duration_seconds_bucket"));
     }
 
-    /// A config of suppliers `s{i}` for each `i` in `ids` (names sort unlike numbers: chunks mix).
-    fn many_config(ids: impl Iterator<Item = usize>) -> Vec<crate::config::SupplierConfig> {
+    /// A config of suppliers `s{i}` for each `i` in `ids` (names sort unlike numbers: chunks
+    /// mix); with `windows`, a global top-up window open all day (its ready
+    /// times move every minute), every fifth supplier a weekend one of its own.
+    fn many_config_with(ids: impl Iterator<Item = usize>, windows: bool) -> Vec<crate::config::SupplierConfig> {
+        let own = ", topup_window: {timezone: Asia/Tokyo, days: [sat, sun], hours: '10:00-12:00', lead_time: 3h}";
         let text: String = ids
-            .map(|i| format!("  - {{name: s{i}, kind: foxreload, auth: {{bearer_token: x}}, thresholds: [{{currency: USD, low: 5}}]}}\n"))
+            .map(|i| {
+                let own = if windows && i % 5 == 0 { own } else { "" };
+                format!("  - {{name: s{i}, kind: foxreload, auth: {{bearer_token: x}}, thresholds: [{{currency: USD, low: 5}}]{own}}}\n")
+            })
             .collect();
-        crate::config::load_str(&format!("suppliers:\n{text}"), &|_| None).unwrap().suppliers
+        let global = if windows {
+            "global: {topup_window: {timezone: UTC, days: [mon, tue, wed, thu, fri, sat, sun], hours: '00:00-24:00', lead_time: 1h}}\n"
+        } else {
+            ""
+        };
+        crate::config::load_str(&format!("{global}suppliers:\n{text}"), &|_| None).unwrap().suppliers
     }
 
     /// A state after `polls` polls, the `seed`-th balance of them, failing every fifth.
@@ -1081,8 +1236,12 @@ pub(crate) mod tests {
 
     /// `n` suppliers (several chunks), most of them polled a few times.
     pub(crate) fn many_store(n: usize) -> Arc<Store> {
+        many_store_with(n, false)
+    }
+
+    fn many_store_with(n: usize, windows: bool) -> Arc<Store> {
         let store = Arc::new(Store::default());
-        for (i, slot) in store.set_suppliers(&many_config(0..n)).iter().enumerate() {
+        for (i, slot) in store.set_suppliers(&many_config_with(0..n, windows)).iter().enumerate() {
             if i % 7 != 3 {
                 store.publish(slot, polled(slot, 3, i as i64));
             }
@@ -1095,7 +1254,7 @@ pub(crate) mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(15);
         let n = 3 * CHUNK + 17;
-        let store = many_store(n);
+        let store = many_store_with(n, true);
         let renderer = Renderer::new(store.clone());
         let mut ids: Vec<usize> = (0..n).collect();
         for step in 0..40 {
@@ -1103,19 +1262,110 @@ pub(crate) mod tests {
                 // A reload: some suppliers leave, new ones arrive (ids above any seen so far).
                 ids.retain(|_| rng.random_range(0..10) != 0);
                 ids.extend((0..rng.random_range(1..CHUNK)).map(|k| 10_000 + step * 1000 + k));
-                store.set_suppliers(&many_config(ids.iter().copied()));
+                store.set_suppliers(&many_config_with(ids.iter().copied(), true));
             }
             let slots = store.slots();
-            for _ in 0..rng.random_range(1..6) {
+            // Some steps change nothing but the clock (the ready times move every minute).
+            for _ in 0..rng.random_range(0..6) {
                 let slot = &slots[rng.random_range(0..slots.len())];
                 store.publish(slot, polled(slot, rng.random_range(1..3), rng.random_range(0..1000)));
             }
-            let rendered = renderer.render();
+            let now = clock() + Duration::from_secs(37 * step as u64);
+            let rendered = renderer.render_at(now);
             let body = rendered.concat();
             assert_eq!(body.len(), rendered.len());
-            let scratch = Renderer::new(store.clone()).render().concat();
+            let scratch = Renderer::new(store.clone()).render_at(now).concat();
             assert!(body == scratch, "step {step}: the segmented body differs from a render from scratch");
-            assert_eq!(without_scrape_bytes(std::str::from_utf8(&body).unwrap()), crate_text(&store), "step {step}");
+            assert_eq!(without_scrape_bytes(std::str::from_utf8(&body).unwrap()), crate_text_at(&store, now), "step {step}");
         }
+    }
+
+    fn value(text: &str, prefix: &str) -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(prefix)).map(|v| v.parse().unwrap())
+    }
+
+    /// An instant as local time in a zone, in Unix seconds.
+    fn local(text: &str) -> f64 {
+        text.parse::<jiff::Zoned>().unwrap().timestamp().as_second() as f64
+    }
+
+    fn instant(text: &str) -> SystemTime {
+        SystemTime::from(text.parse::<jiff::Zoned>().unwrap().timestamp())
+    }
+
+    /// The issue's worked example, config to exposition: Mon-Fri 09:00-17:00
+    /// Europe/Berlin, lead_time 4h.
+    #[test]
+    fn topup_families_from_config_to_exposition() {
+        let config = crate::config::load_str(
+            "global:
+  topup_window: {timezone: Europe/Berlin, days: [mon, tue, wed, thu, fri], hours: '09:00-17:00', holidays: ['2026-12-24'], lead_time: 4h}
+suppliers:
+  - {name: fox, kind: foxreload, auth: {bearer_token: x}, thresholds: [{currency: USD, topup_target_days: 2.5}]}
+  - {name: own, kind: foxreload, auth: {bearer_token: x}, topup_window: {timezone: UTC, days: [sat], hours: '00:00-24:00', lead_time: 0s, margin: 2h}}
+",
+            &|_| None,
+        )
+        .unwrap();
+        let store = Arc::new(Store::default());
+        let slots = store.set_suppliers(&config.suppliers);
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_000_000);
+        store.publish(&slots[0], poll(&SupplierState::default(), 1000, 0, t0));
+        store.publish(&slots[1], poll(&SupplierState::default(), 50, 0, t0));
+        let renderer = Renderer::new(store.clone());
+        let text = |now: SystemTime| String::from_utf8(renderer.render_at(now).concat().to_vec()).unwrap();
+        let ready = |body: &str, s: &str| value(body, &format!("supplier_topup_ready_timestamp_seconds{{supplier=\"{s}\"}} "));
+
+        let friday = text(instant("2026-12-04T18:00[Europe/Berlin]"));
+        assert_eq!(ready(&friday, "fox"), Some(local("2026-12-07T13:00[Europe/Berlin]")));
+        // Its own window: Saturday, lead time 0: the next opening.
+        assert_eq!(ready(&friday, "own"), Some(local("2026-12-05T00:00[UTC]")));
+        let target = |s: &str| format!("supplier_balance_topup_target_seconds{{supplier=\"{s}\",account=\"main\",currency=\"USD\"}} ");
+        assert_eq!(value(&friday, &target("fox")), Some(216_000.0));
+        assert_eq!(value(&friday, &target("own")), Some(604_800.0), "no threshold: the default 7 days");
+        assert_eq!(value(&friday, "supplier_topup_margin_seconds{supplier=\"fox\"} "), Some(43_200.0));
+        assert_eq!(value(&friday, "supplier_topup_margin_seconds{supplier=\"own\"} "), Some(7_200.0));
+        assert_eq!(without_scrape_bytes(&friday), crate_text_at(&store, instant("2026-12-04T18:00[Europe/Berlin]")));
+
+        let tuesday = text(instant("2026-12-08T09:30[Europe/Berlin]"));
+        assert_eq!(ready(&tuesday, "fox"), Some(local("2026-12-08T13:30[Europe/Berlin]")));
+        // Between whole minutes the ready time is that of the next minute.
+        let later = text(instant("2026-12-08T09:30:01[Europe/Berlin]"));
+        assert_eq!(ready(&later, "fox"), Some(local("2026-12-08T13:31[Europe/Berlin]")));
+        // The holiday: 23rd 16:00 → 1 h that day, 3 h on Friday the 25th.
+        let eve = text(instant("2026-12-23T16:00[Europe/Berlin]"));
+        assert_eq!(ready(&eve, "fox"), Some(local("2026-12-25T12:00[Europe/Berlin]")));
+    }
+
+    /// The ready lines follow the clock without re-rendering any supplier: within
+    /// a minute the body is the same; a new minute outside the window (ready times
+    /// unchanged) keeps it too; a new minute inside re-assembles the body only.
+    #[test]
+    fn ready_times_stay_fresh_without_re_rendering_fragments() {
+        let store = varied_store();
+        let renderer = Renderer::new(store.clone());
+        let fragment_ptrs = |r: &Renderer| -> Vec<usize> {
+            let cache = r.cache.lock().unwrap();
+            cache.fragments.iter().map(|f| f.text.as_ptr() as usize).collect()
+        };
+        // Saturday 2026-12-05 12:00:10 in Berlin: both windows closed.
+        let closed = instant("2026-12-05T12:00:10[Europe/Berlin]");
+        let first = renderer.render_at(closed);
+        let ptrs = fragment_ptrs(&renderer);
+        assert!(Arc::ptr_eq(renderer.render_at(closed + Duration::from_secs(30)).segments(), first.segments()), "same minute");
+        assert!(Arc::ptr_eq(renderer.render_at(closed + Duration::from_secs(600)).segments(), first.segments()), "ready times unchanged");
+        // Tuesday, inside the Berlin window: new ready times, same fragments, exact body.
+        let open = instant("2026-12-08T10:00:10[Europe/Berlin]");
+        let inside = renderer.render_at(open);
+        assert!(!Arc::ptr_eq(inside.segments(), first.segments()));
+        let minute_later = renderer.render_at(open + Duration::from_secs(60));
+        assert!(!Arc::ptr_eq(minute_later.segments(), inside.segments()));
+        assert_eq!(fragment_ptrs(&renderer), ptrs, "no fragment re-rendered for a clock change");
+        let body = String::from_utf8(minute_later.concat().to_vec()).unwrap();
+        assert_eq!(without_scrape_bytes(&body), crate_text_at(&store, open + Duration::from_secs(60)));
+        assert_eq!(
+            value(&body, "supplier_topup_ready_timestamp_seconds{supplier=\"zeta\"} "),
+            Some(local("2026-12-08T14:02[Europe/Berlin]"))
+        );
     }
 }

@@ -253,9 +253,9 @@ where
     }
 }
 
-/// Whether two configs of a supplier poll identically (they may differ in thresholds).
+/// Whether two configs of a supplier poll identically (they may differ in thresholds and top-up window).
 fn polls_the_same(a: &SupplierConfig, b: &SupplierConfig) -> bool {
-    SupplierConfig { thresholds: b.thresholds.clone(), ..a.clone() } == *b
+    SupplierConfig { thresholds: b.thresholds.clone(), topup_window: b.topup_window.clone(), ..a.clone() } == *b
 }
 
 struct Task {
@@ -444,7 +444,22 @@ mod tests {
     fn threshold_changes_do_not_restart_polling() {
         let a = test_config("s", Duration::from_secs(60));
         let mut b = a.clone();
-        b.thresholds.push(crate::config::Threshold { currency: "USD".into(), account: None, low: Some(Decimal::ONE), runway_days: None });
+        b.thresholds.push(crate::config::Threshold {
+            currency: "USD".into(),
+            account: None,
+            low: Some(Decimal::ONE),
+            runway_days: None,
+            topup_target_days: Decimal::from(7),
+        });
+        b.topup_window = crate::config::load_str(
+            "global: {topup_window: {timezone: UTC, days: [mon], hours: '09:00-17:00', lead_time: 1h}}\nsuppliers: [{name: s, kind: foxreload}]\n",
+            &|_| None,
+        )
+        .unwrap()
+        .suppliers[0]
+        .topup_window
+        .clone();
+        assert!(b.topup_window.is_some());
         assert!(polls_the_same(&a, &b));
         b.poll_interval = Duration::from_secs(30);
         assert!(!polls_the_same(&a, &b));

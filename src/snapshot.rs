@@ -279,6 +279,8 @@ pub struct SupplierSlot {
     pub kind: &'static str,
     pub poll_interval: Duration,
     pub thresholds: Vec<Threshold>,
+    /// `supplier_topup_*`: when a top-up can be made and how long it takes.
+    pub topup_window: Option<Arc<crate::topup_window::TopupWindow>>,
     /// Shared with the slot this one replaced at reload, so a poll task that
     /// keeps running across a reload still publishes where scrapes look.
     cell: Arc<StateCell>,
@@ -435,6 +437,7 @@ impl Store {
                     kind: cfg.kind.name(),
                     poll_interval: cfg.poll_interval,
                     thresholds: cfg.thresholds.clone(),
+                    topup_window: cfg.topup_window.clone(),
                     cell,
                 })
             })

@@ -23,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from decimal import ROUND_CEILING, Decimal
 from html.parser import HTMLParser
 
 # Prefixes of the --demo suppliers' generated keys (src/demo/sim_*.rs).
@@ -168,6 +169,7 @@ class Page(HTMLParser):
         self.in_style = False
         self.elements = []  # (tag, attrs)
         self.text = []
+        self.in_ready = False
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -180,7 +182,10 @@ class Page(HTMLParser):
         elif tag == "style":
             self.in_style = True
         elif tag == "section" and "supplier" in classes:
-            self.sections.append({"attrs": a, "classes": classes, "rows": [], "reasons": [], "errors": []})
+            self.sections.append({"attrs": a, "classes": classes, "rows": [], "reasons": [], "errors": [], "ready": None})
+        elif tag == "span" and "topup-ready" in classes and self.sections:
+            self.sections[-1]["ready"] = {"at": a.get("data-ready"), "text": ""}
+            self.in_ready = True
         elif tag == "tr" and "data-account" in a and self.sections:
             self.sections[-1]["rows"].append({"attrs": a, "classes": classes, "cells": {}, "titles": {}})
         elif tag == "td" and self.sections and self.sections[-1]["rows"]:
@@ -189,6 +194,8 @@ class Page(HTMLParser):
             self.sections[-1]["rows"][-1]["cells"][col] = ""
             if "title" in a:
                 self.sections[-1]["rows"][-1]["titles"][col] = a["title"]
+            if col == "topup":
+                self.sections[-1]["rows"][-1]["topup"] = a
         if "reason" in classes and self.sections:
             self.in_reason += 1
             self.sections[-1]["reasons"].append("")
@@ -202,6 +209,8 @@ class Page(HTMLParser):
             self.in_style = False
         elif tag == "td":
             self.cell = None
+        elif tag == "span":
+            self.in_ready = False
         while self.stack:
             t, was_reason = self.stack.pop()
             if was_reason:
@@ -215,6 +224,8 @@ class Page(HTMLParser):
             self.title += data
         if self.in_style:
             self.style.append(data)
+        if self.in_ready and self.sections and self.sections[-1]["ready"] is not None:
+            self.sections[-1]["ready"]["text"] += data
         if self.sections:
             if self.in_reason:
                 self.sections[-1]["reasons"][-1] += data
@@ -284,7 +295,8 @@ def check_dom(dom_file, out_dir, failing, low):
     check(all("low" in r["classes"] for r in low_section["rows"]), f"every drained {low} row has the low class")
 
     # Every row, every column.
-    columns = ["account", "currency", "total", "frozen", "usable", "updated", "status", "runway"]
+    figures = 0
+    columns = ["account", "currency", "total", "frozen", "usable", "updated", "status", "runway", "topup"]
     nrows = 0
     for s in page.sections:
         name = s["attrs"].get("data-supplier")
@@ -311,7 +323,22 @@ def check_dom(dom_file, out_dir, failing, low):
                 raise Failed(f"{where}: empty status")
             if not c["runway"].strip():
                 raise Failed(f"{where}: empty runway")
-    check(True, f"{nrows} rows have account, currency, total = frozen + usable, 'N min ago' with the exact time in a title, status, runway")
+            figures += check_topup(where, r, c)
+    check(True, f"{nrows} rows have account, currency, total = frozen + usable, 'N min ago' with the exact time in a title, status, runway, top-up")
+    check(figures > 0, f"{figures} rows show a suggested top-up figure (a day of history was seeded)")
+    drained = [r for r in low_section["rows"] if r["attrs"].get("data-currency") == "USD"]
+    check(drained and all(Decimal(r["topup"].get("data-amount", "0")) > 0 for r in drained),
+          f"the drained {low} USD balance needs a top-up: {[r['cells']['topup'].strip() for r in drained]}")
+
+    # The top-up window: every demo supplier has one (vai247 its own); the ready time is ahead.
+    now = time.time()
+    for s in page.sections:
+        name, ready = s["attrs"].get("data-supplier"), s["ready"]
+        check(ready is not None and ready["at"].isdigit() and int(ready["at"]) >= now - 60,
+              f"{name}: a top-up started now lands {ready and ready['text'].strip()!r} (at {ready and ready['at']})")
+    zones = {s["attrs"].get("data-supplier"): s["ready"]["text"].split()[-1] for s in page.sections}
+    check(zones.get(low) == "Asia/Phnom_Penh" and zones.get(failing) == "Europe/Berlin",
+          f"a supplier's own window replaces the global one: {zones}")
 
     # Works on its own: auto-refresh, phone viewport, no outside resource.
     refresh = [m for m in page.metas if m.get("http-equiv", "").lower() == "refresh"]
@@ -338,6 +365,38 @@ def check_dom(dom_file, out_dir, failing, low):
     if "@import" in css or re.search(r"url\(\s*['\"]?(?!data:)", css) or "@font-face" in css:
         bad.append("CSS loads something")
     check(not bad, f"no external asset reference (scripts, links, non-data URLs, CSS imports): {bad}")
+
+
+def topup_text(amount, currency, target):
+    """The page's words for a suggested top-up (src/landing.rs)."""
+    days = "1 day" if target == 1 else f"{target.normalize():f} days"
+    if amount == 0:
+        return f"none needed to cover {days}"
+    cents = amount.quantize(Decimal("0.01"), rounding=ROUND_CEILING)
+    return f"top up about {cents:,.2f} {currency} to cover {days}"
+
+
+def check_topup(where, row, cells):
+    """The top-up cell: exact arithmetic from its data attributes and the usable
+    cell, the words from the amount; a dash while the spend is unknown. 1 if it shows a figure."""
+    a = row.get("topup", {})
+    text = cells["topup"].strip()
+    target = Decimal(a.get("data-target-days", "0"))
+    if target <= 0:
+        raise Failed(f"{where}: top-up target days {a.get('data-target-days')!r}")
+    if "data-amount" not in a:
+        if text != "–":
+            raise Failed(f"{where}: top-up without a figure shows {text!r}")
+        return 0
+    amount, per_day = Decimal(a["data-amount"]), Decimal(a["data-spend-per-day"])
+    usable = Decimal(cells["usable"].strip().replace(",", ""))
+    expected = max(Decimal(0), target * per_day - usable)
+    if amount != expected:
+        raise Failed(f"{where}: top-up {amount} != max(0, {target} × {per_day} − {usable}) = {expected}")
+    words = topup_text(amount, row["attrs"]["data-currency"], target)
+    if text != words:
+        raise Failed(f"{where}: top-up text {text!r}, expected {words!r}")
+    return 1
 
 
 def check_console(stderr_file):

@@ -13,7 +13,9 @@
 # supplier_info), trouble first, foxreload first with the failing + stale
 # highlight and reason "auth", vai247 low, every row with account, currency,
 # amounts (total = frozen + usable), "N min ago" with the exact time in a
-# title, status and runway; meta refresh and phone viewport; no demo key
+# title, status, runway and the suggested top-up (exact: max(0, target days
+# × spend per day − usable), shown rounded up to the cent; the drained
+# supplier needs one), the top-up window's ready time; meta refresh and phone viewport; no demo key
 # anywhere; no external asset; no CSP violation in Chromium's console; the
 # screenshots have the right size and show the red failing highlight.
 set -euo pipefail
@@ -60,8 +62,22 @@ trap 'exit 130' INT TERM
 
 PORT=$($PY free-port)
 BASE="http://127.0.0.1:$PORT"
+STATE=$TMP/state
+# The runway and the suggested top-up need a day (or an hour) of the exporter's own
+# spend history: as tests/e2e/run.sh does, a first run creates the state directory,
+# tests/e2e/seed_history.py gives every balance a day of history, the page's run reads it.
+step "starting $BIN --demo once on $STATE, then seeding a day of spend history"
+"$BIN" --demo --web.listen-address "127.0.0.1:$PORT" --storage.path "$STATE" >"$ART/exporter-first.log" 2>&1 &
+EXPORTER_PID=$!
+$PY wait-ready "$BASE" 30 || { tail -20 "$ART/exporter-first.log" >&2; fail "first exporter not ready"; }
+kill -TERM "$EXPORTER_PID"
+for _ in $(seq 100); do kill -0 "$EXPORTER_PID" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$EXPORTER_PID" 2>/dev/null && fail "the first exporter did not stop on SIGTERM"
+wait "$EXPORTER_PID" 2>/dev/null || true
+EXPORTER_PID=""
+echo "  a day of spend history for $(python3 "$ROOT/tests/e2e/seed_history.py" "$STATE") balances"
 step "starting $BIN --demo on $BASE"
-"$BIN" --demo --web.listen-address "127.0.0.1:$PORT" >"$ART/exporter.log" 2>&1 &
+"$BIN" --demo --web.listen-address "127.0.0.1:$PORT" --storage.path "$STATE" >"$ART/exporter.log" 2>&1 &
 EXPORTER_PID=$!
 $PY wait-ready "$BASE" 30 || { tail -20 "$ART/exporter.log" >&2; fail "exporter not ready"; }
 

@@ -17,11 +17,11 @@ const CASES: &[(&str, &[&str])] = &[
     // YAML and structure
     ("yaml_syntax.yml", &["parsing YAML: line 5 column 1: could not find expected ':'"]),
     ("unknown_top_level_key.yml", &["supplier: unknown field `supplier`, expected `global` or `suppliers`"]),
-    ("unknown_global_key.yml", &["global.poll_intervall: unknown field `poll_intervall`, expected one of `poll_interval`, `timeout`, `min_interval`, `max_response_size`, `max_retries`"]),
+    ("unknown_global_key.yml", &["global.poll_intervall: unknown field `poll_intervall`, expected one of `poll_interval`, `timeout`, `min_interval`, `max_response_size`, `max_retries`, `topup_window`"]),
     ("suppliers_not_a_list.yml", &["suppliers: invalid type: map, expected a sequence"]),
     ("supplier_not_a_mapping.yml", &["suppliers[0]: expected a mapping"]),
     // Supplier keys
-    ("unknown_supplier_key.yml", &["suppliers[0]: unknown field `colour` (common keys: name, base_url, auth, poll_interval, min_interval, timeout, max_response_size, max_retries, rate_limit_group, thresholds; keys of this kind: path)"]),
+    ("unknown_supplier_key.yml", &["suppliers[0]: unknown field `colour` (common keys: name, base_url, auth, poll_interval, min_interval, timeout, max_response_size, max_retries, rate_limit_group, thresholds, topup_window; keys of this kind: path)"]),
     ("unknown_kind.yml", &["suppliers[0].kind: unknown variant `foxreloaded`, expected one of KINDS"]),
     ("missing_kind.yml", &["suppliers[0]: missing field `kind`"]),
     ("missing_name.yml", &["suppliers[0]: missing field `name`"]),
@@ -55,15 +55,42 @@ const CASES: &[(&str, &[&str])] = &[
     ("basic_without_username.yml", &["suppliers[0].auth.basic.username: missing; give basic.username or basic.username_file"]),
     // Thresholds
     ("bad_threshold_currency.yml", &["suppliers[0].thresholds[0].currency: \"dollars\" is not a 3-letter currency code"]),
-    ("threshold_without_limits.yml", &["suppliers[0].thresholds[0]: needs `low`, `runway_days` or both"]),
+    ("threshold_without_limits.yml", &["suppliers[0].thresholds[0]: needs at least one of `low`, `runway_days`, `topup_target_days`"]),
     ("threshold_negative_runway.yml", &["suppliers[0].thresholds[0].runway_days: must be greater than 0"]),
     ("threshold_low_not_a_number.yml", &["suppliers[0].thresholds[0].low: expected a number"]),
+    ("threshold_zero_topup_target.yml", &["suppliers[0].thresholds[0].topup_target_days: must be greater than 0"]),
+    ("threshold_negative_topup_target.yml", &["suppliers[0].thresholds[0].topup_target_days: must be greater than 0"]),
+    ("threshold_topup_target_not_a_number.yml", &["suppliers[0].thresholds[0].topup_target_days: expected a number"]),
+    // Top-up window (global, or a supplier's own)
+    (
+        "topup_window_unknown_key.yml",
+        &["global.topup_window.hour: unknown field `hour`, expected one of `timezone`, `days`, `hours`, `holidays`, `lead_time`, `margin`"],
+    ),
+    (
+        "supplier_topup_window_unknown_key.yml",
+        &["suppliers[0].topup_window.tz: unknown field `tz`, expected one of `timezone`, `days`, `hours`, `holidays`, `lead_time`, `margin`"],
+    ),
+    ("topup_window_missing_lead_time.yml", &["global.topup_window: missing field `lead_time`"]),
+    ("topup_window_bad_timezone.yml", &["global.topup_window.timezone: unknown time zone \"Europe/Berln\" (use an IANA name such as Europe/Berlin)"]),
+    ("topup_window_bad_day.yml", &["global.topup_window.days: unknown day \"monday\" (use mon, tue, wed, thu, fri, sat, sun)"]),
+    ("topup_window_duplicate_day.yml", &["global.topup_window.days: mon is listed twice"]),
+    ("topup_window_no_days.yml", &["global.topup_window.days: needs at least one day (a window that never opens cannot take a top-up)"]),
+    ("topup_window_bad_hours.yml", &["global.topup_window.hours: invalid hours \"9-17\" (use HH:MM-HH:MM, e.g. 09:00-17:00)"]),
+    ("topup_window_hours_backwards.yml", &["global.topup_window.hours: end 09:00 is not after start 17:00 (a window cannot cross midnight)"]),
+    ("topup_window_bad_holiday.yml", &["global.topup_window.holidays[1]: invalid date \"2026-02-30\" (use YYYY-MM-DD)"]),
+    (
+        "topup_window_bad_lead_time.yml",
+        &[
+            "global.topup_window.lead_time: invalid duration \"soon\" (use e.g. 250ms, 10s, 5m, 1h)",
+            "global.topup_window.margin: invalid duration \"half a day\" (use e.g. 250ms, 10s, 5m, 1h)",
+        ],
+    ),
     // Every problem of a file at once
     (
         "many_problems.yml",
         &[
             "suppliers[0].poll_interval: invalid duration \"5x\" (use e.g. 250ms, 10s, 5m, 1h)",
-            "suppliers[1]: unknown field `colour` (common keys: name, base_url, auth, poll_interval, min_interval, timeout, max_response_size, max_retries, rate_limit_group, thresholds; keys of this kind: path)",
+            "suppliers[1]: unknown field `colour` (common keys: name, base_url, auth, poll_interval, min_interval, timeout, max_response_size, max_retries, rate_limit_group, thresholds, topup_window; keys of this kind: path)",
             "suppliers[2].name: duplicate supplier name \"fox\" (first used by suppliers[0])",
             "suppliers[2].base_url: scheme must be http or https, found \"ftp\"",
         ],
