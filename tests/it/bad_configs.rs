@@ -17,11 +17,11 @@ const CASES: &[(&str, &[&str])] = &[
     // YAML and structure
     ("yaml_syntax.yml", &["parsing YAML: line 5 column 1: could not find expected ':'"]),
     ("unknown_top_level_key.yml", &["supplier: unknown field `supplier`, expected `global` or `suppliers`"]),
-    ("unknown_global_key.yml", &["global.poll_intervall: unknown field `poll_intervall`, expected one of `poll_interval`, `timeout`, `min_interval`, `max_response_size`, `max_retries`, `topup_window`"]),
+    ("unknown_global_key.yml", &["global.poll_intervall: unknown field `poll_intervall`, expected one of `poll_interval`, `timeout`, `min_interval`, `max_response_size`, `max_retries`, `proxy_url`, `no_proxy`, `tls`, `topup_window`"]),
     ("suppliers_not_a_list.yml", &["suppliers: invalid type: map, expected a sequence"]),
     ("supplier_not_a_mapping.yml", &["suppliers[0]: expected a mapping"]),
     // Supplier keys
-    ("unknown_supplier_key.yml", &["suppliers[0]: unknown field `colour` (common keys: name, base_url, auth, poll_interval, min_interval, timeout, max_response_size, max_retries, rate_limit_group, thresholds, topup_window; keys of this kind: path)"]),
+    ("unknown_supplier_key.yml", &["suppliers[0]: unknown field `colour` (common keys: name, base_url, auth, poll_interval, min_interval, timeout, max_response_size, max_retries, rate_limit_group, thresholds, proxy_url, no_proxy, tls, topup_window; keys of this kind: path)"]),
     ("unknown_kind.yml", &["suppliers[0].kind: unknown variant `foxreloaded`, expected one of KINDS"]),
     ("missing_kind.yml", &["suppliers[0]: missing field `kind`"]),
     ("missing_name.yml", &["suppliers[0]: missing field `name`"]),
@@ -90,13 +90,13 @@ const CASES: &[(&str, &[&str])] = &[
         "many_problems.yml",
         &[
             "suppliers[0].poll_interval: invalid duration \"5x\" (use e.g. 250ms, 10s, 5m, 1h)",
-            "suppliers[1]: unknown field `colour` (common keys: name, base_url, auth, poll_interval, min_interval, timeout, max_response_size, max_retries, rate_limit_group, thresholds, topup_window; keys of this kind: path)",
+            "suppliers[1]: unknown field `colour` (common keys: name, base_url, auth, poll_interval, min_interval, timeout, max_response_size, max_retries, rate_limit_group, thresholds, proxy_url, no_proxy, tls, topup_window; keys of this kind: path)",
             "suppliers[2].name: duplicate supplier name \"fox\" (first used by suppliers[0])",
             "suppliers[2].base_url: scheme must be http or https, found \"ftp\"",
         ],
     ),
     // Web config (--web.config.file)
-    ("web_unknown_key.yml", &["tls_config: unknown field `tls_config`, expected one of `tls_server_config`, `http_server_config`, `basic_auth_users`"]),
+    ("web_unknown_key.yml", &["tls_config: unknown field `tls_config`, expected one of `tls_server_config`, `http_server_config`, `basic_auth_users`, `rate_limit`"]),
     ("web_cert_without_key.yml", &["tls_server_config.cert_file: no PEM certificate found", "tls_server_config.key_file: missing; TLS needs a private key (key_file or key)"]),
     (
         "web_missing_cert_file.yml",
