@@ -14,7 +14,10 @@
 //! exposition cached for the store's current generation, or renders it once
 //! from the states through a `prometheus` collector. A scrape never calls a
 //! supplier. [`app`] wires config → scheduler → server for `main.rs` and the
-//! tests; [`demo`] runs simulated suppliers for `--demo`.
+//! tests; [`demo`] runs simulated suppliers for `--demo`. Order systems read
+//! the same states as JSON through [`api`]; [`client`] holds one HTTP client
+//! per proxy/TLS setting toward suppliers; [`auto_reload`] watches the files a
+//! reload reads.
 
 pub mod amount;
 pub mod api;
