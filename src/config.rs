@@ -471,13 +471,7 @@ fn validate(mut file: FileRoot, issues: &mut Vec<ConfigIssue>, warnings: &mut Ve
         }
         tried.push(&s.client);
         if let Err(e) = crate::client::build(&s.client, Duration::from_secs(5)) {
-            let mut message = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                message = format!("{message}: {cause}");
-                source = cause.source();
-            }
-            issues.push(ConfigIssue { path: format!("suppliers[name={}]", s.name), message });
+            issues.push(ConfigIssue { path: format!("suppliers[name={}]", s.name), message: crate::settings::error_chain(&e) });
         }
     }
     out

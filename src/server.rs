@@ -63,17 +63,7 @@ pub enum ReloadError {
     TlsSwitch { path: String, added: bool },
 }
 
-/// An error with its causes, one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
-}
+pub use crate::settings::error_chain;
 
 /// Extra routes (the demo's switches): `(method, path, query)` → response, if handled.
 pub type ExtraRoutes = Arc<dyn Fn(&Method, &str, &str) -> Option<(StatusCode, String)> + Send + Sync>;
