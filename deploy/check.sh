@@ -7,8 +7,10 @@
 #   Docker     structural lint of deploy/docker/Dockerfile (stages, pinned bases,
 #              non-root USER, no remote ADD, musl target, exec-form ENTRYPOINT)
 #   Kubernetes YAML parse and schema/consistency checks of deploy/kubernetes/*.yaml;
-#              generated prometheusrule.yaml and configmap.yaml up to date; the
-#              PrometheusRule's rules pass promtool check rules
+#              generated prometheusrule.yaml (mixin/) and configmap.yaml up to date;
+#              the PrometheusRule's rules pass promtool check rules
+#   install    the README's install command: cargo install --locked --path . into a
+#              temporary root (reusing target/), then bin/balance_exporter --version
 #   examples   promtool check config examples/prometheus.yml (its rule_files resolve
 #              to alerts/*.rules.yml, every one of them checked); balance_exporter
 #              --config.check on examples/balance_exporter.yml with dummy secret files
@@ -69,7 +71,16 @@ check "secrets: config *_file names = LoadCredential= = Secret keys" python3 dep
 check "deploy/docker/Dockerfile: structure" python3 deploy/check_manifests.py docker
 
 # ---- Kubernetes -----------------------------------------------------------------------
-check "prometheusrule.yaml up to date with alerts/*.rules.yml" python3 deploy/kubernetes/gen-prometheusrule.py --check
+same_groups() {  # the PrometheusRule holds exactly the groups of alerts/*.rules.yml
+  python3 - <<'PY'
+import glob, sys, yaml
+files = [g for f in sorted(glob.glob("alerts/*.rules.yml")) for g in yaml.safe_load(open(f))["groups"]]
+rule = yaml.safe_load(open("deploy/kubernetes/prometheusrule.yaml"))["spec"]["groups"]
+key = lambda gs: sorted(repr(sorted(g.items())) for g in gs)
+sys.exit(0 if key(files) == key(rule) else "prometheusrule.yaml groups differ from alerts/*.rules.yml: run bash mixin/generate.sh")
+PY
+}
+check "prometheusrule.yaml holds the groups of alerts/*.rules.yml (both rendered by mixin/)" same_groups
 check "configmap.yaml up to date with examples/balance_exporter.yml" python3 deploy/kubernetes/gen-configmap.py --check
 check "src/demo/demo.yml up to date with src/kinds/*/demo.yml (registry order)" python3 scripts/gen-demo-config.py --check
 check "deploy/kubernetes/*.yaml: parse, schema, labels/selectors/ports" python3 deploy/check_manifests.py kubernetes
@@ -110,6 +121,15 @@ config_check() {
     || { echo "examples/balance_exporter.yml: *_file paths should default to /run/secrets/balance_exporter"; return 1; }
 }
 check "balance_exporter --config.check examples/balance_exporter.yml" config_check
+
+# ---- install (README "Install") --------------------------------------------------------
+install_check() {
+  # The README's command, into a temporary root; the shared target dir makes cargo reuse
+  # the release build instead of compiling again.
+  CARGO_TARGET_DIR="$ROOT/target" cargo install --locked --quiet --path . --root "$TMP/install" || return 1
+  "$TMP/install/bin/balance_exporter" --version
+}
+check "cargo install --locked --path . --root DIR; DIR/bin/balance_exporter --version" install_check
 
 echo
 if ((failed)); then echo "deploy/check.sh: failed: ${failures[*]}"; fi

@@ -224,7 +224,7 @@ def kubernetes():
         with open(path, encoding="utf-8") as f:
             src += yaml.safe_load(f)["groups"]
     if rule.get("spec", {}).get("groups") != src:
-        bad(rp, "spec.groups differ from alerts/*.rules.yml (run deploy/kubernetes/gen-prometheusrule.py)")
+        bad(rp, "spec.groups differ from alerts/*.rules.yml (run bash mixin/generate.sh)")
 
 
 def docker():

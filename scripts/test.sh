@@ -4,7 +4,8 @@
 #   bash scripts/test.sh
 #
 # Installs (Debian, as root, only when missing): prometheus + promtool,
-# prometheus-alertmanager + amtool, chromium (browser test of the landing page).
+# prometheus-alertmanager + amtool, chromium (browser test of the landing page),
+# jsonnet (the monitoring mixin renders the rules and dashboards).
 # Then: cargo tests (unit, integration, fuzz-style property runs), rule tests
 # and the alert backtest, dashboard validation, the end-to-end chain and the
 # deployment file checks. Each suite's result is summed up at the end.
@@ -17,6 +18,7 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v jsonnet >/dev/null 2>&1 || missing+=(jsonnet)
 if ((${#missing[@]})); then
   echo "==> installing: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -53,7 +55,7 @@ suite "cargo build" cargo build --release --locked
 # build, so dependencies are not compiled again.
 suite "cargo clippy" cargo clippy --release --locked --all-targets -- -D warnings
 suite "cargo test" cargo test --release --locked --no-fail-fast
-for s in alerts/test.sh dashboards/test.sh tests/browser/run.sh deploy/check.sh tests/e2e/run.sh; do
+for s in mixin/test.sh alerts/test.sh dashboards/test.sh tests/browser/run.sh deploy/check.sh tests/e2e/run.sh; do
   # A suite listed here but missing is a failure, never a silent skip.
   if [ -f "$s" ]; then
     suite "$s" bash "$s"
