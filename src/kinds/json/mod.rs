@@ -3,8 +3,9 @@
 //! One request (`method`, `path`, `query`, `query_secrets`, `headers`,
 //! `body`, optionally a token from OAuth2 client credentials or a `login`
 //! request), possibly over several pages (`pagination`), an optional in-body
-//! success check on each page, then `rows`: JSONPath selectors (RFC 9535, `serde_json_path`) whose matches each
-//! give one contribution to an (account, currency). See docs/json-kind.md.
+//! success check on each page, then `rows`: JSONPath selectors (RFC 9535,
+//! `serde_json_path`) whose matches each give one contribution to an
+//! (account, currency). See docs/json-kind.md.
 //!
 //! Amounts are read exactly: numbers from their raw JSON text (see
 //! [`document`]), strings as decimal text, never through `f64`. Minor units

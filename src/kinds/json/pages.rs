@@ -108,18 +108,17 @@ impl Pagination {
         }
     }
 
-    /// Query parameter names this pagination sends.
-    pub fn params(&self) -> Vec<(&'static str, &str)> {
+    /// Query parameter names this pagination sends, under their keys.
+    pub fn params(&self) -> Vec<(String, &str)> {
         let mut out = vec![];
         if let Some(c) = &self.cursor {
-            out.push(("cursor.param", c.param.as_str()));
+            out.push(("cursor.param".to_string(), c.param.as_str()));
         }
         for (key, counter) in [("page", &self.page), ("offset", &self.offset)] {
-            if let Some(c) = counter {
-                out.push((if key == "page" { "page.param" } else { "offset.param" }, c.param.as_str()));
-                if let Some(s) = &c.size_param {
-                    out.push((if key == "page" { "page.size_param" } else { "offset.size_param" }, s.as_str()));
-                }
+            let Some(c) = counter else { continue };
+            out.push((format!("{key}.param"), c.param.as_str()));
+            if let Some(size_param) = &c.size_param {
+                out.push((format!("{key}.size_param"), size_param.as_str()));
             }
         }
         out
@@ -152,7 +151,7 @@ impl Pagination {
         }
         for (key, name) in self.params() {
             if name.is_empty() {
-                issue(key, "is empty".into());
+                issue(&key, "is empty".into());
             }
         }
         for (key, counter) in [("page", &self.page), ("offset", &self.offset)] {
