@@ -26,17 +26,17 @@ use wiremock::matchers::{any, basic_auth, bearer_token, body_string, body_string
 use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
 
 /// `now` of every fixture poll: rows without a supplier timestamp show it.
-const NOW: u64 = 1_800_000_000;
+pub(crate) const NOW: u64 = 1_800_000_000;
 
-fn fixture_dir(name: &str) -> PathBuf {
+pub(crate) fn fixture_dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/json").join(name)
 }
 
-fn read(path: &Path) -> String {
+pub(crate) fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn load(text: &str, env: &BTreeMap<&str, String>) -> Config {
+pub(crate) fn load(text: &str, env: &BTreeMap<&str, String>) -> Config {
     config::load_str(text, &|name| env.get(name).cloned()).unwrap_or_else(|e| panic!("config: {e}"))
 }
 
@@ -71,7 +71,7 @@ fn expect_request(supplier: &config::SupplierConfig, token: Option<&str>) -> Moc
 }
 
 /// Polls the config's only supplier once against `server` and renders `/metrics`.
-async fn poll_and_render(config: &Config, memory: &mut KindMemory) -> (Result<(), PollError>, Samples) {
+pub(crate) async fn poll_and_render(config: &Config, memory: &mut KindMemory) -> (Result<(), PollError>, Samples) {
     let supplier = &config.suppliers[0];
     let upstream = Upstream::new(build_client(Duration::from_secs(2)), &supplier.upstream_settings(), Arc::new(Limiter::default()));
     let result = supplier.kind.poll(&upstream, memory).await;
@@ -87,7 +87,7 @@ async fn poll_and_render(config: &Config, memory: &mut KindMemory) -> (Result<()
 /// Every sample of `expected` is exposed with that value; for the balance
 /// families (`supplier_balance*`) nothing else is exposed; a line
 /// `# absent: <name>` asserts that no series of that name is exposed.
-fn assert_exposes(actual: &Samples, expected_text: &str, what: &str) {
+pub(crate) fn assert_exposes(actual: &Samples, expected_text: &str, what: &str) {
     for name in expected_text.lines().filter_map(|l| l.strip_prefix("# absent: ")) {
         assert!(actual.series_of(name.trim()).is_empty(), "{what}: {name} should be absent\n{}", actual.text);
     }
@@ -197,7 +197,7 @@ async fn vai247_seed_via_json_equals_builtin() {
 
 // ---- examples/*.yml against stubs of the documented APIs ----
 
-fn example(name: &str) -> String {
+pub(crate) fn example(name: &str) -> String {
     read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name))
 }
 
@@ -282,13 +282,18 @@ async fn example_paypal_fetches_a_token_then_balances_and_reuses_the_token() {
         .expect(2)
         .mount(&server)
         .await;
-    let mut memory = KindMemory::default();
-    let (outcome, samples) = poll_and_render(&config, &mut memory).await;
-    assert_eq!(outcome, Ok(()));
-    assert_exposes(&samples, &read(&fixture_dir("example_paypal").join("expected.prom")), "paypal.yml");
     // The second poll reuses the cached token: the token endpoint is hit once (checked on drop).
-    let (outcome, _) = poll_and_render(&config, &mut memory).await;
+    poll_twice_exposing(&config, "example_paypal", "paypal.yml").await;
+}
+
+/// Polls twice with one memory (the second poll reusing a cached token);
+/// the first must expose the fixture's `expected.prom`.
+pub(crate) async fn poll_twice_exposing(config: &Config, fixture: &str, what: &str) {
+    let mut memory = KindMemory::default();
+    let (outcome, samples) = poll_and_render(config, &mut memory).await;
     assert_eq!(outcome, Ok(()));
+    assert_exposes(&samples, &read(&fixture_dir(fixture).join("expected.prom")), what);
+    assert_eq!(poll_and_render(config, &mut memory).await.0, Ok(()));
 }
 
 #[tokio::test]
@@ -396,7 +401,7 @@ async fn oauth2_absolute_token_url_and_client_credentials_in_the_body() {
 
 // ---- config checking ----
 
-fn config_errors(text: &str) -> Vec<String> {
+pub(crate) fn config_errors(text: &str) -> Vec<String> {
     match config::load_str(text, &|_| None) {
         Err(ConfigError::Invalid(issues)) => issues.iter().map(|i| i.to_string()).collect(),
         Err(e) => vec![e.to_string()],
@@ -434,7 +439,7 @@ fn config_check_rejects_bad_jsonpath_and_mappings_with_key_paths() {
 
 #[test]
 fn examples_load_and_name_their_variables() {
-    for file in ["stripe.yml", "wise.yml", "paypal.yml", "twilio.yml"] {
+    for file in ["stripe.yml", "wise.yml", "paypal.yml", "twilio.yml", "currencycloud.yml", "airwallex.yml"] {
         let errs = config_errors(&example(file));
         assert!(!errs.is_empty() && errs.iter().all(|e| e.contains("environment variable")), "{file}: {errs:?}");
     }

@@ -17,6 +17,7 @@ mod crash;
 mod dodo_wallets;
 mod hostile_upstreams;
 mod json_kind;
+mod json_pages;
 mod load;
 mod reload;
 mod seed_kinds;

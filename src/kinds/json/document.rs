@@ -11,11 +11,13 @@
 #![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
 
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
-use serde_json_path::{NormalizedPath, PathElement};
+use serde_json_path::{JsonPath, NormalizedPath, PathElement};
 
 /// One step of a location: an object member or an array element.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +76,86 @@ pub fn display(loc: &[Seg]) -> String {
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A JSONPath expression. Syntax errors are kept and reported by
+/// [`JsonConfig::validate`] under the key's full path, so `--config.check`
+/// names `suppliers[0].rows[1].select`.
+#[derive(Clone)]
+pub struct Query {
+    text: String,
+    path: Result<JsonPath, QueryError>,
+}
+
+/// A JSONPath expression that does not parse.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid JSONPath {text:?}: {source}")]
+pub struct QueryError {
+    text: String,
+    source: Arc<serde_json_path::ParseError>,
+}
+
+impl Query {
+    pub fn parse(text: &str) -> Query {
+        let path = JsonPath::parse(text).map_err(|e| QueryError { text: text.to_string(), source: Arc::new(e) });
+        Query { text: text.to_string(), path }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+    /// The syntax error, if any.
+    pub fn error(&self) -> Option<&QueryError> {
+        self.path.as_ref().err()
+    }
+    /// Matches under `root`, which lives at `base`; with absolute locations.
+    /// (An invalid query never gets here: the config is rejected at load.)
+    pub fn locate<'v>(&self, root: &'v Value, base: &[Seg]) -> Vec<(&'v Value, Location)> {
+        match &self.path {
+            Ok(path) => path.query_located(root).into_iter().map(|n| (n.node(), join(base, n.location()))).collect(),
+            Err(_) => vec![],
+        }
+    }
+}
+
+impl Query {
+    /// The one match on the whole document, if any; `Err(n)`: `n` matches.
+    pub fn one<'v>(&self, root: &'v Value) -> Result<Option<&'v Value>, usize> {
+        match self.locate(root, &[]).as_slice() {
+            [] => Ok(None),
+            [(value, _)] => Ok(Some(*value)),
+            many => Err(many.len()),
+        }
+    }
+}
+
+impl PartialEq for Query {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl fmt::Debug for Query {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Query {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Query::parse(&String::deserialize(d)?))
+    }
+}
+
+/// A value's JSON type, for messages (never the value: it may be a secret).
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// The raw text of each number, in the shape of the document.

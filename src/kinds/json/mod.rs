@@ -1,9 +1,11 @@
 //! The configurable `json` kind: any balance API described in YAML.
 //!
-//! One request (`method`, `path`, `query`, `headers`, `body`, optionally an
-//! OAuth2 client-credentials token), an optional in-body success check, then
-//! `rows`: JSONPath selectors (RFC 9535, `serde_json_path`) whose matches each
-//! give one contribution to an (account, currency). See docs/json-kind.md.
+//! One request (`method`, `path`, `query`, `query_secrets`, `headers`,
+//! `body`, optionally a token from OAuth2 client credentials or a `login`
+//! request), possibly over several pages (`pagination`), an optional in-body
+//! success check on each page, then `rows`: JSONPath selectors (RFC 9535,
+//! `serde_json_path`) whose matches each give one contribution to an
+//! (account, currency). See docs/json-kind.md.
 //!
 //! Amounts are read exactly: numbers from their raw JSON text (see
 //! [`document`]), strings as decimal text, never through `f64`. Minor units
@@ -19,14 +21,16 @@
 #![deny(clippy::arithmetic_side_effects)]
 
 pub mod document;
+pub mod login;
 pub mod oauth2;
+pub mod pages;
+pub mod token;
 /// Its fuzz targets (run by `crate::fuzz`).
 #[cfg(test)]
 pub(crate) mod fuzz;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderName, HeaderValue};
@@ -34,9 +38,9 @@ use rust_decimal::Decimal;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
-use serde_json_path::JsonPath;
 
-use self::document::{display, join, Document, Location, Seg};
+pub use self::document::{Query, QueryError};
+use self::document::{display, type_name, Document, Location, Seg};
 use super::{parse_rfc3339, BalanceRow, KindMemory, PollOutput};
 use crate::amount::{currency_code, minor_to_major, parse_decimal_text, parse_json_amount, AmountError};
 use crate::settings::ConfigIssue;
@@ -60,9 +64,19 @@ pub struct JsonConfig {
     /// Request body (POST only): a mapping or list is sent as JSON, a string verbatim.
     #[serde(default)]
     pub body: Option<Value>,
+    /// Query parameters holding secrets (an API key): sent with every
+    /// request, including every page, and redacted from every message.
+    #[serde(default)]
+    pub query_secrets: BTreeMap<String, login::SecretValue>,
     /// Fetch a bearer token first (replaces `auth`).
     #[serde(default)]
     pub oauth2_client_credentials: Option<Box<oauth2::OAuth2Config>>,
+    /// Log in first and send the token it returns (replaces `auth`).
+    #[serde(default)]
+    pub login: Option<Box<login::LoginConfig>>,
+    /// Ask several pages and combine their rows.
+    #[serde(default)]
+    pub pagination: Option<Box<pages::Pagination>>,
     /// In-body success check; a mismatch fails the poll with reason `upstream_status`.
     #[serde(default)]
     pub success: Option<Box<SuccessCheck>>,
@@ -150,63 +164,6 @@ impl<'de> Deserialize<'de> for JsonConfig {
                 de::Error::custom(format!("{path}: {e}"))
             }
         })
-    }
-}
-
-/// A JSONPath expression. Syntax errors are kept and reported by
-/// [`JsonConfig::validate`] under the key's full path, so `--config.check`
-/// names `suppliers[0].rows[1].select`.
-#[derive(Clone)]
-pub struct Query {
-    text: String,
-    path: Result<JsonPath, QueryError>,
-}
-
-/// A JSONPath expression that does not parse.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("invalid JSONPath {text:?}: {source}")]
-pub struct QueryError {
-    text: String,
-    source: Arc<serde_json_path::ParseError>,
-}
-
-impl Query {
-    pub fn parse(text: &str) -> Query {
-        let path = JsonPath::parse(text).map_err(|e| QueryError { text: text.to_string(), source: Arc::new(e) });
-        Query { text: text.to_string(), path }
-    }
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-    /// The syntax error, if any.
-    pub fn error(&self) -> Option<&QueryError> {
-        self.path.as_ref().err()
-    }
-    /// Matches under `root`, which lives at `base`; with absolute locations.
-    /// (An invalid query never gets here: the config is rejected at load.)
-    fn locate<'v>(&self, root: &'v Value, base: &[Seg]) -> Vec<(&'v Value, Location)> {
-        match &self.path {
-            Ok(path) => path.query_located(root).into_iter().map(|n| (n.node(), join(base, n.location()))).collect(),
-            Err(_) => vec![],
-        }
-    }
-}
-
-impl PartialEq for Query {
-    fn eq(&self, other: &Self) -> bool {
-        self.text == other.text
-    }
-}
-
-impl fmt::Debug for Query {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.text)
-    }
-}
-
-impl<'de> Deserialize<'de> for Query {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Query::parse(&String::deserialize(d)?))
     }
 }
 
@@ -352,6 +309,16 @@ impl JsonConfig {
         if self.body.is_some() && self.method != HttpMethod::Post {
             issue("body".into(), "a body needs method: POST".into());
         }
+        if self.login.is_some() && self.oauth2_client_credentials.is_some() {
+            issue("login".into(), "give either login or oauth2_client_credentials, not both".into());
+        }
+        for name in self.query_secrets.keys() {
+            if name.is_empty() {
+                issue("query_secrets".into(), "a parameter name is empty".into());
+            } else if self.query.contains_key(name) {
+                issue(format!("query_secrets.{name}"), "is also in query; give it in one place".into());
+            }
+        }
         if self.rows.is_empty() {
             issue("rows".into(), "give at least one row selector".into());
         }
@@ -410,6 +377,14 @@ impl JsonConfig {
                 }
             }
         }
+        if let Some(p) = &self.pagination {
+            for (key, name) in p.params() {
+                if self.query.contains_key(name) || self.query_secrets.contains_key(name) {
+                    issue(format!("pagination.{key}"), format!("{name:?} is also in query; pagination sends it"));
+                }
+            }
+            p.validate(&format!("{path}.pagination"), issues);
+        }
     }
 
     /// Values to redact from every message: header values (they often carry
@@ -419,6 +394,9 @@ impl JsonConfig {
         if let Some(o) = &self.oauth2_client_credentials {
             out.extend([o.client_id.expose().to_string(), o.client_secret.expose().to_string()]);
         }
+        // As given, and form-encoded as they travel in a URL or a form body.
+        let values = self.query_secrets.values().map(login::SecretValue::expose);
+        out.extend(values.chain(self.login.iter().flat_map(|l| l.secret_values())).flat_map(login::redaction_forms));
         out
     }
 
@@ -428,6 +406,7 @@ impl JsonConfig {
             HttpMethod::Post => Request::post(&self.path),
         };
         req.query = self.query.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        req.query.extend(self.query_secrets.iter().map(|(k, v)| (k.clone(), v.expose().to_string())));
         for (name, value) in &self.headers {
             // Checked by `validate`; both parse.
             if let (Ok(name), Ok(mut value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
@@ -446,7 +425,7 @@ impl JsonConfig {
 /// The `json` kind's memory between polls.
 #[derive(Debug, Default)]
 struct JsonMemory {
-    tokens: oauth2::TokenCache,
+    tokens: token::TokenCache,
 }
 
 impl super::Kind for JsonConfig {
@@ -469,18 +448,49 @@ impl super::Kind for JsonConfig {
 
 pub async fn poll(cfg: &JsonConfig, upstream: &Upstream, memory: &mut KindMemory) -> Result<PollOutput, PollError> {
     let upstream = upstream.with_secrets(cfg.secrets());
-    let req = cfg.request();
-    let resp = match &cfg.oauth2_client_credentials {
-        None => upstream.send(&req).await?,
-        Some(o) => {
-            let tokens = &mut memory.get::<JsonMemory>().tokens;
-            let resp = oauth2::send(o, &upstream, &req, tokens).await?;
-            // A body quoting the access token must not put it into a message.
-            let token = tokens.token().map(|t| t.expose().to_string());
-            return parse(cfg, &upstream.with_secrets(token), &resp.body);
+    let tokens = &mut memory.get::<JsonMemory>().tokens;
+    let first = cfg.request();
+    let mut pager = cfg.pagination.as_deref().map(pages::Pager::new);
+    let (mut target, mut req) = (upstream.clone(), first.clone());
+    req.query.extend(pager.as_ref().map(pages::Pager::first).unwrap_or_default());
+    let mut rows = Rows::default();
+    for page in 0usize.. {
+        let resp = match (&cfg.oauth2_client_credentials, &cfg.login) {
+            (Some(o), _) => token::send(o.as_ref(), &target, &req, tokens).await?,
+            (None, Some(l)) => token::send(l.as_ref(), &target, &req, tokens).await?,
+            (None, None) => target.send(&req).await?,
+        };
+        // A body quoting the token must not put it into a message.
+        let reading = upstream.with_secrets(tokens.token().map(|t| t.expose().to_string()));
+        let doc = read_page(cfg, &reading, &resp.body)?;
+        let selected = rows.add_page(cfg, &reading, &doc, page);
+        let Some(pager) = pager.as_mut() else { break };
+        let url = page_url(&target, &req)?;
+        match pager.next(&doc, selected, &url, upstream.base_url())? {
+            None => break,
+            Some(pages::NextPage::Params(params)) => {
+                (target, req) = (upstream.clone(), first.clone());
+                req.query.extend(params);
+            }
+            Some(pages::NextPage::Url(next)) => {
+                let (origin, path) = token::at_origin(&next);
+                // The link's own parameters, plus any secret parameter it lacks.
+                let secrets = cfg.query_secrets.iter().filter(|(k, _)| !next.query_pairs().any(|(name, _)| name == k.as_str()));
+                let query = secrets.map(|(k, v)| (k.clone(), v.expose().to_string())).collect();
+                (target, req) = (upstream.at_base_url(origin), Request { path, query, ..first.clone() });
+            }
         }
-    };
-    parse(cfg, &upstream, &resp.body)
+    }
+    rows.finish(cfg)
+}
+
+/// The URL a request goes to (before redirects), to resolve relative links.
+fn page_url(target: &Upstream, req: &Request) -> Result<reqwest::Url, PollError> {
+    let mut url = target.url_for(&req.path)?;
+    if !req.query.is_empty() {
+        url.query_pairs_mut().extend_pairs(req.query.iter());
+    }
+    Ok(url)
 }
 
 /// One row's addition to an (account, currency).
@@ -530,58 +540,88 @@ struct RowError {
     message: String,
 }
 
-/// Reads a 200 body.
+/// Reads a 200 body (one page).
 pub fn parse(cfg: &JsonConfig, upstream: &Upstream, body: &[u8]) -> Result<PollOutput, PollError> {
+    let doc = read_page(cfg, upstream, body)?;
+    let mut rows = Rows::default();
+    rows.add_page(cfg, upstream, &doc, 0);
+    rows.finish(cfg)
+}
+
+/// A page's body as a document, its in-body success check passed.
+fn read_page(cfg: &JsonConfig, upstream: &Upstream, body: &[u8]) -> Result<Document, PollError> {
     let doc = Document::parse(body).map_err(|e| PollError::decode(format!("response is not JSON: {}", upstream.redact(&e.to_string()))))?;
     if let Some(check) = &cfg.success {
         check_success(check, &doc, upstream)?;
     }
-    let mut merged: BTreeMap<(String, String), Contribution> = BTreeMap::new();
-    let mut poisoned = BTreeSet::new();
-    let mut out = PollOutput::default();
-    let mut matched = 0usize;
-    for row in &cfg.rows {
-        for (node, loc) in row.select.locate(&doc.value, &[]) {
-            matched = matched.saturating_add(1);
-            match read_row(cfg, row, &doc, node, &loc, upstream) {
-                Ok((key, c)) => {
-                    if let Err(component) = merged.entry(key.clone()).or_default().add(c) {
-                        out.row_errors.push(format!("{}: {} {}: the sum of {component} overflows", display(&loc), key.0, key.1));
-                        poisoned.insert(key);
+    Ok(doc)
+}
+
+/// The rows of every page of one poll, merged by (account, currency) as if
+/// they came from one body.
+#[derive(Default)]
+struct Rows {
+    merged: BTreeMap<(String, String), Contribution>,
+    poisoned: BTreeSet<(String, String)>,
+    out: PollOutput,
+    matched: usize,
+}
+
+impl Rows {
+    /// Adds the rows of page `page` (0-based); returns how many it selected.
+    fn add_page(&mut self, cfg: &JsonConfig, upstream: &Upstream, doc: &Document, page: usize) -> usize {
+        // Row errors of later pages say which page.
+        let on_page = |message: String| if page == 0 { message } else { format!("page {}: {message}", page.saturating_add(1)) };
+        let mut selected = 0usize;
+        for row in &cfg.rows {
+            for (node, loc) in row.select.locate(&doc.value, &[]) {
+                selected = selected.saturating_add(1);
+                match read_row(cfg, row, doc, node, &loc, upstream) {
+                    Ok((key, c)) => {
+                        if let Err(component) = self.merged.entry(key.clone()).or_default().add(c) {
+                            self.out.row_errors.push(on_page(format!("{}: {} {}: the sum of {component} overflows", display(&loc), key.0, key.1)));
+                            self.poisoned.insert(key);
+                        }
+                    }
+                    Err(e) => {
+                        self.poisoned.extend(e.key);
+                        self.out.row_errors.push(on_page(e.message));
                     }
                 }
-                Err(e) => {
-                    poisoned.extend(e.key);
-                    out.row_errors.push(e.message);
-                }
             }
         }
+        self.matched = self.matched.saturating_add(selected);
+        selected
     }
-    for ((account, currency), c) in merged {
-        if poisoned.contains(&(account.clone(), currency.clone())) {
-            continue;
-        }
-        let (balance, frozen, usable) = match c.resolve() {
-            Ok(components) => components,
-            Err(why) => {
-                out.row_errors.push(format!("{account} {currency}: {why}"));
+
+    fn finish(self, cfg: &JsonConfig) -> Result<PollOutput, PollError> {
+        let Rows { merged, poisoned, mut out, matched } = self;
+        for ((account, currency), c) in merged {
+            if poisoned.contains(&(account.clone(), currency.clone())) {
                 continue;
             }
-        };
-        out.balances.push(BalanceRow { account, currency, balance, frozen, usable, updated_at: c.updated_at });
+            let (balance, frozen, usable) = match c.resolve() {
+                Ok(components) => components,
+                Err(why) => {
+                    out.row_errors.push(format!("{account} {currency}: {why}"));
+                    continue;
+                }
+            };
+            out.balances.push(BalanceRow { account, currency, balance, frozen, usable, updated_at: c.updated_at });
+        }
+        if out.balances.is_empty() {
+            let detail = if !out.row_errors.is_empty() {
+                out.row_errors.join("; ")
+            } else if matched == 0 {
+                let selects: Vec<&str> = cfg.rows.iter().map(|r| r.select.as_str()).collect();
+                format!("no rows: {} matched nothing", selects.join(", "))
+            } else {
+                "no rows".to_string()
+            };
+            return Err(PollError::decode(detail));
+        }
+        Ok(out)
     }
-    if out.balances.is_empty() {
-        let detail = if !out.row_errors.is_empty() {
-            out.row_errors.join("; ")
-        } else if matched == 0 {
-            let selects: Vec<&str> = cfg.rows.iter().map(|r| r.select.as_str()).collect();
-            format!("no rows: {} matched nothing", selects.join(", "))
-        } else {
-            "no rows".to_string()
-        };
-        return Err(PollError::decode(detail));
-    }
-    Ok(out)
 }
 
 fn check_success(check: &SuccessCheck, doc: &Document, upstream: &Upstream) -> Result<(), PollError> {
@@ -800,17 +840,6 @@ enum TimestampError {
     EpochOutOfRange(String),
     #[error("expected RFC 3339 or epoch seconds/milliseconds, found {0:?}")]
     NotATimestamp(String),
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// What was found, for messages: scalars shown (shortened, redacted), containers by type.
