@@ -746,12 +746,18 @@ suppliers:
         assert!(html.contains("waiting for the first poll"));
     }
 
-    #[test]
-    fn runway_shown_when_known_and_flagged_under_threshold() {
+    /// A store of the test config's suppliers, none polled, and charlie's slot (thresholds: USD low 100, vip 1000).
+    fn charlie_alone() -> (Store, std::sync::Arc<SupplierSlot>) {
         let config = crate::config::load_str(CONFIG, &|_: &str| None::<String>).unwrap();
         let store = Store::default();
-        let slots = store.set_suppliers(&config.suppliers);
-        let charlie = slots.iter().find(|s| s.name == "charlie").unwrap();
+        let charlie = store.set_suppliers(&config.suppliers).into_iter().find(|s| s.name == "charlie").unwrap();
+        (store, charlie)
+    }
+
+    #[test]
+    fn runway_shown_when_known_and_flagged_under_threshold() {
+        let (store, charlie) = charlie_alone();
+        let charlie = &charlie;
         let t0 = now() - Duration::from_secs(6 * 3600);
         let s = SupplierState::default().after_poll(ok(vec![row("main", "USD", "1000", "700")]), Duration::ZERO, t0);
         // 100 spent in 6 h = 400/day; 200 usable lasts half a day, under the 3-day threshold.
@@ -837,10 +843,8 @@ suppliers:
 
     #[test]
     fn each_row_draws_its_trend_with_the_low_threshold() {
-        let config = crate::config::load_str(CONFIG, &|_: &str| None::<String>).unwrap();
-        let store = Store::default();
-        let slots = store.set_suppliers(&config.suppliers);
-        let charlie = slots.iter().find(|s| s.name == "charlie").unwrap();
+        let (store, charlie) = charlie_alone();
+        let charlie = &charlie;
         let t0 = now() - Duration::from_secs(3 * 3600);
         let mut s = SupplierState::default();
         for (i, usable) in ["150", "90", "400"].iter().enumerate() {
