@@ -19,10 +19,16 @@
 //!    case: every ready time moves every minute), in-process: a render from
 //!    scratch, a scrape within the same minute, a scrape in a new minute.
 //!
+//! 5. (issue 18) the landing page's trend pictures at 10,000 suppliers × 1
+//!    account × 1 currency, each trend full (288 points, a day at one point
+//!    per 5 minutes), in-process: this process's RSS before and after building
+//!    them, the heap the trends hold, one more poll on a full trend (it thins
+//!    one point), every row's SVG drawn, and the `trends.v1` file's size.
+//!
 //! Parts 2 and 3 give every supplier that global top-up window too.
 //!
 //!   cargo bench --bench lean        (SUPPLIERS=10000 WINDOW=70 SCRAPE_SECONDS=5; needs wrk)
-//!   PARTS=1,4 cargo bench --bench lean   (only the in-process parts: seconds, no wrk)
+//!   PARTS=1,4,5 cargo bench --bench lean (only the in-process parts: seconds, no wrk)
 //!
 //! The 1-minute load average is printed next to every timing figure: the
 //! machine should be otherwise idle.
@@ -167,6 +173,60 @@ fn ready_freshness(suppliers: usize) {
     );
 }
 
+// ---- 5. trend pictures at 10,000 suppliers ---------------------------------------------
+
+fn trends(suppliers: usize) {
+    use balance_exporter::trend::{self, Size, Trend, MAX_POINTS};
+    let pid = std::process::id();
+    let start = 1_800_000_000i64;
+    let before = proc_status(pid, "VmRSS:");
+    let t = Instant::now();
+    // A day of one point per 5 minutes: spend 0.37 a poll, a top-up every 6 hours.
+    let built: Vec<Trend> = (0..suppliers)
+        .map(|i| {
+            let mut tr = Trend::default();
+            for p in 0..MAX_POINTS as i64 {
+                let topups = (p / 72) as f64 * 500.0;
+                tr.push(start + p * 300 + (i as i64 % 7), 1_000_000.0 - p as f64 * 0.37 + topups);
+            }
+            tr
+        })
+        .collect();
+    let took = t.elapsed();
+    let after = proc_status(pid, "VmRSS:");
+    let points: usize = built.iter().map(Trend::len).sum();
+    let held: usize = built.iter().map(Trend::heap_bytes).sum::<usize>() + built.len() * std::mem::size_of::<Trend>();
+    println!("\n{suppliers} suppliers × 1 account × 1 currency, a full trend each (built in {:.1} s), in-process:", took.as_secs_f64());
+    println!(
+        "  {points} points ({} per trend); held by the trends: {:.1} MiB ({} bytes per trend, struct included)",
+        points / suppliers.max(1),
+        held as f64 / (1 << 20) as f64,
+        held / suppliers.max(1)
+    );
+    println!("  RSS {before:.1} MiB before building them, {after:.1} MiB after: +{:.1} MiB", after - before);
+    // One more poll on a full trend: the newest point goes in, one is thinned out.
+    let mut full = built[0].clone();
+    let n = 10_000i64;
+    let t = Instant::now();
+    for k in 1..=n {
+        full.push(start + (MAX_POINTS as i64 + k) * 300, 999_000.0 + k as f64);
+    }
+    let per_poll = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let t = Instant::now();
+    let svg_bytes: usize = built.iter().map(|tr| black_box(trend::sparkline(tr, "USD", Some(Decimal::from(100)), Size::ROW)).len()).sum();
+    let drawn = t.elapsed();
+    let names: Vec<String> = (0..suppliers).map(|i| format!("s{i}")).collect();
+    let file = trend::encode(names.iter().zip(&built).map(|(name, tr)| (name.as_str(), "main", "USD", tr)));
+    println!("  one poll on a full trend (push + thin one point): {per_poll:.2} µs (load1 {})", load1());
+    println!(
+        "  every row's SVG drawn: {:.0} ms, {} bytes of markup ({} per row); trends.v1: {:.1} MiB",
+        drawn.as_secs_f64() * 1000.0,
+        svg_bytes,
+        svg_bytes / suppliers.max(1),
+        file.len() as f64 / (1 << 20) as f64
+    );
+}
+
 // ---- 2 and 3. the real binary at 10,000 suppliers ------------------------------------
 
 fn polls_total(text: &str) -> f64 {
@@ -285,14 +345,17 @@ fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return;
     }
-    // PARTS=1,4 runs only those (the in-process ones: seconds, not minutes); default all.
-    let parts = std::env::var("PARTS").unwrap_or_else(|_| "1,2,3,4".into());
+    // PARTS=1,4,5 runs only those (the in-process ones: seconds, not minutes); default all.
+    let parts = std::env::var("PARTS").unwrap_or_else(|_| "1,2,3,4,5".into());
     let part = |p: &str| parts.split(',').any(|x| x.trim() == p);
     if part("1") {
         bytes_per_supplier(env("SUPPLIERS_BYTES", 1000) as usize);
     }
     if part("4") {
         ready_freshness(env("SUPPLIERS", 10_000) as usize);
+    }
+    if part("5") {
+        trends(env("SUPPLIERS", 10_000) as usize);
     }
     if part("2") || part("3") {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();

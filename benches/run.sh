@@ -9,7 +9,8 @@
 # 3. polling 100/1,000/10,000 suppliers + memory       (cargo bench --locked --bench polling)
 # 4. spend-rate history memory at 10,000 suppliers     (cargo bench --locked --bench spend_rate)
 # 5. issue 15 at 10,000 suppliers: bytes/supplier, RSS, (cargo bench --locked --bench lean)
-#    throughput while polls land, CPU with --storage.path
+#    throughput while polls land, CPU with --storage.path; issue 16's ready times;
+#    issue 18's trend pictures (memory of 10,000 full trends, drawing, file size)
 # Run on an otherwise idle machine: the figures are medians of this run only.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -14,7 +14,9 @@
 //! Stable hooks for tests and scrapers: `section.supplier` carries
 //! `data-supplier`, `data-status` (`failing`/`stale`/`low`/`pending`/`ok`)
 //! and `data-stale`; rows carry `data-account`/`data-currency` and the classes
-//! `low`, `short-runway`, `stale`; cells are classed by column.
+//! `low`, `short-runway`, `stale`; cells are classed by column. The `24 h`
+//! column is an inline SVG per row ([`crate::trend::sparkline`]) carrying
+//! `data-points`.
 
 use std::fmt::Write;
 use std::time::{Duration, SystemTime};
@@ -436,9 +438,10 @@ fn render_supplier(html: &mut String, v: &SupplierView, now: SystemTime) {
     }
     html.push_str(
         "<div class=\"scroll\"><table><thead><tr><th class=\"account\">account</th><th class=\"currency\">currency</th><th class=\"total\">total</th>\
-         <th class=\"frozen\">frozen</th><th class=\"usable\">usable</th><th class=\"updated\">updated</th><th class=\"status\">status</th>\
+         <th class=\"frozen\">frozen</th><th class=\"usable\">usable</th><th class=\"trend\">24 h</th><th class=\"updated\">updated</th><th class=\"status\">status</th>\
          <th class=\"runway\">runway</th><th class=\"topup\">top-up</th></tr></thead><tbody>",
     );
+    let no_trend = crate::trend::Trend::default();
     for (key, b, row) in &v.rows {
         let mut classes = vec!["balance"];
         if row.low {
@@ -460,13 +463,14 @@ fn render_supplier(html: &mut String, v: &SupplierView, now: SystemTime) {
             "<tr class=\"{}\" data-account=\"{account}\" data-currency=\"{currency}\"><td class=\"account\" data-label=\"account\">{account}</td>\
              <td class=\"currency\" data-label=\"currency\">{currency}</td><td class=\"total\" data-label=\"total\">{}</td>\
              <td class=\"frozen\" data-label=\"frozen\">{}</td><td class=\"usable{}\" data-label=\"usable\"{}>{}</td>\
-             <td class=\"updated\" data-label=\"updated\" title=\"{updated}\"><time datetime=\"{updated}\">{}</time></td><td class=\"status\" data-label=\"status\">",
+             <td class=\"trend\" data-label=\"24 h\">{}</td><td class=\"updated\" data-label=\"updated\" title=\"{updated}\"><time datetime=\"{updated}\">{}</time></td><td class=\"status\" data-label=\"status\">",
             classes.join(" "),
             money(b.row.balance),
             money(b.row.frozen),
             if row.negative { " neg" } else { "" },
             row.low_threshold.map_or(String::new(), |l| format!(" title=\"low threshold {}\"", money(l))),
             money(b.row.usable),
+            crate::trend::sparkline(state.trends.get(*key).unwrap_or(&no_trend), &key.1, row.low_threshold, crate::trend::Size::ROW),
             ago(b.updated_at(), now),
         );
         let mut tags: Vec<String> = Vec::new();
@@ -541,7 +545,7 @@ fn render_supplier(html: &mut String, v: &SupplierView, now: SystemTime) {
     }
     if v.rows.is_empty() {
         let text = if state.polled_once { "no balances yet" } else { "waiting for the first poll" };
-        let _ = write!(html, "<tr class=\"empty\"><td colspan=\"9\" class=\"none\">{text}</td></tr>");
+        let _ = write!(html, "<tr class=\"empty\"><td colspan=\"10\" class=\"none\">{text}</td></tr>");
     }
     html.push_str("</tbody></table></div></section>");
 }
@@ -742,12 +746,18 @@ suppliers:
         assert!(html.contains("waiting for the first poll"));
     }
 
-    #[test]
-    fn runway_shown_when_known_and_flagged_under_threshold() {
+    /// A store of the test config's suppliers, none polled, and charlie's slot (thresholds: USD low 100, vip 1000).
+    fn charlie_alone() -> (Store, std::sync::Arc<SupplierSlot>) {
         let config = crate::config::load_str(CONFIG, &|_: &str| None::<String>).unwrap();
         let store = Store::default();
-        let slots = store.set_suppliers(&config.suppliers);
-        let charlie = slots.iter().find(|s| s.name == "charlie").unwrap();
+        let charlie = store.set_suppliers(&config.suppliers).into_iter().find(|s| s.name == "charlie").unwrap();
+        (store, charlie)
+    }
+
+    #[test]
+    fn runway_shown_when_known_and_flagged_under_threshold() {
+        let (store, charlie) = charlie_alone();
+        let charlie = &charlie;
         let t0 = now() - Duration::from_secs(6 * 3600);
         let s = SupplierState::default().after_poll(ok(vec![row("main", "USD", "1000", "700")]), Duration::ZERO, t0);
         // 100 spent in 6 h = 400/day; 200 usable lasts half a day, under the 3-day threshold.
@@ -829,6 +839,35 @@ suppliers:
         fresh.publish(&slots[1], SupplierState::default().after_poll(ok(vec![row("main", "USD", "850", "0")]), Duration::ZERO, friday));
         let html = render(&fresh, "/metrics", friday);
         assert!(html.contains("title=\"not known yet: needs an hour of spend history to cover 7 days\">–</td></tr>"), "{html}");
+    }
+
+    #[test]
+    fn each_row_draws_its_trend_with_the_low_threshold() {
+        let (store, charlie) = charlie_alone();
+        let charlie = &charlie;
+        let t0 = now() - Duration::from_secs(3 * 3600);
+        let mut s = SupplierState::default();
+        for (i, usable) in ["150", "90", "400"].iter().enumerate() {
+            let rows = vec![row("main", "USD", usable, "0"), row("main", "EUR", "3", "0")];
+            s = s.after_poll(ok(rows), Duration::ZERO, t0 + Duration::from_secs(3600) * i as u32);
+        }
+        store.publish(charlie, s.clone());
+        let html = render(&store, "/metrics", now());
+        assert!(html.contains("<th class=\"usable\">usable</th><th class=\"trend\">24 h</th>"));
+        let usd = html.split("data-account=\"main\" data-currency=\"USD\"").nth(1).unwrap().split("</tr>").next().unwrap();
+        let cell = usd.split("<td class=\"trend\" data-label=\"24 h\">").nth(1).unwrap().split("</td>").next().unwrap();
+        // The threshold (100) inside the range 90..400: the line is drawn, the label says so.
+        assert!(cell.starts_with("<svg class=\"trend\"") && cell.contains("data-points=\"3\""), "{cell}");
+        assert!(cell.contains("aria-label=\"usable USD, 2 h: 3 points, min 90, max 400, low threshold 100\""), "{cell}");
+        assert!(cell.contains("<line class=\"trend-low\""), "{cell}");
+        // EUR has no threshold: a picture without a line.
+        let eur = html.split("data-currency=\"EUR\"").nth(1).unwrap().split("</tr>").next().unwrap();
+        assert!(eur.contains("data-points=\"3\"") && !eur.contains("<line"), "{eur}");
+        // One poll only: a short text, not a picture.
+        let html = render(&self::store(now()), "/metrics", now());
+        let alpha = html.split("data-supplier=\"alpha\"").nth(1).unwrap().split("</section>").next().unwrap();
+        assert!(alpha.contains("<td class=\"trend\" data-label=\"24 h\"><span class=\"trend none\""), "{alpha}");
+        assert!(!html.contains(" style="), "no style attribute anywhere");
     }
 
     #[test]

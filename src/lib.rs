@@ -17,7 +17,8 @@
 //! tests; [`demo`] runs simulated suppliers for `--demo`. Order systems read
 //! the same states as JSON through [`api`]; [`client`] holds one HTTP client
 //! per proxy/TLS setting toward suppliers; [`auto_reload`] watches the files a
-//! reload reads.
+//! reload reads. [`trend`] keeps each balance's last day of usable amounts
+//! and draws it as the landing page's inline SVG step line.
 
 pub mod amount;
 pub mod api;
@@ -40,5 +41,6 @@ pub mod snapshot;
 pub mod spend_rate;
 pub mod storage;
 pub mod topup_window;
+pub mod trend;
 pub mod upstream;
 pub mod web;

@@ -30,6 +30,8 @@ use crate::upstream::{Limiter, Upstream};
 const MAX_INITIAL_DELAY: Duration = Duration::from_secs(3);
 /// Base of the fast retry after a transient failure; doubles up to `poll_interval`.
 const FAILURE_BACKOFF_BASE: Duration = Duration::from_secs(5);
+/// How often, with `--storage.path`, the trend pictures are written (and once more at shutdown).
+pub const TRENDS_WRITE_INTERVAL: Duration = Duration::from_secs(300);
 
 /// Delay until the next poll. `jitter` in [0, 1).
 ///
@@ -275,6 +277,8 @@ pub struct Scheduler {
     tasks: Mutex<HashMap<String, Task>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// Whether the periodic trends write runs (started by the first `apply` with storage).
+    trends_writer: std::sync::Once,
 }
 
 impl Scheduler {
@@ -294,6 +298,7 @@ impl Scheduler {
             tasks: Mutex::default(),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            trends_writer: std::sync::Once::new(),
         }
     }
 
@@ -304,12 +309,35 @@ impl Scheduler {
     pub fn apply(&self, config: &Config) {
         let mut restored_memory = HashMap::new();
         let slots = self.store.set_suppliers_restoring(&config.suppliers, &mut |cfg| {
-            let restored = self.storage.as_ref()?.take_restored(&cfg.name, cfg.kind.name())?;
-            if let Some(m) = restored.memory {
-                restored_memory.insert(cfg.name.clone(), m);
-            }
-            Some(restored.state)
+            let storage = self.storage.as_ref()?;
+            let trends = storage.take_trends(&cfg.name);
+            let mut state = match storage.take_restored(&cfg.name, cfg.kind.name()) {
+                Some(restored) => {
+                    if let Some(m) = restored.memory {
+                        restored_memory.insert(cfg.name.clone(), m);
+                    }
+                    restored.state
+                }
+                None if trends.is_empty() => return None,
+                None => crate::snapshot::SupplierState::loaded(SystemTime::now()),
+            };
+            state.trends = trends;
+            Some(state)
         });
+        if let Some(storage) = &self.storage {
+            self.trends_writer.call_once(|| {
+                let (store, storage, stop) = (self.store.clone(), storage.clone(), self.shutdown.clone());
+                self.tracker.spawn(async move {
+                    let mut tick = tokio::time::interval_at(Instant::now() + TRENDS_WRITE_INTERVAL, TRENDS_WRITE_INTERVAL);
+                    loop {
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            _ = tick.tick() => write_trends(&store, &storage).await,
+                        }
+                    }
+                });
+            });
+        }
         let by_name: HashMap<&str, &SupplierConfig> = config.suppliers.iter().map(|s| (s.name.as_str(), s)).collect();
         if let Some(storage) = &self.storage {
             storage.retain(&|name| by_name.contains_key(name));
@@ -397,10 +425,29 @@ impl Scheduler {
         self.tracker.close();
         let _ = tokio::time::timeout(grace, self.tracker.wait()).await;
         if let Some(storage) = &self.storage {
+            write_trends(&self.store, storage).await;
             storage.flush().await;
             let storage = storage.clone();
             let _ = tokio::task::spawn_blocking(move || storage.close()).await;
         }
+    }
+}
+
+/// Writes every supplier's trends to the state directory (off the async
+/// threads); a failure is a warning, and the next write tries again.
+pub async fn write_trends(store: &Store, storage: &Arc<Storage>) {
+    let states: Vec<_> = store.slots().iter().map(|slot| (slot.clone(), slot.state())).collect();
+    let series = states.iter().flat_map(|(slot, state)| {
+        state.trends.iter().map(move |((account, currency), trend)| (slot.name.as_str(), account.as_str(), currency.as_str(), trend))
+    });
+    let bytes = crate::trend::encode(series);
+    let storage = storage.clone();
+    match tokio::task::spawn_blocking(move || storage.write_trends(&bytes)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %crate::server::error_chain(&e), "writing the trend pictures failed; the next write tries again")
+        }
+        Err(e) => tracing::warn!(error = %e, "the trends writer panicked; the next write tries again"),
     }
 }
 

@@ -23,6 +23,7 @@ use rust_decimal::Decimal;
 use crate::config::{SupplierConfig, Threshold};
 use crate::poll::{BalanceRow, ExtraSample, Flows, PollError, PollOutput, Reason};
 use crate::spend_rate::SpendHistory;
+use crate::trend::Trend;
 
 /// How long spend/top-up counters outlive their balance (a poll or two of absence keeps them).
 pub const COUNTER_RETENTION: Duration = Duration::from_secs(3600);
@@ -94,6 +95,9 @@ pub struct SupplierState {
     /// Each balance's poll times and spend plus frozen: `supplier_balance_spend_rate`
     /// and the landing page's runway.
     pub spend_windows: KeyMap<BalanceKey, SpendHistory>,
+    /// Each balance's usable amount per successful poll over the last day: the
+    /// landing page's trend picture (kept in `trends.v1`, not in the state records).
+    pub trends: KeyMap<BalanceKey, Trend>,
     /// Kind-specific counters keyed by (name, labels).
     pub counters: KeyMap<ExtraKey, (&'static str, Decimal)>,
 }
@@ -209,6 +213,13 @@ impl SupplierState {
             }
         }
         self.spend_windows.retain(|k, _| balances.contains_key(k));
+        for (key, b) in &balances {
+            if !kept_old.contains(key) {
+                self.trends.entry(key.clone()).or_default().observe(now, b.row.usable);
+            }
+        }
+        // A balance gone from the answer takes its picture with it.
+        self.trends.retain(|k, _| balances.contains_key(k));
         self.balances = balances.into_iter().collect();
         self.gauges = output.gauges;
         for inc in output.counter_increments {
@@ -603,6 +614,22 @@ mod tests {
         assert!(!s.spent_total.contains_key(&key("b", "USD")));
         assert!(!s.topped_up_total.contains_key(&key("b", "USD")));
         assert_eq!(s.spent_total[&key("a", "USD")].to_string(), "1");
+    }
+
+    #[test]
+    fn trends_get_a_point_per_successful_poll_and_lose_accounts_that_go() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let d = Duration::ZERO;
+        let s = SupplierState::default().after_poll(ok(vec![row("a", "USD", "10"), row("b", "EUR", "5")]), d, t0);
+        let s = s.after_poll(ok(vec![row("a", "USD", "9.5"), row("b", "EUR", "5")]), d, t0 + Duration::from_secs(60));
+        // A failed poll adds nothing.
+        let s = s.after_poll(Err(PollError::new(Reason::Timeout, "timed out")), d, t0 + Duration::from_secs(120));
+        assert_eq!(s.trends[&key("a", "USD")].points().map(|p| p.1).collect::<Vec<_>>(), vec![10.0, 9.5]);
+        assert_eq!(s.trends[&key("b", "EUR")].len(), 2);
+        // b leaves the answer: its trend goes at once (its counters stay a while).
+        let s = s.after_poll(ok(vec![row("a", "USD", "9")]), d, t0 + Duration::from_secs(180));
+        assert_eq!(s.trends.keys().collect::<Vec<_>>(), vec![&key("a", "USD")]);
+        assert_eq!(s.trends[&key("a", "USD")].len(), 3);
     }
 
     #[test]

@@ -7,7 +7,10 @@
 //! - `state.journal`: the same header, then records appended after each poll
 //!   (a later record of a supplier replaces an earlier one; `drop` records
 //!   forget a supplier);
-//! - `lock`: held (`flock`) while an exporter uses the directory.
+//! - `lock`: held (`flock`) while an exporter uses the directory;
+//! - `trends.v1`: the landing page's trend pictures ([`crate::trend`]), its
+//!   own file in its own format, rewritten whole (temporary file, fsync,
+//!   rename) every few minutes and at shutdown; a damaged one is ignored.
 //!
 //! Each record line is `<crc32 of the JSON, 8 hex digits> <JSON>\n`, so a line
 //! torn by a crash or damaged on disk is recognised and skipped. One writer
@@ -33,8 +36,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::poll::{BalanceRow, Reason};
-use crate::snapshot::{Balance, LastError, SupplierState};
+use crate::snapshot::{Balance, BalanceKey, KeyMap, LastError, SupplierState};
 use crate::spend_rate::SpendHistory;
+use crate::trend::Trend;
 
 /// Version of the record format; a file of another version is set aside.
 pub const FORMAT_VERSION: u32 = 1;
@@ -43,6 +47,8 @@ const SNAPSHOT: &str = "state.snapshot";
 const JOURNAL: &str = "state.journal";
 /// The journal is compacted once larger than this and twice the snapshot.
 const COMPACT_MIN_BYTES: u64 = 1 << 20;
+/// The trends file (its version is in its name and its header).
+pub const TRENDS: &str = "trends.v1";
 
 /// Why the state could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -371,6 +377,37 @@ fn read_file(path: &Path, into: &mut HashMap<String, Vec<u8>>) -> Result<u64, St
     Ok(size)
 }
 
+/// The trends kept in `dir` by supplier, without points older than a day
+/// before `now`. A missing file is no trend; an unreadable or damaged one a
+/// warning (the next write replaces it).
+fn read_trends(dir: &Path, now: SystemTime) -> HashMap<String, KeyMap<BalanceKey, Trend>> {
+    let path = dir.join(TRENDS);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return HashMap::new(),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "trends file unreadable; the trend pictures start empty");
+            return HashMap::new();
+        }
+    };
+    let cutoff = crate::trend::unix_secs(now).saturating_sub(crate::trend::WINDOW.as_secs().try_into().unwrap_or(i64::MAX));
+    match crate::trend::decode(&bytes, cutoff) {
+        Ok(stored) => {
+            let mut by_supplier: HashMap<String, KeyMap<BalanceKey, Trend>> = HashMap::new();
+            let count = stored.len();
+            for (supplier, account, currency, trend) in stored {
+                by_supplier.entry(supplier).or_default().insert((account, currency), trend);
+            }
+            tracing::info!(file = %path.display(), trends = count, "trends loaded");
+            by_supplier
+        }
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "trends file ignored; the trend pictures start empty");
+            HashMap::new()
+        }
+    }
+}
+
 // ---- the store ----
 
 enum Command {
@@ -383,6 +420,10 @@ enum Command {
 pub struct Storage {
     dir: PathBuf,
     restored: Mutex<HashMap<String, Vec<u8>>>,
+    /// Each supplier's trends read from [`TRENDS`], taken once like `restored`.
+    trends: Mutex<HashMap<String, KeyMap<BalanceKey, Trend>>>,
+    /// Held while [`TRENDS`] is written: the periodic write and the one at shutdown never interleave.
+    trends_write: Mutex<()>,
     tx: Mutex<Option<mpsc::Sender<Command>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -428,7 +469,15 @@ impl Storage {
             .spawn(move || writer.run(rx))
             .map_err(io("starting the writer for", dir))?;
         tracing::info!(dir = %dir.display(), suppliers = records.len(), "state loaded");
-        Ok(Storage { dir: dir.to_path_buf(), restored: Mutex::new(records), tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(thread)) })
+        let trends = Mutex::new(read_trends(dir, SystemTime::now()));
+        Ok(Storage {
+            dir: dir.to_path_buf(),
+            restored: Mutex::new(records),
+            trends,
+            trends_write: Mutex::new(()),
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(thread)),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -472,9 +521,25 @@ impl Storage {
             restored.retain(|k, _| keep(k));
             gone
         };
+        self.trends.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| keep(k));
         for supplier in gone {
             self.drop_supplier(&supplier);
         }
+    }
+
+    /// The trends of `supplier` read at start-up, taken once (empty when none).
+    pub fn take_trends(&self, supplier: &str) -> KeyMap<BalanceKey, Trend> {
+        self.trends.lock().unwrap_or_else(|e| e.into_inner()).remove(supplier).unwrap_or_default()
+    }
+
+    /// Replaces [`TRENDS`] with `bytes` (`trend::encode`) atomically: a
+    /// temporary file, fsync, rename, directory fsync. Blocking.
+    pub fn write_trends(&self, bytes: &[u8]) -> Result<(), StorageError> {
+        let _one_at_a_time = self.trends_write.lock().unwrap_or_else(|e| e.into_inner());
+        let (path, tmp) = (self.dir.join(TRENDS), self.dir.join(format!("{TRENDS}.tmp")));
+        write_synced(&tmp, bytes).map_err(io("writing", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io("renaming", &path))?;
+        sync_dir(&self.dir).map_err(io("syncing", &self.dir))
     }
 
     /// Forgets a supplier's state.
@@ -839,6 +904,55 @@ mod tests {
         assert!(text.starts_with(HEADER), "a fresh snapshot: {text}");
         let aside = std::fs::read_to_string(dir.path().join("state.snapshot.set-aside")).unwrap();
         assert!(aside.starts_with("balance_exporter state v999"), "the foreign file is kept aside");
+    }
+
+    #[test]
+    fn trends_survive_a_restart_in_their_own_file_and_a_damaged_one_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let secs = crate::trend::unix_secs(now);
+        let mut recent = Trend::default();
+        recent.push(secs - 3600, 10.0);
+        recent.push(secs - 60, 12.5);
+        let mut old = Trend::default();
+        old.push(secs - 2 * 86_400, 1.0);
+        let storage = Storage::open(dir.path()).unwrap();
+        let bytes = crate::trend::encode([("fox", "main", "USD", &recent), ("fox", "old", "EUR", &old), ("gone", "main", "USD", &recent)]);
+        storage.write_trends(&bytes).unwrap();
+        assert!(!dir.path().join(format!("{TRENDS}.tmp")).exists(), "the temporary file was renamed");
+        storage.close();
+        drop(storage);
+        let state_files = |d: &Path| {
+            let mut names: Vec<String> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n.starts_with("state"))
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(state_files(dir.path()), ["state.journal", "state.snapshot"], "the state files are untouched");
+
+        let storage = Storage::open(dir.path()).unwrap();
+        storage.retain(&|name| name == "fox");
+        let fox = storage.take_trends("fox");
+        // The point older than a day went at load, and with it that trend.
+        assert_eq!(fox.keys().collect::<Vec<_>>(), vec![&("main".to_string(), "USD".to_string())]);
+        assert_eq!(fox[&("main".to_string(), "USD".to_string())], recent);
+        assert!(storage.take_trends("fox").is_empty(), "taken once");
+        assert!(storage.take_trends("gone").is_empty(), "a supplier left the config");
+        storage.close();
+        drop(storage);
+
+        // Damaged (a flipped byte), then foreign: ignored, no panic, the state still opens.
+        let mut damaged = bytes.clone();
+        damaged[40] ^= 1;
+        for bad in [damaged, b"balance_exporter trends v9\n\x00\x01".to_vec(), vec![0xff; 3]] {
+            std::fs::write(dir.path().join(TRENDS), &bad).unwrap();
+            let storage = Storage::open(dir.path()).unwrap();
+            assert!(storage.take_trends("fox").is_empty());
+            storage.close();
+        }
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
   landing.py post URL
   landing.py wait-failing BASE SUPPLIER SECONDS       # until down and stale in /metrics
   landing.py wait-low BASE SUPPLIER SECONDS           # until every usable < its low threshold
+  landing.py wait-trends BASE SECONDS                 # until every row of / draws its trend
   landing.py fetch BASE OUT_DIR                       # raw page + headers + /metrics
   landing.py check-dom DOM_FILE OUT_DIR FAILING LOW   # the assertions on the page
   landing.py check-console STDERR_FILE                # no CSP violation, no failed load
@@ -34,6 +35,9 @@ STATUS_RANK = {"failing": 0, "stale": 1, "low": 2, "pending": 3, "ok": 4}
 AGO = re.compile(r"^(just now|\d+ s ago|\d+ min ago|\d+ h ago|\d+ days ago)$")
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 MONEY = re.compile(r"^-?\d{1,3}(,\d{3})*(\.\d+)?$")
+# A trend picture's path: a move, then one horizontal-then-vertical step per later point.
+TREND_PATH = re.compile(r"^M(\d+\.\d) (\d+\.\d)((?:H\d+\.\d+V\d+\.\d+)*)$")
+TREND_LABEL = re.compile(r"^usable ([A-Z]{3}), \d+ (?:h|min): (\d+) points, min -?[\d.e+-]+, max -?[\d.e+-]+(, low threshold -?[\d.e+-]+)?$")
 URL_ATTRS = {"href", "src", "srcset", "action", "formaction", "poster", "data", "background", "manifest", "ping", "cite"}
 
 
@@ -170,6 +174,7 @@ class Page(HTMLParser):
         self.elements = []  # (tag, attrs)
         self.text = []
         self.in_ready = False
+        self.svg = None  # the row whose trend picture is being read
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -177,8 +182,15 @@ class Page(HTMLParser):
         classes = a.get("class", "").split()
         if tag == "meta":
             self.metas.append(a)
+        elif tag == "title" and self.svg is not None:
+            self.svg["title"] = ""
         elif tag == "title":
             self.in_title = True
+        elif tag == "svg" and self.sections and self.sections[-1]["rows"]:
+            self.svg = self.sections[-1]["rows"][-1]
+            self.svg["svg"] = a
+        elif tag in ("path", "line") and self.svg is not None:
+            self.svg.setdefault(tag, []).append(a)
         elif tag == "style":
             self.in_style = True
         elif tag == "section" and "supplier" in classes:
@@ -203,7 +215,9 @@ class Page(HTMLParser):
             self.stack.append((tag, "reason" in classes))
 
     def handle_endtag(self, tag):
-        if tag == "title":
+        if tag == "svg":
+            self.svg = None
+        elif tag == "title":
             self.in_title = False
         elif tag == "style":
             self.in_style = False
@@ -220,6 +234,8 @@ class Page(HTMLParser):
 
     def handle_data(self, data):
         self.text.append(data)
+        if self.svg is not None and "title" in self.svg:
+            self.svg["title"] += data
         if self.in_title:
             self.title += data
         if self.in_style:
@@ -296,7 +312,8 @@ def check_dom(dom_file, out_dir, failing, low):
 
     # Every row, every column.
     figures = 0
-    columns = ["account", "currency", "total", "frozen", "usable", "updated", "status", "runway", "topup"]
+    steps = 0
+    columns = ["account", "currency", "total", "frozen", "usable", "trend", "updated", "status", "runway", "topup"]
     nrows = 0
     for s in page.sections:
         name = s["attrs"].get("data-supplier")
@@ -324,7 +341,11 @@ def check_dom(dom_file, out_dir, failing, low):
             if not c["runway"].strip():
                 raise Failed(f"{where}: empty runway")
             figures += check_topup(where, r, c)
+            steps += check_trend(where, r)
     check(True, f"{nrows} rows have account, currency, total = frozen + usable, 'N min ago' with the exact time in a title, status, runway, top-up")
+    check(True, f"{nrows} rows draw their 24 h trend as an inline SVG step line: data-points = the path's points, labelled, low threshold as a horizontal line")
+    drained_steps = sum(check_trend(f"{low}/{r['attrs'].get('data-account')}", r) for r in low_section["rows"])
+    check(drained_steps > 0, f"the drained {low} balances show the drop as a vertical step ({drained_steps} steps; {steps} on the page)")
     check(figures > 0, f"{figures} rows show a suggested top-up figure (a day of history was seeded)")
     drained = [r for r in low_section["rows"] if r["attrs"].get("data-currency") == "USD"]
     check(drained and all(Decimal(r["topup"].get("data-amount", "0")) > 0 for r in drained),
@@ -397,6 +418,60 @@ def check_topup(where, row, cells):
     if text != words:
         raise Failed(f"{where}: top-up text {text!r}, expected {words!r}")
     return 1
+
+
+def check_trend(where, row):
+    """The row's trend picture: an inline SVG whose data-points is the number of points
+    its path draws (a move plus one H-then-V step each: no diagonal), with an accessible
+    title equal to its aria-label, and the row's low threshold (the usable cell's title)
+    as a horizontal line. The number of vertical steps that change height."""
+    svg = row.get("svg")
+    if svg is None:
+        raise Failed(f"{where}: no trend picture (cell {row['cells'].get('trend', '')!r})")
+    paths = row.get("path", [])
+    if len(paths) != 1:
+        raise Failed(f"{where}: {len(paths)} paths in the trend picture")
+    m = TREND_PATH.match(paths[0].get("d", ""))
+    if not m:
+        raise Failed(f"{where}: trend path {paths[0].get('d')!r} is not a step line of M, H and V")
+    steps = re.findall(r"H(\d+\.\d+)V(\d+\.\d+)", m.group(3))
+    drawn = 1 + len(steps)
+    if svg.get("data-points") != str(drawn) or drawn < 2:
+        raise Failed(f"{where}: data-points {svg.get('data-points')!r} but the path draws {drawn} points")
+    label = svg.get("aria-label", "")
+    lm = TREND_LABEL.match(label)
+    if not lm or lm.group(1) != row["attrs"].get("data-currency") or lm.group(2) != str(drawn):
+        raise Failed(f"{where}: trend label {label!r}")
+    if row.get("title", "").strip() != label or svg.get("role") != "img":
+        raise Failed(f"{where}: trend <title> {row.get('title')!r} != aria-label {label!r} (role {svg.get('role')!r})")
+    low = row["titles"].get("usable", "")
+    lines = row.get("line", [])
+    if low.startswith("low threshold "):
+        if len(lines) != 1 or lines[0].get("y1") != lines[0].get("y2") or not lm.group(3):
+            raise Failed(f"{where}: {low} but the picture has no horizontal threshold line: {lines}")
+    elif lines:
+        raise Failed(f"{where}: a threshold line without a threshold: {lines}")
+    ys = [float(m.group(2))] + [float(y) for _, y in steps]
+    xs = [float(m.group(1))] + [float(x) for x, _ in steps]
+    if xs != sorted(xs):
+        raise Failed(f"{where}: trend points out of time order: {xs}")
+    return sum(1 for a, b in zip(ys, ys[1:]) if a != b)
+
+
+def wait_trends(base, seconds):
+    """Until every balance row of the page draws a picture (two successful polls each)."""
+    deadline = time.monotonic() + float(seconds)
+    missing = "no page yet"
+    while time.monotonic() < deadline:
+        _, _, body = http(base + "/")
+        rows = body.count("<tr class=\"balance")
+        pictures = body.count("<svg class=\"trend\"")
+        missing = f"{pictures} pictures for {rows} rows"
+        if rows and pictures == rows:
+            print(f"  ok: every row draws its trend: {missing}")
+            return
+        time.sleep(1)
+    raise Failed(f"not every row draws its trend within {seconds}s: {missing}")
 
 
 def check_console(stderr_file):
@@ -476,6 +551,7 @@ def main(argv):
             "post": post,
             "wait-failing": wait_failing,
             "wait-low": wait_low,
+            "wait-trends": wait_trends,
             "fetch": fetch,
             "check-dom": check_dom,
             "check-console": check_console,

@@ -15,7 +15,9 @@
 # amounts (total = frozen + usable), "N min ago" with the exact time in a
 # title, status, runway and the suggested top-up (exact: max(0, target days
 # × spend per day − usable), shown rounded up to the cent; the drained
-# supplier needs one), the top-up window's ready time; meta refresh and phone viewport; no demo key
+# supplier needs one), the top-up window's ready time, the 24 h trend picture (an
+# inline SVG step line whose data-points is the number of points its path draws, the
+# low threshold as a horizontal line, the drain as a step); meta refresh and phone viewport; no demo key
 # anywhere; no external asset; no CSP violation in Chromium's console; the
 # screenshots have the right size and show the red failing highlight.
 set -euo pipefail
@@ -86,6 +88,7 @@ $PY post "$BASE/-/demo/revoke?supplier=$FAILING"
 $PY post "$BASE/-/demo/drain?supplier=$LOW&to=42.50"
 $PY wait-failing "$BASE" "$FAILING" 90
 $PY wait-low "$BASE" "$LOW" 30
+$PY wait-trends "$BASE" 60
 $PY fetch "$BASE" "$ART"
 
 # A fresh profile per run, nothing in the background, no network but the exporter.
