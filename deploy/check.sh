@@ -71,16 +71,6 @@ check "secrets: config *_file names = LoadCredential= = Secret keys" python3 dep
 check "deploy/docker/Dockerfile: structure" python3 deploy/check_manifests.py docker
 
 # ---- Kubernetes -----------------------------------------------------------------------
-same_groups() {  # the PrometheusRule holds exactly the groups of alerts/*.rules.yml
-  python3 - <<'PY'
-import glob, sys, yaml
-files = [g for f in sorted(glob.glob("alerts/*.rules.yml")) for g in yaml.safe_load(open(f))["groups"]]
-rule = yaml.safe_load(open("deploy/kubernetes/prometheusrule.yaml"))["spec"]["groups"]
-key = lambda gs: sorted(repr(sorted(g.items())) for g in gs)
-sys.exit(0 if key(files) == key(rule) else "prometheusrule.yaml groups differ from alerts/*.rules.yml: run bash mixin/generate.sh")
-PY
-}
-check "prometheusrule.yaml holds the groups of alerts/*.rules.yml (both rendered by mixin/)" same_groups
 check "configmap.yaml up to date with examples/balance_exporter.yml" python3 deploy/kubernetes/gen-configmap.py --check
 check "src/demo/demo.yml up to date with src/kinds/*/demo.yml (registry order)" python3 scripts/gen-demo-config.py --check
 check "deploy/kubernetes/*.yaml: parse, schema, labels/selectors/ports" python3 deploy/check_manifests.py kubernetes

@@ -34,6 +34,7 @@ function(config={})
             'app.kubernetes.io/component': 'alerting',
           },
         },
-        spec: { groups: mixin.prometheusRules.groups + mixin.prometheusAlerts.groups },
+        // In the order of the rule files, as deploy/check_manifests.py compares them.
+        spec: { groups: [g for f in mixin.ruleFileOrder for g in mixin.ruleFiles[f].groups] },
       }),
   }
