@@ -18,6 +18,11 @@
 //! the same states as JSON through [`api`]; [`client`] holds one HTTP client
 //! per proxy/TLS setting toward suppliers; [`auto_reload`] watches the files a
 //! reload reads.
+//!
+//! Each poll's requests are traced ([`upstream::PollTrace`]: requests made,
+//! last status, redacted failure snippet) into [`history`], which the
+//! supplier page [`supplier_page`] shows; [`debug`] answers
+//! `/-/debug/poll`, a poll run on demand that publishes nothing.
 
 pub mod amount;
 pub mod api;
@@ -25,9 +30,11 @@ pub mod app;
 pub mod auto_reload;
 pub mod client;
 pub mod config;
+pub mod debug;
 pub mod demo;
 #[cfg(test)]
 mod fuzz;
+pub mod history;
 pub mod kinds;
 pub mod landing;
 pub mod metrics;
@@ -39,6 +46,7 @@ pub mod shard;
 pub mod snapshot;
 pub mod spend_rate;
 pub mod storage;
+pub mod supplier_page;
 pub mod topup_window;
 pub mod upstream;
 pub mod web;
