@@ -12,6 +12,8 @@
 use std::fmt::Write;
 use std::time::SystemTime;
 
+use rust_decimal::Decimal;
+
 use crate::history::{SupplierHistory, POLLS_KEPT};
 use crate::landing::{
     ago, days_text, esc, health, money, poll_meta, runway_text, sort_rows, topup_money, truncate, utc, Health, RowView, MAX_ERROR_CHARS,
@@ -55,7 +57,7 @@ pub fn render(store: &Store, history: &SupplierHistory, name: &str, now: SystemT
         );
     }
     html.push_str("</header><main>");
-    balances(&mut html, slot, &state, now);
+    balances(&mut html, slot, &state, health, now);
     trend(&mut html, slot, &state);
     polls(&mut html, history);
     snippets(&mut html, history);
@@ -76,14 +78,16 @@ pub fn not_found(name: &str) -> String {
     )
 }
 
-fn balances(html: &mut String, slot: &SupplierSlot, state: &SupplierState, now: SystemTime) {
+fn balances(html: &mut String, slot: &SupplierSlot, state: &SupplierState, health: Health, now: SystemTime) {
     let mut rows: Vec<_> = state.balances.iter().map(|(key, b)| (key, b, RowView::of(&slot.thresholds, state, key, b))).collect();
     sort_rows(&mut rows);
-    html.push_str(
-        "<section class=\"balances\"><h2>Balances</h2><div class=\"scroll\"><table id=\"balances\"><thead><tr><th class=\"account\">account</th>\
+    let _ = write!(
+        html,
+        "<section class=\"balances {}\"><h2>Balances</h2><div class=\"scroll\"><table id=\"balances\"><thead><tr><th class=\"account\">account</th>\
          <th class=\"currency\">currency</th><th class=\"total\">total</th><th class=\"frozen\">frozen</th><th class=\"usable\">usable</th>\
          <th class=\"updated\">updated</th><th class=\"low\">low threshold</th><th class=\"runway-threshold\">runway threshold</th>\
          <th class=\"runway\">runway</th><th class=\"topup\">suggested top-up</th></tr></thead><tbody>",
+        health.label(),
     );
     for (key, b, row) in &rows {
         let (account, currency) = (esc(&key.0), esc(&key.1));
@@ -93,7 +97,10 @@ fn balances(html: &mut String, slot: &SupplierSlot, state: &SupplierState, now: 
             _ => "–".into(),
         };
         let topup = match row.topup {
-            Some(t) => format!("{} {currency} to cover {}", topup_money(t.amount), days_text(row.topup_target_days)),
+            Some(t) if t.amount > Decimal::ZERO => {
+                format!("top up about {} {currency} to cover {}", topup_money(t.amount), days_text(row.topup_target_days))
+            }
+            Some(_) => format!("none needed to cover {}", days_text(row.topup_target_days)),
             None => "–".into(),
         };
         let _ = write!(
@@ -188,7 +195,6 @@ mod tests {
     use super::*;
     use crate::history::PollReport;
     use crate::poll::{BalanceRow, PollError, PollOutput, Reason};
-    use rust_decimal::Decimal;
 
     #[test]
     fn shows_balances_polls_and_snippets_escaped() {

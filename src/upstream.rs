@@ -353,8 +353,15 @@ impl Upstream {
     /// cut), flattens control characters, then cuts with `cut`.
     fn snippet_of(&self, body: &[u8], read: usize, cut: impl FnOnce(String) -> String) -> String {
         let longest_secret = self.secrets.iter().map(|s| s.len() * 2).max().unwrap_or(0);
-        let text = String::from_utf8_lossy(&body[..body.len().min(read + longest_secret)]);
-        let redacted = self.redact(&text);
+        let window = read + longest_secret;
+        let text = String::from_utf8_lossy(&body[..body.len().min(window)]);
+        let mut redacted = self.redact(&text);
+        if body.len() > window {
+            // A secret cut by the window's end is not recognised: drop that end. (Redactions
+            // before it shorten the text, and could otherwise pull its prefix under the cut.)
+            let keep = cut_to_bytes(&redacted, redacted.len().saturating_sub(longest_secret)).len();
+            redacted.truncate(keep);
+        }
         let line: String = redacted.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
         cut(line).trim().to_string()
     }
@@ -711,6 +718,13 @@ mod tests {
         // A secret straddling the snippet's cut leaves no prefix behind.
         let body = format!("{}{secret} tail", "x".repeat(195));
         assert!(!up.snippet(body.as_bytes()).contains("sk_"), "{}", up.snippet(body.as_bytes()));
+        // Nor when redactions before it shorten the text, pulling the cut secret under the limit.
+        let body = secret.repeat(40);
+        for snippet in [up.snippet(body.as_bytes()), up.snippet_bytes(body.as_bytes(), 300)] {
+            assert!(snippet.starts_with("<redacted><redacted>"), "{snippet}");
+            assert!(!snippet.contains("sk"), "no piece of the secret: {snippet}");
+        }
+        assert_eq!(up.snippet_bytes("é".repeat(400).as_bytes(), 301), "é".repeat(150), "cut on a char boundary");
     }
 
     #[tokio::test(start_paused = true)]

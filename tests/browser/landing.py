@@ -10,7 +10,7 @@
   landing.py check-dom DOM_FILE OUT_DIR FAILING LOW   # the assertions on the page
   landing.py check-console STDERR_FILE                # no CSP violation, no failed load
   landing.py check-png PNG WIDTH HEIGHT               # size, not blank, failing red drawn
-  landing.py fetch-supplier BASE SUPPLIER OUT_DIR     # its page from the landing page's link: 200, CSP
+  landing.py fetch-supplier BASE SUPPLIER OUT_DIR     # its page via the landing page link: 200, CSP; href to OUT_DIR/supplier-href.txt
   landing.py check-supplier-dom DOM_FILE SUPPLIER     # the supplier page: polls table with rows, no secret
 
 Every check prints what it verified and exits 1 with the reason on failure.
@@ -424,9 +424,13 @@ def fetch_supplier(base, supplier, out_dir):
     check(status == 200, f"GET {href} is 200")
     check(headers.get("content-type", "").startswith("text/html"), "its content-type is html")
     check(headers.get("content-security-policy") == EXPECTED_CSP, f"its CSP header is {EXPECTED_CSP!r}")
-    status, _, _ = http(base + "/supplier/no-such-supplier")
+    try:
+        status = http(base + "/supplier/no-such-supplier")[0]
+    except urllib.error.HTTPError as e:
+        status = e.code
     check(status == 404, "an unknown supplier's page is 404")
-    print(href)
+    with open(f"{out_dir}/supplier-href.txt", "w") as f:
+        f.write(href)
 
 
 def check_supplier_dom(dom_file, supplier):

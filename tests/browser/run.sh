@@ -116,7 +116,8 @@ for shot in "desktop:$DESKTOP" "phone:$PHONE"; do
 done
 
 # The supplier page of the failing supplier, reached through its link on the landing page.
-HREF=$($PY fetch-supplier "$BASE" "$FAILING" "$ART" | tail -1)
+$PY fetch-supplier "$BASE" "$FAILING" "$ART"
+HREF=$(cat "$ART/supplier-href.txt")
 step "chromium --dump-dom $BASE$HREF"
 chrome --dump-dom "$BASE$HREF" >"$ART/supplier-dom.html" 2>"$ART/chromium-supplier-dom.log" \
   || { tail -20 "$ART/chromium-supplier-dom.log" >&2; fail "chromium --dump-dom (supplier page)"; }
