@@ -537,9 +537,12 @@ impl Upstream {
         if status.is_some() {
             data.last_status = status;
         }
-        let failed = status.is_some_and(|s| !(200..300).contains(&s));
-        if let (true, Ok(bytes)) = (failed, body) {
-            data.failure_snippet = Some(self.snippet_bytes(bytes, FAILURE_SNIPPET_BYTES));
+        // The snippet is of the error answer that ended the poll: a later 2xx (a retry that
+        // succeeded, the next page) clears an earlier one.
+        match (status, body) {
+            (Some(200..=299), _) => data.failure_snippet = None,
+            (Some(_), Ok(bytes)) => data.failure_snippet = Some(self.snippet_bytes(bytes, FAILURE_SNIPPET_BYTES)),
+            _ => {}
         }
         if !trace.detailed {
             return;
