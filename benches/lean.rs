@@ -24,11 +24,15 @@
 //!    per 5 minutes), in-process: this process's RSS before and after building
 //!    them, the heap the trends hold, one more poll on a full trend (it thins
 //!    one point), every row's SVG drawn, and the `trends.v1` file's size.
+//! 6. (issue 18) the poll history's memory at 10,000 suppliers, in-process:
+//!    every supplier's history full (50 polls, all failures with a full
+//!    38-byte text, the last 5 with a full 300-byte snippet: the worst case),
+//!    as the heap difference (glibc `mallinfo2`) and the RSS difference.
 //!
 //! Parts 2 and 3 give every supplier that global top-up window too.
 //!
 //!   cargo bench --bench lean        (SUPPLIERS=10000 WINDOW=70 SCRAPE_SECONDS=5; needs wrk)
-//!   PARTS=1,4,5 cargo bench --bench lean (only the in-process parts: seconds, no wrk)
+//!   PARTS=1,4,5,6 cargo bench --bench lean (only the in-process parts: seconds, no wrk)
 //!
 //! The 1-minute load average is printed next to every timing figure: the
 //! machine should be otherwise idle.
@@ -227,6 +231,57 @@ fn trends(suppliers: usize) {
     );
 }
 
+// ---- 6. the poll history at 10,000 suppliers -------------------------------------------
+
+/// Bytes the allocator has handed out and not had back.
+fn heap_in_use() -> u64 {
+    // SAFETY: mallinfo2 only reads the allocator's counters.
+    unsafe { libc::mallinfo2() }.uordblks as u64
+}
+
+fn history_memory(suppliers: usize) {
+    use balance_exporter::history::{History, PollReport, POLLS_KEPT};
+    use balance_exporter::poll::Reason;
+    let history = History::in_memory();
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let (heap0, rss0) = (heap_in_use(), proc_status(std::process::id(), "VmRSS:"));
+    let t = Instant::now();
+    for i in 0..suppliers {
+        let name = format!("s{i}");
+        for p in 0..POLLS_KEPT as u32 {
+            let report = PollReport {
+                started: Some(start + Duration::from_secs(60) * p),
+                duration: Duration::from_millis(180),
+                requests: 3,
+                last_status: Some(503),
+                failure: Some((Reason::ServerError, format!("http 503: {{\"error\":\"maintenance window {p} of supplier {i}\"}}"))),
+                snippet: Some(format!("{p:04}{i:06}{}", "x".repeat(400))),
+            };
+            history.record(&name, &report);
+        }
+    }
+    let built = t.elapsed();
+    let (heap1, rss1) = (heap_in_use(), proc_status(std::process::id(), "VmRSS:"));
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    let heap = mib(heap1.saturating_sub(heap0));
+    println!(
+        "\n{suppliers} suppliers, each with a full poll history (50 failed polls, 5 snippets of 300 bytes), in-process (built in {:.1} s):",
+        built.as_secs_f64()
+    );
+    println!(
+        "  heap: +{heap:.1} MiB ({:.0} bytes a supplier; records and snippets alone: {:.1} MiB)   target <= 50 MiB: {}",
+        (heap1.saturating_sub(heap0)) as f64 / suppliers as f64,
+        mib(history.heap_bytes() as u64),
+        verdict(heap <= 50.0)
+    );
+    println!(
+        "  RSS: {rss0:.1} MiB before, {rss1:.1} MiB after: +{:.1} MiB   target <= 50 MiB: {}",
+        rss1 - rss0,
+        verdict(rss1 - rss0 <= 50.0)
+    );
+    black_box(&history);
+}
+
 // ---- 2 and 3. the real binary at 10,000 suppliers ------------------------------------
 
 fn polls_total(text: &str) -> f64 {
@@ -345,7 +400,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return;
     }
-    // PARTS=1,4,5 runs only those (the in-process ones: seconds, not minutes); default all.
+    // PARTS=1,4,5,6 runs only those (the in-process ones: seconds, not minutes); default all.
     let parts = std::env::var("PARTS").unwrap_or_else(|_| "1,2,3,4,5".into());
     let part = |p: &str| parts.split(',').any(|x| x.trim() == p);
     if part("1") {
@@ -356,6 +411,9 @@ fn main() {
     }
     if part("5") {
         trends(env("SUPPLIERS", 10_000) as usize);
+    }
+    if part("6") {
+        history_memory(env("SUPPLIERS", 10_000) as usize);
     }
     if part("2") || part("3") {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();

@@ -55,6 +55,8 @@ fn main() {
             reload: Arc::new(|| Box::pin(async { Ok(balance_exporter::server::Reloaded { suppliers: 0 }) })),
             extra_routes: None,
             web: Default::default(),
+            history: None,
+            debug_poll: None,
         });
         tokio::spawn(serve(listener, state, CancellationToken::new()));
         let reference = fixture::serve_bytes(pre_rendered.clone(), false).await;

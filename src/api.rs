@@ -336,7 +336,7 @@ impl Params {
 /// Percent-decodes one query component into UTF-8 text. (Hand-written: a
 /// dozen lines, where the `percent-encoding` crate would decode invalid UTF-8
 /// lossily unless asked, and `form_urlencoded` always does.)
-fn percent_decode(raw: &str) -> Result<String, &'static str> {
+pub(crate) fn percent_decode(raw: &str) -> Result<String, &'static str> {
     let mut bytes = Vec::with_capacity(raw.len());
     let mut rest = raw.as_bytes();
     while let Some((&b, tail)) = rest.split_first() {

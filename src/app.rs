@@ -37,6 +37,8 @@ pub struct Options {
     /// `--config.auto-reload-interval`: reload when the config, a file it names or
     /// the web config changes (zero: off).
     pub auto_reload_interval: Duration,
+    /// `--web.enable-debug`: serve `/-/debug/poll` (behind the web config's auth).
+    pub enable_debug: bool,
 }
 
 /// Keeps the suppliers this replica polls.
@@ -206,6 +208,14 @@ impl App {
             let routes: server::ExtraRoutes = Arc::new(move |m: &hyper::Method, p: &str, q: &str| d.control(m, p, q));
             routes
         });
+        let debug_poll: Option<crate::debug::Runner> = opts.enable_debug.then(|| {
+            let scheduler = scheduler.clone();
+            let runner: crate::debug::Runner = Arc::new(move |name: String| {
+                let scheduler = scheduler.clone();
+                Box::pin(async move { scheduler.debug_poll(&name).await })
+            });
+            runner
+        });
         let state = Arc::new(ServerState {
             store: store.clone(),
             renderer: Renderer::new(store.clone()),
@@ -213,8 +223,13 @@ impl App {
             reload: reload.clone(),
             extra_routes,
             web,
+            history: Some(scheduler.history()),
+            debug_poll,
         });
         let shutdown = CancellationToken::new();
+        if opts.storage_path.is_some() {
+            tokio::spawn(save_history_periodically(scheduler.history(), shutdown.clone()));
+        }
         let mut serving = tokio::task::JoinSet::new();
         for (listener, bound) in listeners {
             tracing::info!(address = %bound, telemetry_path = %opts.telemetry_path, "listening");
@@ -246,6 +261,19 @@ impl App {
         if let Some(d) = &self.demo {
             d.stop();
         }
+    }
+}
+
+/// Saves the poll history every [`crate::history::SAVE_INTERVAL`] (when it
+/// changed) until `shutdown`; the scheduler's shutdown saves it a last time.
+async fn save_history_periodically(history: Arc<crate::history::History>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(crate::history::SAVE_INTERVAL) => {}
+        }
+        let history = history.clone();
+        let _ = tokio::task::spawn_blocking(move || history.save()).await;
     }
 }
 

@@ -30,7 +30,7 @@ use crate::snapshot::{Balance, BalanceKey, Store, SupplierSlot, SupplierState};
 pub const REFRESH_SECONDS: u32 = 30;
 
 /// Longest error text shown; the rest is cut (the full text is in the logs).
-const MAX_ERROR_CHARS: usize = 240;
+pub(crate) const MAX_ERROR_CHARS: usize = 240;
 
 /// Health of a supplier's polling as the page shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -239,7 +239,7 @@ pub fn runway_text(days: Decimal) -> String {
     }
 }
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -254,7 +254,21 @@ fn esc(s: &str) -> String {
     out
 }
 
-fn truncate(s: &str, max: usize) -> String {
+/// The supplier page's path (`/supplier/{name}`), the name percent-encoded
+/// (every byte but ASCII letters, digits and `-._~`).
+pub fn supplier_href(name: &str) -> String {
+    let mut href = String::from("/supplier/");
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            href.push(char::from(b));
+        } else {
+            let _ = write!(href, "%{b:02X}");
+        }
+    }
+    href
+}
+
+pub(crate) fn truncate(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_string(),
@@ -262,7 +276,7 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 /// "7 days", "1 day", "2.5 days".
-fn days_text(days: Decimal) -> String {
+pub(crate) fn days_text(days: Decimal) -> String {
     match days.normalize() {
         d if d == Decimal::ONE => "1 day".into(),
         d => format!("{d} days"),
@@ -271,7 +285,7 @@ fn days_text(days: Decimal) -> String {
 
 /// A suggested amount as shown: rounded up to the cent (it should cover the
 /// target), always two decimals, grouped like the other amounts.
-fn topup_money(amount: Decimal) -> String {
+pub(crate) fn topup_money(amount: Decimal) -> String {
     let mut cents = amount.round_dp_with_strategy(2, RoundingStrategy::ToPositiveInfinity);
     cents.rescale(2);
     money(cents)
@@ -287,7 +301,7 @@ fn topup_ready_text(window: &crate::topup_window::TopupWindow, now: SystemTime) 
 }
 
 /// Groups digits in thousands, keeping the exact decimal digits.
-fn money(d: Decimal) -> String {
+pub(crate) fn money(d: Decimal) -> String {
     let s = d.to_string();
     let (sign, s) = s.strip_prefix('-').map_or(("", s.as_str()), |r| ("-", r));
     let (int, frac) = s.split_once('.').map_or((s, None), |(i, f)| (i, Some(f)));
@@ -304,7 +318,7 @@ fn money(d: Decimal) -> String {
     }
 }
 
-fn utc(t: SystemTime) -> String {
+pub(crate) fn utc(t: SystemTime) -> String {
     // humantime formats 1970..=9999 only (and panics outside); a supplier's
     // timestamp is upstream data, so anything else is shown as plain seconds.
     const LAST_SECOND_OF_9999: u64 = 253_402_300_799;
@@ -317,7 +331,7 @@ fn utc(t: SystemTime) -> String {
 
 // The stylesheet, inlined into the page (the CSP allows inline styles, not
 // files). Trimmed so that the page does not depend on the file's last newline.
-const STYLE: &str = include_str!("landing.css").trim_ascii_end();
+pub(crate) const STYLE: &str = include_str!("landing.css").trim_ascii_end();
 
 /// Renders the page for `now`.
 pub fn render(store: &Store, telemetry_path: &str, now: SystemTime) -> String {
@@ -389,6 +403,20 @@ pub fn render(store: &Store, telemetry_path: &str, now: SystemTime) -> String {
     html
 }
 
+/// "last success 4 min ago · polled every 1m · 12 polls" (the supplier page shows it too).
+pub(crate) fn poll_meta(slot: &SupplierSlot, state: &SupplierState, now: SystemTime) -> String {
+    let last = match state.last_success {
+        Some(t) => format!("<time datetime=\"{at}\" title=\"{at}\">{}</time>", ago(t, now), at = utc(t)),
+        None => "never".into(),
+    };
+    format!(
+        "last success {last} · polled every {} · {} poll{}",
+        humantime::format_duration(slot.poll_interval),
+        state.polls_total,
+        if state.polls_total == 1 { "" } else { "s" },
+    )
+}
+
 fn render_supplier(html: &mut String, v: &SupplierView, now: SystemTime) {
     let (slot, state) = (v.slot, &v.state);
     let cls = v.attention.label();
@@ -399,10 +427,11 @@ fn render_supplier(html: &mut String, v: &SupplierView, now: SystemTime) {
     let _ = write!(
         html,
         "<section class=\"supplier {cls}{stale}\" id=\"supplier-{name}\" data-supplier=\"{name}\" data-status=\"{cls}\" data-stale=\"{v_stale}\">\
-         <h2><span class=\"name\">{name}</span> <span class=\"kind\">{kind}</span> <span class=\"badge {cls}\">{cls}</span>",
+         <h2><a class=\"name\" href=\"{href}\">{name}</a> <span class=\"kind\">{kind}</span> <span class=\"badge {cls}\">{cls}</span>",
         stale = if v.stale && v.attention != Attention::Stale { " stale" } else { "" },
         v_stale = v.stale,
         name = esc(&slot.name),
+        href = esc(&supplier_href(&slot.name)),
         kind = esc(slot.kind),
     );
     if let Some(err) = failing_reason {
@@ -411,17 +440,7 @@ fn render_supplier(html: &mut String, v: &SupplierView, now: SystemTime) {
     if v.stale && v.attention != Attention::Stale {
         html.push_str(" <span class=\"badge stale\">stale</span>");
     }
-    let last = match state.last_success {
-        Some(t) => format!("<time datetime=\"{at}\" title=\"{at}\">{}</time>", ago(t, now), at = utc(t)),
-        None => "never".into(),
-    };
-    let _ = write!(
-        html,
-        "</h2><p class=\"meta\">last success {last} · polled every {} · {} poll{}",
-        humantime::format_duration(slot.poll_interval),
-        state.polls_total,
-        if state.polls_total == 1 { "" } else { "s" },
-    );
+    let _ = write!(html, "</h2><p class=\"meta\">{}", poll_meta(slot, state, now));
     if let Some((at, text)) = &v.topup_ready {
         let _ = write!(html, " · <span class=\"topup-ready\" data-ready=\"{at}\">a top-up started now lands {}</span>", esc(text));
     }

@@ -19,6 +19,11 @@
 //! per proxy/TLS setting toward suppliers; [`auto_reload`] watches the files a
 //! reload reads. [`trend`] keeps each balance's last day of usable amounts
 //! and draws it as the landing page's inline SVG step line.
+//!
+//! Each poll's requests are traced ([`upstream::PollTrace`]: requests made,
+//! last status, redacted failure snippet) into [`history`], which the
+//! supplier page [`supplier_page`] shows; [`debug`] answers
+//! `/-/debug/poll`, a poll run on demand that publishes nothing.
 
 pub mod amount;
 pub mod api;
@@ -26,9 +31,11 @@ pub mod app;
 pub mod auto_reload;
 pub mod client;
 pub mod config;
+pub mod debug;
 pub mod demo;
 #[cfg(test)]
 mod fuzz;
+pub mod history;
 pub mod kinds;
 pub mod landing;
 pub mod metrics;
@@ -40,6 +47,7 @@ pub mod shard;
 pub mod snapshot;
 pub mod spend_rate;
 pub mod storage;
+pub mod supplier_page;
 pub mod topup_window;
 pub mod trend;
 pub mod upstream;

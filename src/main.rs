@@ -34,6 +34,11 @@ struct Flags {
     /// Path under which to expose metrics.
     #[arg(long = "web.telemetry-path", default_value = "/metrics")]
     telemetry_path: String,
+    /// Serve /-/debug/poll?supplier=NAME (behind the web config's auth): one
+    /// poll run now through the supplier's limiter, answered as JSON,
+    /// published nowhere (docs/debug.md).
+    #[arg(long = "web.enable-debug")]
+    enable_debug: bool,
     /// TLS, basic auth and extra headers (Prometheus exporter-toolkit format).
     #[arg(long = "web.config.file")]
     web_config_file: Option<PathBuf>,
@@ -192,6 +197,7 @@ async fn run(flags: Flags) -> ExitCode {
         telemetry_path: flags.telemetry_path.clone(),
         storage_path: flags.storage_path.clone(),
         auto_reload_interval: flags.auto_reload_interval,
+        enable_debug: flags.enable_debug,
     };
     let app = match App::start_with_web_config(opts, flags.web_config_file.clone()).await {
         Ok(app) => app,

@@ -21,13 +21,17 @@ use tokio_util::task::TaskTracker;
 
 use crate::client::Clients;
 use crate::config::{Config, SupplierConfig};
+use crate::debug::DebugRun;
+use crate::history::{History, PollReport};
 use crate::poll::{KindMemory, PollError, PollOutput, Reason};
 use crate::snapshot::{Store, SupplierSlot};
 use crate::storage::Storage;
-use crate::upstream::{Limiter, Upstream};
+use crate::upstream::{Limiter, PollTrace, TraceData, Upstream};
 
 /// The first poll happens within this long of start (or reload), spread by jitter.
 const MAX_INITIAL_DELAY: Duration = Duration::from_secs(3);
+/// The longest a debug poll (`/-/debug/poll`) may take, waits for later requests' slots included.
+pub const DEBUG_POLL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Base of the fast retry after a transient failure; doubles up to `poll_interval`.
 const FAILURE_BACKOFF_BASE: Duration = Duration::from_secs(5);
 /// How often, with `--storage.path`, the trend pictures are written (and once more at shutdown).
@@ -134,11 +138,13 @@ pub struct Attempt {
     pub result: Result<PollOutput, PollError>,
     /// The kind's persistent memory after the attempt (written with the state).
     pub memory: Option<serde_json::Value>,
+    /// What its requests did (requests made, last status, failure snippet), for the poll history.
+    pub trace: TraceData,
 }
 
 impl From<Result<PollOutput, PollError>> for Attempt {
     fn from(result: Result<PollOutput, PollError>) -> Attempt {
-        Attempt { result, memory: None }
+        Attempt { result, memory: None, trace: TraceData::default() }
     }
 }
 
@@ -153,12 +159,14 @@ pub struct LoopContext {
     pub storage: Option<Arc<Storage>>,
     /// The supplier's secret redaction, for panic messages.
     pub redact: Arc<dyn Fn(&str) -> String + Send + Sync>,
+    /// Where each attempt is recorded (the supplier page's poll history).
+    pub history: Option<Arc<History>>,
 }
 
 impl LoopContext {
     /// A context without storage or secrets (tests, benches).
     pub fn new(store: Arc<Store>, slot: Arc<SupplierSlot>, cancel: CancellationToken, initial_delay: Duration) -> Self {
-        LoopContext { store, slot, cancel, initial_delay, storage: None, redact: Arc::new(str::to_string) }
+        LoopContext { store, slot, cancel, initial_delay, storage: None, redact: Arc::new(str::to_string), history: None }
     }
 }
 
@@ -173,7 +181,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Attempt>,
 {
-    let LoopContext { store, slot, cancel, initial_delay, storage, redact } = ctx;
+    let LoopContext { store, slot, cancel, initial_delay, storage, redact, history } = ctx;
     let mut next = Instant::now() + initial_delay;
     let mut failures = 0u32;
     let mut last_panic: Option<String> = None;
@@ -185,6 +193,7 @@ where
             _ = tokio::time::sleep_until(next) => {}
         }
         let started = Instant::now();
+        let started_at = SystemTime::now();
         store.lateness.observe(started.saturating_duration_since(next));
         let attempt = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -193,11 +202,13 @@ where
         let took = started.elapsed();
         store.poll_duration.observe(took);
         let now = SystemTime::now();
+        let mut trace = TraceData::default();
         let result = match attempt {
             Ok(a) => {
                 if a.memory.is_some() {
                     memory = a.memory;
                 }
+                trace = a.trace;
                 a.result
             }
             Err(panic) => Err(PollError::new(Reason::Internal, redact(&panic.to_string()))),
@@ -209,6 +220,10 @@ where
             working.after_poll(Err(e), took, now)
         }));
         let outcome = (!state.up).then(|| state.last_error.as_ref().map(|e| e.reason)).flatten();
+        if let Some(history) = &history {
+            let failure = (!state.up).then(|| state.last_error.as_ref().map(|e| (e.reason, e.message.clone()))).flatten();
+            history.record(&slot.name, &PollReport::new(started_at, took, failure, &trace));
+        }
         match (outcome, &state.last_error) {
             (None, _) => {
                 failures = 0;
@@ -272,6 +287,8 @@ pub struct Scheduler {
     /// One HTTP client per distinct proxy/TLS setting.
     clients: Clients,
     storage: Option<Arc<Storage>>,
+    /// The last polls of every supplier (saved in the storage directory when there is one).
+    history: Arc<History>,
     limiters: Mutex<HashMap<String, Arc<Limiter>>>,
     memories: Mutex<HashMap<String, Arc<tokio::sync::Mutex<KindMemory>>>>,
     tasks: Mutex<HashMap<String, Task>>,
@@ -289,10 +306,12 @@ impl Scheduler {
     /// A scheduler whose polls write their state to `storage` before publishing it.
     pub fn with_storage(store: Arc<Store>, storage: Option<Arc<Storage>>) -> Self {
         install_panic_hook();
+        let history = Arc::new(storage.as_ref().map_or_else(History::in_memory, |s| History::persisted(s.dir())));
         Scheduler {
             store,
             clients: Clients::default(),
             storage,
+            history,
             limiters: Mutex::default(),
             memories: Mutex::default(),
             tasks: Mutex::default(),
@@ -342,6 +361,7 @@ impl Scheduler {
         if let Some(storage) = &self.storage {
             storage.retain(&|name| by_name.contains_key(name));
         }
+        self.history.retain(&|name| by_name.contains_key(name));
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.retain(|name, task| match by_name.get(name.as_str()) {
             // Only the thresholds changed: they are read from the new slot, so
@@ -378,18 +398,23 @@ impl Scheduler {
         }
     }
 
-    fn spawn(&self, cfg: Arc<SupplierConfig>, slot: Arc<SupplierSlot>, cancel: CancellationToken) {
+    /// The supplier's HTTP handle: its (shared) limiter, its client, its kind's reading of errors.
+    fn upstream_for(&self, cfg: &SupplierConfig) -> Option<Upstream> {
         let limiter = self.limiters.lock().unwrap_or_else(|e| e.into_inner()).entry(cfg.limiter_key()).or_default().clone();
-        let memory = self.memories.lock().unwrap_or_else(|e| e.into_inner()).entry(cfg.name.clone()).or_default().clone();
         // The config loader built this client once already, so this does not fail in practice.
         let client = match self.clients.get(&cfg.client) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(supplier = %cfg.name, error = %crate::server::error_chain(&e), "cannot build the HTTP client; not polling this supplier");
-                return;
+                return None;
             }
         };
-        let upstream = Upstream::new(client, &cfg.upstream_settings(), limiter).reading_errors_with(cfg.kind.error_reader());
+        Some(Upstream::new(client, &cfg.upstream_settings(), limiter).reading_errors_with(cfg.kind.error_reader()))
+    }
+
+    fn spawn(&self, cfg: Arc<SupplierConfig>, slot: Arc<SupplierSlot>, cancel: CancellationToken) {
+        let memory = self.memories.lock().unwrap_or_else(|e| e.into_inner()).entry(cfg.name.clone()).or_default().clone();
+        let Some(upstream) = self.upstream_for(&cfg) else { return };
         let initial = MAX_INITIAL_DELAY.min(cfg.poll_interval / 10).mul_f64(rand::random::<f64>());
         // One copy, shared by the poll closure and the redaction.
         let upstream = Arc::new(upstream);
@@ -401,6 +426,7 @@ impl Scheduler {
             initial_delay: initial,
             storage: self.storage.clone(),
             redact: Arc::new(move |text: &str| redactor.redact(text)),
+            history: Some(self.history.clone()),
         };
         self.tracker.spawn(run_poll_loop(ctx, move || {
             let (cfg, upstream, memory) = (cfg.clone(), upstream.clone(), memory.clone());
@@ -408,22 +434,59 @@ impl Scheduler {
             // kind's poll state (several KiB × 10,000 suppliers).
             Box::pin(async move {
                 let mut memory = memory.lock().await;
+                let trace = PollTrace::summary();
                 // Caught here, with the memory lock still held, so what the
                 // kind left in memory is saved either way.
-                let result = guarded(cfg.kind.poll(&upstream, &mut memory)).await.unwrap_or_else(|panic| {
+                let result = guarded(cfg.kind.poll(&upstream.traced(trace.clone()), &mut memory)).await.unwrap_or_else(|panic| {
                     Err(PollError::new(Reason::Internal, upstream.redact(&format!("{} kind: {panic}", cfg.kind.name()))))
                 });
-                Attempt { result, memory: memory.saved() }
+                Attempt { result, memory: memory.saved(), trace: trace.data() }
             })
         }));
     }
 
+    /// The poll history of every supplier polled here.
+    pub fn history(&self) -> Arc<History> {
+        self.history.clone()
+    }
+
+    /// Polls `supplier` once now for `/-/debug/poll`, `None` when no such
+    /// supplier is polled here. Nothing of it is published, recorded or
+    /// counted: the kind polls with a scratch copy of its memory (ledger
+    /// cursors do not move), and the result goes only to the caller. Its
+    /// requests go through the supplier's limiter; the first one takes a
+    /// free slot or the poll ends at once with the wait in the trace.
+    pub async fn debug_poll(&self, supplier: &str) -> Option<DebugRun> {
+        let cfg = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).get(supplier).map(|t| t.config.clone())?;
+        let upstream = self.upstream_for(&cfg)?;
+        let memory = self.memories.lock().unwrap_or_else(|e| e.into_inner()).get(supplier).cloned();
+        let saved = match memory {
+            Some(m) => m.lock().await.saved(),
+            None => None,
+        };
+        let mut scratch = saved.map_or_else(KindMemory::default, KindMemory::restored);
+        let trace = PollTrace::detailed();
+        let started = Instant::now();
+        let polled = tokio::time::timeout(DEBUG_POLL_TIMEOUT, guarded(cfg.kind.poll(&upstream.traced(trace.clone()), &mut scratch))).await;
+        let result = match polled {
+            Ok(Ok(result)) => result,
+            Ok(Err(panic)) => Err(PollError::new(Reason::Internal, upstream.redact(&format!("{} kind: {panic}", cfg.kind.name())))),
+            Err(_) => Err(PollError::new(
+                Reason::Timeout,
+                format!("debug poll: not done within {}", humantime::format_duration(DEBUG_POLL_TIMEOUT)),
+            )),
+        };
+        Some(DebugRun { supplier: cfg.name.clone(), kind: cfg.kind.name(), result, trace: trace.data(), took: started.elapsed() })
+    }
+
     /// Stops every poll task, waiting at most `grace` for them to finish,
-    /// then flushes the state directory.
+    /// then saves the poll history and flushes the state directory.
     pub async fn shutdown(&self, grace: Duration) {
         self.shutdown.cancel();
         self.tracker.close();
         let _ = tokio::time::timeout(grace, self.tracker.wait()).await;
+        let history = self.history.clone();
+        let _ = tokio::task::spawn_blocking(move || history.save()).await;
         if let Some(storage) = &self.storage {
             write_trends(&self.store, storage).await;
             storage.flush().await;

@@ -1,6 +1,7 @@
-//! HTTP: `/metrics` (configurable path), `/`, `/-/healthy`, `/-/ready`,
-//! `POST /-/reload`, the read API under `/api/` ([`crate::api`]), and in
-//! `--demo` the demo's fault switches.
+//! HTTP: `/metrics` (configurable path), `/`, `/supplier/{name}`
+//! ([`crate::supplier_page`]), `/-/healthy`, `/-/ready`, `POST /-/reload`,
+//! the read API under `/api/` ([`crate::api`]), with `--web.enable-debug`
+//! `/-/debug/poll` ([`crate::debug`]), and in `--demo` the demo's fault switches.
 //!
 //! hyper 1 with a read timer, so a slow client cannot hold a connection
 //! open forever. `/metrics` serves the cached rendering, gzip when asked.
@@ -77,6 +78,10 @@ pub struct ServerState {
     pub extra_routes: Option<ExtraRoutes>,
     /// TLS, basic auth and headers; replaced on reload.
     pub web: Arc<arc_swap::ArcSwap<WebConfig>>,
+    /// The poll history the supplier pages show (none: pages without polls).
+    pub history: Option<Arc<crate::history::History>>,
+    /// `--web.enable-debug`: runs `/-/debug/poll` (none: that path is 404).
+    pub debug_poll: Option<crate::debug::Runner>,
 }
 
 /// A response body of shared buffers sent in order, one frame each, with its
@@ -129,6 +134,43 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(Body::full(body));
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+/// An HTML page under the strict CSP (no script, no external asset), never cached.
+fn html(status: StatusCode, body: String) -> Response<Body> {
+    let mut r = Response::new(Body::full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert("content-security-policy", HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src data:"));
+    r
+}
+
+/// `/supplier/{name}`: the page, or a plain 404 page for an unknown (or undecodable) name.
+fn supplier_page(state: &ServerState, encoded: &str) -> Response<Body> {
+    let name = crate::api::percent_decode(encoded).unwrap_or_else(|_| encoded.to_string());
+    let history = state.history.as_ref().map(|h| h.of(&name)).unwrap_or_default();
+    match crate::supplier_page::render(&state.store, &history, &name, SystemTime::now()) {
+        Some(page) => html(StatusCode::OK, page),
+        None => html(StatusCode::NOT_FOUND, crate::supplier_page::not_found(&name)),
+    }
+}
+
+/// `/-/debug/poll?supplier=NAME`: JSON, never cached; 429 with `Retry-After` when the limiter is busy.
+async fn debug_poll(runner: &crate::debug::Runner, query: &str) -> Response<Body> {
+    let answer = match crate::debug::supplier_param(query) {
+        Ok(name) => crate::debug::answer(&name, runner(name.clone()).await),
+        Err(bad) => bad,
+    };
+    let mut r = Response::new(Body::full(answer.body));
+    *r.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(secs) = answer.retry_after {
+        r.headers_mut().insert(hyper::header::RETRY_AFTER, HeaderValue::from(secs));
+    }
     r
 }
 
@@ -201,16 +243,14 @@ async fn route(state: Arc<ServerState>, req: Request<Incoming>) -> Response<Body
             r
         }
         (Method::GET | Method::HEAD, "/") => {
-            let html = crate::landing::render(&state.store, &state.telemetry_path, SystemTime::now());
-            let mut r = Response::new(Body::full(html));
-            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-            r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            r.headers_mut().insert(
-                "content-security-policy",
-                HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src data:"),
-            );
-            r
+            html(StatusCode::OK, crate::landing::render(&state.store, &state.telemetry_path, SystemTime::now()))
         }
+        (Method::GET | Method::HEAD, p) if p.starts_with("/supplier/") => supplier_page(&state, &p["/supplier/".len()..]),
+        (Method::GET, "/-/debug/poll") => match &state.debug_poll {
+            Some(runner) => debug_poll(runner, &query).await,
+            // Off unless --web.enable-debug: as if the path did not exist.
+            None => text(StatusCode::NOT_FOUND, "Not found\n"),
+        },
         (Method::GET | Method::HEAD, "/-/healthy") => text(StatusCode::OK, "Healthy\n"),
         (Method::GET | Method::HEAD, "/-/ready") => {
             if state.store.ready() {
@@ -329,6 +369,8 @@ mod tests {
             reload,
             extra_routes: None,
             web: Arc::new(arc_swap::ArcSwap::from_pointee(WebConfig::default())),
+            history: None,
+            debug_poll: None,
         });
         let listener = bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

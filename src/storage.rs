@@ -274,8 +274,8 @@ impl Record {
     }
 }
 
-/// A record line: `<crc32 hex> <json>\n`.
-fn frame(json: &[u8]) -> Vec<u8> {
+/// A record line: `<crc32 hex> <json>\n` (the poll history's file uses it too).
+pub(crate) fn frame(json: &[u8]) -> Vec<u8> {
     let mut crc = flate2::Crc::new();
     crc.update(json);
     let mut line = format!("{:08x} ", crc.sum()).into_bytes();
@@ -285,7 +285,7 @@ fn frame(json: &[u8]) -> Vec<u8> {
 }
 
 /// The JSON of a record line, if its checksum holds.
-fn unframe(line: &[u8]) -> Option<&[u8]> {
+pub(crate) fn unframe(line: &[u8]) -> Option<&[u8]> {
     let (crc, json) = (line.get(..8)?, line.get(9..)?);
     if line.get(8) != Some(&b' ') {
         return None;
@@ -749,6 +749,25 @@ impl Writer {
         self.journal_len = header.len() as u64;
         Ok(())
     }
+}
+
+/// Replaces `file` with what `write` writes, atomically: a temporary file
+/// beside it (buffered), fsync, rename over it, directory fsync (the poll
+/// history's file).
+pub fn write_atomically(file: &Path, write: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>) -> Result<(), StorageError> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let written = (|| {
+        let out = OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&tmp)?;
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+        write(&mut out)?;
+        out.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()
+    })();
+    written.map_err(io("writing", &tmp))?;
+    std::fs::rename(&tmp, file).map_err(io("renaming", file))?;
+    sync_dir(dir).map_err(io("syncing", dir))
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

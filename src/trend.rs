@@ -173,6 +173,8 @@ pub struct Size {
 impl Size {
     /// The landing page's table cell.
     pub const ROW: Size = Size { width: 120, height: 28 };
+    /// The supplier page's picture of each balance.
+    pub const PAGE: Size = Size { width: 480, height: 80 };
 }
 
 /// Vertical room kept free above and below the line, so a stroke at the

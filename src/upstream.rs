@@ -81,10 +81,94 @@ impl Limiter {
         tokio::time::sleep_until(slot).await;
     }
 
+    /// Takes this request's slot only if it is free now: `Err(wait)` with how
+    /// long a request would have to wait instead (the debug poll answers 429
+    /// rather than waiting; nothing is reserved then).
+    pub async fn try_acquire(&self, min_interval: Duration) -> Result<(), Duration> {
+        let mut next = self.next_allowed.lock().await;
+        let now = Instant::now();
+        match *next {
+            Some(slot) if slot > now => Err(slot.saturating_duration_since(now)),
+            _ => {
+                *next = Some(now + min_interval);
+                Ok(())
+            }
+        }
+    }
+
     /// Pushes the next slot out to at least `until` (a supplier's `Retry-After`).
     pub async fn defer_until(&self, until: Instant) {
         let mut next = self.next_allowed.lock().await;
         *next = Some(next.map_or(until, |n| n.max(until)));
+    }
+}
+
+/// Longest failure snippet a poll's trace keeps (the poll history shows it).
+pub const FAILURE_SNIPPET_BYTES: usize = 300;
+/// Longest response body a detailed trace shows (redacted), per request.
+pub const DEBUG_BODY_BYTES: usize = 64 * 1024;
+/// Bodies a detailed trace shows in all; later ones are left out.
+const DEBUG_BODIES_TOTAL: usize = 4 * DEBUG_BODY_BYTES;
+
+/// What the requests of one poll did, recorded by every [`Upstream`] handle
+/// of that poll (the handles a kind derives share it). A summary trace keeps
+/// what the poll history needs (requests, last status, failure snippet); a
+/// detailed one (the debug poll) also keeps each request and its body, and
+/// makes the poll's first request take a free limiter slot or fail at once.
+#[derive(Debug, Default)]
+pub struct PollTrace {
+    detailed: bool,
+    data: std::sync::Mutex<TraceData>,
+}
+
+/// What a [`PollTrace`] holds. Every text in it is redacted.
+#[derive(Debug, Clone, Default)]
+pub struct TraceData {
+    /// HTTP requests sent (redirects and retries included).
+    pub requests: u32,
+    /// Status of the last response, if any came.
+    pub last_status: Option<u16>,
+    /// The last non-2xx body, redacted, at most [`FAILURE_SNIPPET_BYTES`].
+    pub failure_snippet: Option<String>,
+    /// Detailed traces only: each request in order.
+    pub exchanges: Vec<Exchange>,
+    /// Detailed traces only: the first request found no free limiter slot; this long to wait.
+    pub would_wait: Option<Duration>,
+}
+
+/// One request of a detailed trace.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub method: String,
+    /// Without user info, secrets redacted.
+    pub url: String,
+    pub status: Option<u16>,
+    pub duration: Duration,
+    /// The body, redacted, at most [`DEBUG_BODY_BYTES`]; `None` when there was none to show.
+    pub body: Option<String>,
+    pub body_truncated: bool,
+    /// Why no body is shown, or why the request failed (redacted).
+    pub note: Option<String>,
+}
+
+impl PollTrace {
+    /// A trace for the poll history.
+    pub fn summary() -> Arc<PollTrace> {
+        Arc::default()
+    }
+
+    /// A trace for the debug poll.
+    pub fn detailed() -> Arc<PollTrace> {
+        Arc::new(PollTrace { detailed: true, data: Default::default() })
+    }
+
+    /// What was recorded so far.
+    pub fn data(&self) -> TraceData {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TraceData> {
+        self.data.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -120,6 +204,11 @@ pub struct Upstream {
     secrets: Arc<Vec<String>>,
     /// The kind's reading of non-2xx answers.
     read_error: ErrorReader,
+    /// Where this poll's requests are recorded (poll history, debug poll).
+    trace: Option<Arc<PollTrace>>,
+    /// Response bodies of this handle carry credentials (an OAuth2 token
+    /// endpoint): a detailed trace never shows them.
+    bodies_secret: bool,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -158,7 +247,20 @@ impl Upstream {
             },
             secrets: Arc::new(cfg.auth.secrets().into_iter().map(String::from).chain(cfg.client.secrets()).collect()),
             read_error: |_| None,
+            trace: None,
+            bodies_secret: false,
         }
+    }
+
+    /// The same handle, recording its requests into `trace`.
+    pub fn traced(&self, trace: Arc<PollTrace>) -> Upstream {
+        Upstream { trace: Some(trace), ..self.clone() }
+    }
+
+    /// The same handle, its response bodies never shown in a detailed trace
+    /// (they carry credentials, e.g. an OAuth2 access token).
+    pub fn with_secret_bodies(self) -> Upstream {
+        Upstream { bodies_secret: true, ..self }
     }
 
     /// The same handle, reading non-2xx answers the kind's way.
@@ -238,11 +340,38 @@ impl Upstream {
     /// A short, redacted, single-line snippet of an upstream body for
     /// messages. Redacted before it is cut, so no secret prefix survives a cut.
     pub fn snippet(&self, body: &[u8]) -> String {
+        self.snippet_of(body, 200, |line| line.chars().take(120).collect())
+    }
+
+    /// Like [`Upstream::snippet`], at most `max_bytes` long (cut on a char
+    /// boundary): the failure snippet of the poll history.
+    pub fn snippet_bytes(&self, body: &[u8], max_bytes: usize) -> String {
+        self.snippet_of(body, max_bytes.saturating_add(80), |line| cut_to_bytes(&line, max_bytes).to_string())
+    }
+
+    /// Redacts the first `read` bytes (plus room for a secret straddling the
+    /// cut), flattens control characters, then cuts with `cut`.
+    fn snippet_of(&self, body: &[u8], read: usize, cut: impl FnOnce(String) -> String) -> String {
         let longest_secret = self.secrets.iter().map(|s| s.len() * 2).max().unwrap_or(0);
-        let text = String::from_utf8_lossy(&body[..body.len().min(200 + longest_secret)]);
-        let redacted = self.redact(&text);
-        let line: String = redacted.chars().map(|c| if c.is_control() { ' ' } else { c }).take(120).collect();
-        line.trim().to_string()
+        let window = read + longest_secret;
+        let text = String::from_utf8_lossy(&body[..body.len().min(window)]);
+        let mut redacted = self.redact(&text);
+        if body.len() > window {
+            // A secret cut by the window's end is not recognised: drop that end. (Redactions
+            // before it shorten the text, and could otherwise pull its prefix under the cut.)
+            let keep = cut_to_bytes(&redacted, redacted.len().saturating_sub(longest_secret)).len();
+            redacted.truncate(keep);
+        }
+        let line: String = redacted.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        cut(line).trim().to_string()
+    }
+
+    /// `url` as shown in a debug trace: no user info, every secret redacted.
+    fn shown_url(&self, url: &Url) -> String {
+        let mut shown = url.clone();
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        self.redact(shown.as_str())
     }
 
     /// Joins a request path to `base_url`, keeping any path prefix of the base.
@@ -268,7 +397,9 @@ impl Upstream {
                 Err(e) => e,
             };
             let retryable = matches!(err.reason, Reason::RateLimited | Reason::ServerError | Reason::Timeout | Reason::Connect);
-            if !retryable || attempt >= self.retry.max_retries {
+            // A debug poll reports the first failure instead of retrying.
+            let max_retries = if self.trace.as_ref().is_some_and(|t| t.detailed) { 0 } else { self.retry.max_retries };
+            if !retryable || attempt >= max_retries {
                 if let Some(wait) = err.retry_after {
                     self.limiter.defer_until(Instant::now() + wait).await;
                 }
@@ -299,7 +430,8 @@ impl Upstream {
         let mut method = req.method.clone();
         let mut body = req.body.clone();
         loop {
-            self.limiter.acquire(self.min_interval).await;
+            self.take_slot().await?;
+            let sent_at = Instant::now();
             // Credentials only ever go to the configured origin.
             let same_origin = url.origin() == origin;
             let mut builder = self
@@ -324,9 +456,17 @@ impl Upstream {
                 }
                 builder = builder.body(b.clone());
             }
-            let resp = builder.send().await.map_err(|e| self.transport_error(e))?;
+            let resp = match builder.send().await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    let err = self.transport_error(e);
+                    self.note(&method, &url, sent_at, None, Err(&err.message));
+                    return Err(err);
+                }
+            };
             let status = resp.status();
             if status.is_redirection() {
+                self.note(&method, &url, sent_at, Some(status.as_u16()), Err("redirect"));
                 let location = resp.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok());
                 let next = location.and_then(|l| url.join(l).ok());
                 match next {
@@ -347,7 +487,14 @@ impl Upstream {
             }
             let headers = resp.headers().clone();
             let retry_after = retry_after(&headers, SystemTime::now());
-            let bytes = self.read_capped(resp).await?;
+            let bytes = match self.read_capped(resp).await {
+                Ok(bytes) => bytes,
+                Err(err) => {
+                    self.note(&method, &url, sent_at, Some(status.as_u16()), Err(&err.message));
+                    return Err(err);
+                }
+            };
+            self.note(&method, &url, sent_at, Some(status.as_u16()), Ok(&bytes));
             if status.is_success() {
                 return Ok(Response { status, headers, body: bytes });
             }
@@ -362,6 +509,64 @@ impl Upstream {
             }
             return Err(err);
         }
+    }
+
+    /// Waits for this request's limiter slot; the first request of a debug
+    /// poll takes a free slot or fails at once (`rate_limited`, with the wait).
+    async fn take_slot(&self) -> Result<(), PollError> {
+        match &self.trace {
+            Some(trace) if trace.detailed && trace.lock().requests == 0 => {
+                self.limiter.try_acquire(self.min_interval).await.map_err(|wait| {
+                    trace.lock().would_wait = Some(wait);
+                    PollError { retry_after: Some(wait), ..PollError::new(Reason::RateLimited, "min_interval: no free request slot now") }
+                })
+            }
+            _ => {
+                self.limiter.acquire(self.min_interval).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Records one request in the poll's trace: its status and either its
+    /// body or why there is none (an error, a redirect).
+    fn note(&self, method: &Method, url: &Url, sent_at: Instant, status: Option<u16>, body: Result<&[u8], &str>) {
+        let Some(trace) = &self.trace else { return };
+        let mut data = trace.lock();
+        data.requests = data.requests.saturating_add(1);
+        if status.is_some() {
+            data.last_status = status;
+        }
+        // The snippet is of the error answer that ended the poll: a later 2xx (a retry that
+        // succeeded, the next page) clears an earlier one.
+        match (status, body) {
+            (Some(200..=299), _) => data.failure_snippet = None,
+            (Some(_), Ok(bytes)) => data.failure_snippet = Some(self.snippet_bytes(bytes, FAILURE_SNIPPET_BYTES)),
+            _ => {}
+        }
+        if !trace.detailed {
+            return;
+        }
+        let shown: usize = data.exchanges.iter().filter_map(|e| e.body.as_ref()).map(String::len).sum();
+        let (body, body_truncated, note) = match body {
+            Err(why) => (None, false, Some(self.redact(why))),
+            Ok(_) if self.bodies_secret => (None, false, Some("body not shown: it carries credentials".to_string())),
+            Ok(_) if shown >= DEBUG_BODIES_TOTAL => (None, false, Some("body not shown: the debug output is full".to_string())),
+            Ok(bytes) => {
+                let text = self.redact(&String::from_utf8_lossy(bytes));
+                let cut = cut_to_bytes(&text, DEBUG_BODY_BYTES);
+                (Some(cut.to_string()), cut.len() < text.len(), None)
+            }
+        };
+        data.exchanges.push(Exchange {
+            method: method.as_str().to_string(),
+            url: self.shown_url(url),
+            status,
+            duration: sent_at.elapsed(),
+            body,
+            body_truncated,
+            note,
+        });
     }
 
     fn with_auth(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -418,6 +623,15 @@ impl Upstream {
         }
         PollError::new(reason, self.redact(&message))
     }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a char boundary.
+pub fn cut_to_bytes(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end = end.saturating_sub(1);
+    }
+    &text[..end]
 }
 
 /// The longest wait a supplier's `Retry-After` can impose. Longer values are
@@ -507,6 +721,13 @@ mod tests {
         // A secret straddling the snippet's cut leaves no prefix behind.
         let body = format!("{}{secret} tail", "x".repeat(195));
         assert!(!up.snippet(body.as_bytes()).contains("sk_"), "{}", up.snippet(body.as_bytes()));
+        // Nor when redactions before it shorten the text, pulling the cut secret under the limit.
+        let body = secret.repeat(40);
+        for snippet in [up.snippet(body.as_bytes()), up.snippet_bytes(body.as_bytes(), 300)] {
+            assert!(snippet.starts_with("<redacted><redacted>"), "{snippet}");
+            assert!(!snippet.contains("sk"), "no piece of the secret: {snippet}");
+        }
+        assert_eq!(up.snippet_bytes("é".repeat(400).as_bytes(), 301), "é".repeat(150), "cut on a char boundary");
     }
 
     #[tokio::test(start_paused = true)]

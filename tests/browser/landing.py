@@ -11,6 +11,8 @@
   landing.py check-dom DOM_FILE OUT_DIR FAILING LOW   # the assertions on the page
   landing.py check-console STDERR_FILE                # no CSP violation, no failed load
   landing.py check-png PNG WIDTH HEIGHT               # size, not blank, failing red drawn
+  landing.py fetch-supplier BASE SUPPLIER OUT_DIR     # its page via the landing page link: 200, CSP; href to OUT_DIR/supplier-href.txt
+  landing.py check-supplier-dom DOM_FILE SUPPLIER     # the supplier page: polls table with rows, no secret
 
 Every check prints what it verified and exits 1 with the reason on failure.
 """
@@ -474,6 +476,61 @@ def wait_trends(base, seconds):
     raise Failed(f"not every row draws its trend within {seconds}s: {missing}")
 
 
+def supplier_link(base, supplier):
+    """The href of SUPPLIER's name on the landing page."""
+    _, _, body = http(base + "/")
+    links = dict((html_unescape(n), h) for h, n in re.findall(r'<a class="name" href="([^"]+)">([^<]*)</a>', body))
+    check(supplier in links, f"the landing page links {supplier}'s name ({len(links)} supplier links)")
+    return links[supplier]
+
+
+def html_unescape(text):
+    import html
+    return html.unescape(text)
+
+
+def fetch_supplier(base, supplier, out_dir):
+    href = supplier_link(base, supplier)
+    check(href.startswith("/supplier/"), f"the link goes to /supplier/... ({href})")
+    status, headers, body = http(base + href)
+    headers = {k.lower(): v for k, v in headers.items()}
+    with open(f"{out_dir}/supplier-page.html", "w") as f:
+        f.write(body)
+    check(status == 200, f"GET {href} is 200")
+    check(headers.get("content-type", "").startswith("text/html"), "its content-type is html")
+    check(headers.get("content-security-policy") == EXPECTED_CSP, f"its CSP header is {EXPECTED_CSP!r}")
+    try:
+        status = http(base + "/supplier/no-such-supplier")[0]
+    except urllib.error.HTTPError as e:
+        status = e.code
+    check(status == 404, "an unknown supplier's page is 404")
+    with open(f"{out_dir}/supplier-href.txt", "w") as f:
+        f.write(href)
+
+
+def check_supplier_dom(dom_file, supplier):
+    dom = open(dom_file).read()
+    check(re.search(r'<h1 class="supplier-name" data-supplier="([^"]*)"', dom) is not None
+          and html_unescape(re.search(r'data-supplier="([^"]*)"', dom).group(1)) == supplier, f"the page is {supplier}'s")
+    table = dom.split('<table id="polls">', 1)[1].split("</table>", 1)[0] if '<table id="polls">' in dom else ""
+    rows = re.findall(r'<tr class="(ok|fail)" data-outcome="([a-z_]+)" data-status="([^"]*)">', table)
+    check(len(rows) >= 2, f"the polls table has rows ({len(rows)})")
+    check(rows[0][1] == "auth" and rows[0][2] == "401", f"the newest poll is the revoked key's: auth, HTTP 401 ({rows[0]})")
+    check(any(r[1] == "ok" for r in rows), "an earlier poll succeeded")
+    balances = dom.split('<table id="balances">', 1)[1].split("</table>", 1)[0]
+    check(len(re.findall(r'<tr class="balance', balances)) >= 1, "the balances table has rows")
+    check('<pre class="snippet">' in dom, "the failure snippet is shown")
+    trends = dom.split('<section class="trends">', 1)[1].split("</section>", 1)[0] if '<section class="trends">' in dom else ""
+    pictures = re.findall(r'<svg class="trend"[^>]*data-points="(\d+)".*?<path[^>]*d="([^"]*)"', trends, re.S)
+    check(len(pictures) >= 1, f"the page draws each balance's 24 h picture ({len(pictures)})")
+    for n, d in pictures:
+        drawn = 1 + len(re.findall(r"H[\d.]+V[\d.]+", d))
+        check(int(n) == drawn and drawn >= 2, f"a picture's data-points ({n}) is the number of points its path draws ({drawn})")
+    for prefix in SECRET_PREFIXES:
+        check(prefix not in dom, f"no demo key ({prefix}...) on the page")
+    check("<script" not in dom and "<link" not in dom and "http://" not in dom.replace('http-equiv', ''), "no script, no external asset")
+
+
 def check_console(stderr_file):
     text = open(stderr_file, errors="replace").read()
     problems = [line for line in text.splitlines()
@@ -556,6 +613,8 @@ def main(argv):
             "check-dom": check_dom,
             "check-console": check_console,
             "check-png": check_png,
+            "fetch-supplier": fetch_supplier,
+            "check-supplier-dom": check_supplier_dom,
         }[cmd](*args)
     except Failed as e:
         print(f"  FAILED: {e}", file=sys.stderr)

@@ -19,7 +19,10 @@
 # inline SVG step line whose data-points is the number of points its path draws, the
 # low threshold as a horizontal line, the drain as a step); meta refresh and phone viewport; no demo key
 # anywhere; no external asset; no CSP violation in Chromium's console; the
-# screenshots have the right size and show the red failing highlight.
+# screenshots have the right size and show the red failing highlight. Then the failing
+# supplier's page (/supplier/NAME, through its link on the landing page): 200 under the
+# same CSP, the newest poll auth/401, a success before it, the balances and the failure
+# snippet shown, no demo key, no console error; a desktop screenshot (supplier-page.png).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -115,9 +118,23 @@ for shot in "desktop:$DESKTOP" "phone:$PHONE"; do
   $PY check-console "$ART/chromium-$name.log"
 done
 
+# The supplier page of the failing supplier, reached through its link on the landing page.
+$PY fetch-supplier "$BASE" "$FAILING" "$ART"
+HREF=$(cat "$ART/supplier-href.txt")
+step "chromium --dump-dom $BASE$HREF"
+chrome --dump-dom "$BASE$HREF" >"$ART/supplier-dom.html" 2>"$ART/chromium-supplier-dom.log" \
+  || { tail -20 "$ART/chromium-supplier-dom.log" >&2; fail "chromium --dump-dom (supplier page)"; }
+$PY check-supplier-dom "$ART/supplier-dom.html" "$FAILING"
+$PY check-console "$ART/chromium-supplier-dom.log"
+step "screenshot supplier page ($DESKTOP)"
+chrome --screenshot="$ART/supplier-page.png" --window-size="$DESKTOP" "$BASE$HREF" 2>"$ART/chromium-supplier.log" \
+  || { tail -20 "$ART/chromium-supplier.log" >&2; fail "chromium --screenshot (supplier page)"; }
+$PY check-png "$ART/supplier-page.png" "${DESKTOP%,*}" "${DESKTOP#*,}"
+$PY check-console "$ART/chromium-supplier.log"
+
 if [ "${UPDATE_SCREENSHOTS:-0}" = 1 ]; then
   mkdir -p "$ROOT/docs/screenshots"
-  cp "$ART/landing-desktop.png" "$ART/landing-phone.png" "$ROOT/docs/screenshots/"
-  step "updated docs/screenshots/landing-desktop.png and landing-phone.png"
+  cp "$ART/landing-desktop.png" "$ART/landing-phone.png" "$ART/supplier-page.png" "$ROOT/docs/screenshots/"
+  step "updated docs/screenshots/landing-desktop.png, landing-phone.png and supplier-page.png"
 fi
 echo "browser test: ok (artifacts in ${ART#"$ROOT"/})"

@@ -24,6 +24,23 @@ pub async fn start(config: &str) -> (App, tempfile::TempDir) {
     (app, dir)
 }
 
+/// Starts the exporter like [`start`], with `options` changing the start
+/// options (`--web.enable-debug`, `--storage.path`, …) and `web` as its web config.
+pub async fn start_with(config: &str, options: impl FnOnce(&mut Options), web: Option<&str>) -> (App, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("balance_exporter.yml");
+    std::fs::write(&path, config).unwrap();
+    let web_file = web.map(|w| {
+        let p = dir.path().join("web.yml");
+        std::fs::write(&p, w).unwrap();
+        p
+    });
+    let mut opts =
+        Options { config_file: Some(path), listen_address: "127.0.0.1:0".into(), telemetry_path: "/metrics".into(), ..Default::default() };
+    options(&mut opts);
+    (App::start_with_web_config(opts, web_file).await.expect("exporter starts"), dir)
+}
+
 /// Rewrites the config file of a running test exporter.
 pub fn rewrite(dir: &tempfile::TempDir, config: &str) {
     std::fs::write(dir.path().join("balance_exporter.yml"), config).unwrap();

@@ -399,3 +399,57 @@ async fn a_long_walk_stays_under_the_rate_limit() {
     assert!(rate <= 1.0 / min_interval.as_secs_f64(), "{rate:.2} requests/s over the walk");
     app.stop().await;
 }
+
+/// `/-/debug/poll` reads the ledger with a scratch copy of the kind's memory:
+/// the entries it sees are still new to the next scheduled poll, which counts
+/// them exactly once; the debug poll itself publishes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_debug_poll_neither_moves_the_ledger_cursor_nor_counts_spend() {
+    let stub = Stub::default();
+    stub.with(|s| {
+        s.wallet("cus_a", "USD", 1_000_000);
+        for i in 0..5 {
+            s.entry("cus_a", "USD", 100, false, "payment", Some(&format!("pay_{i}")), i * 60);
+        }
+    });
+    let server = serve(&stub).await;
+    let (app, dir) = common::start_with(&config(&server, "    customers: [cus_a]\n", "1h", "1ms"), |o| o.enable_debug = true, None).await;
+    common::wait_for(&app, Duration::from_secs(10), "baseline", |s| polls(s) >= 1.0).await;
+    // Two debits (3.00 and 1.25) after the baseline.
+    stub.with(|s| {
+        s.entry("cus_a", "USD", 300, false, "payment", Some("pay_new1"), 20_000);
+        s.entry("cus_a", "USD", 125, false, "payment", Some("pay_new2"), 20_010);
+    });
+    let (_, before) = common::get(&app, "/metrics").await;
+    let url = format!("http://{}/-/debug/poll?supplier=dodo", app.addr);
+    let body: Value = loop {
+        let resp = reqwest::get(&url).await.unwrap();
+        if resp.status() == 429 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        assert_eq!(resp.status(), 200);
+        break resp.json().await.unwrap();
+    };
+    assert_eq!(body["outcome"], "ok", "{body}");
+    let paths: Vec<&str> = body["requests"].as_array().unwrap().iter().map(|r| r["url"].as_str().unwrap()).collect();
+    assert!(paths.iter().any(|p| p.contains("/customers/cus_a/wallets/ledger-entries")), "{paths:?}");
+    assert!(body["requests"].as_array().unwrap().iter().all(|r| r["status"] == 200));
+    assert_eq!(body["rows"][0]["balance"], "9990.75", "{body}");
+    assert!(!body.to_string().contains(TOKEN));
+    let (_, after) = common::get(&app, "/metrics").await;
+    assert_eq!(after, before, "the debug poll published nothing");
+    assert_eq!(common::Samples::parse(&after).value("supplier_balance_spent_total", &l("cus_a", "USD")), 0.0);
+
+    // The next scheduled poll (sooner after a reload: the task restarts, memory kept) counts both debits once.
+    common::rewrite(&dir, &config(&server, "    customers: [cus_a]\n", "300ms", "1ms"));
+    app.reload().await.unwrap();
+    let s = common::wait_for(&app, Duration::from_secs(10), "the debits counted", |s| {
+        s.get("supplier_balance_spent_total", &l("cus_a", "USD")) == Some(4.25)
+    })
+    .await;
+    let seen = polls(&s);
+    let s = common::wait_for(&app, Duration::from_secs(10), "two more polls", |s| polls(s) >= seen + 2.0).await;
+    assert_eq!(s.value("supplier_balance_spent_total", &l("cus_a", "USD")), 4.25, "counted once");
+    app.stop().await;
+}

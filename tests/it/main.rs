@@ -15,6 +15,7 @@ mod balanced_orders;
 mod binary;
 mod crash;
 mod dodo_wallets;
+mod history;
 mod hostile_upstreams;
 mod json_kind;
 mod json_pages;

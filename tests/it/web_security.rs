@@ -67,6 +67,8 @@ async fn start(web: &str) -> (App, tempfile::TempDir, PathBuf) {
         config_file: Some(config),
         listen_address: "127.0.0.1:0".into(),
         telemetry_path: "/metrics".into(),
+        // The debug poll is on, to show it is behind the same auth.
+        enable_debug: true,
         ..Default::default()
     };
     let app = App::start_with_web_config(opts, Some(web_path.clone())).await.expect("exporter starts");
@@ -134,10 +136,25 @@ async fn basic_auth_answers_401_with_www_authenticate() {
         let resp = client.get(&url).header("authorization", header).send().await.unwrap();
         assert_eq!(resp.status(), 401, "{header}");
     }
-    // Every route is protected, the landing page and health included.
-    for path in ["/", "/-/healthy", "/-/ready"] {
-        assert_eq!(client.get(format!("http://{}{path}", app.addr)).send().await.unwrap().status(), 401, "{path}");
+    // Every route is protected, the landing page, supplier pages, the debug poll and health included.
+    for path in ["/", "/supplier/fox", "/supplier/%3Cnope%3E", "/-/debug/poll?supplier=fox", "/-/healthy", "/-/ready"] {
+        let resp = client.get(format!("http://{}{path}", app.addr)).send().await.unwrap();
+        assert_eq!(resp.status(), 401, "{path}");
+        assert_eq!(resp.text().await.unwrap(), "Unauthorized\n", "{path}: nothing of the page without auth");
     }
+    // With auth: an unknown supplier's page and debug poll are 404s that echo the name escaped only.
+    let page =
+        client.get(format!("http://{}/supplier/%3Cnope%3E", app.addr)).basic_auth("prometheus", Some("s3cret-pass")).send().await.unwrap();
+    assert_eq!(page.status(), 404);
+    assert!(!page.text().await.unwrap().contains("<nope>"));
+    let debug = client
+        .get(format!("http://{}/-/debug/poll?supplier=fox", app.addr))
+        .basic_auth("prometheus", Some("s3cret-pass"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(debug.status(), 404);
+    assert!(!debug.text().await.unwrap().contains("s3cret-pass"));
     assert_eq!(client.post(format!("http://{}/-/reload", app.addr)).send().await.unwrap().status(), 401, "reload needs auth");
 
     // The right password, twice (the second is served from the cache).

@@ -138,7 +138,8 @@ async fn fetch(cfg: &OAuth2Config, upstream: &Upstream) -> Result<Fetched, PollE
         ClientAuth::Basic => Auth::Basic { username: cfg.client_id.clone(), password: cfg.client_secret.clone() },
         ClientAuth::Body => Auth::None,
     };
-    let endpoint = endpoint.using_auth(auth).with_secrets([cfg.client_secret.expose().to_string()]);
+    // Its answers carry the access token: a debug poll never shows their bodies.
+    let endpoint = endpoint.using_auth(auth).with_secrets([cfg.client_secret.expose().to_string()]).with_secret_bodies();
     let resp = endpoint
         .send(&req)
         .await
