@@ -106,9 +106,13 @@ async fn supplier_page_shows_each_poll_with_its_status_and_reason_and_no_secret(
         "{page}"
     );
     assert!(!page.contains(TOKEN) && !page.contains("<script"), "{page}");
-    // The current balance and the hook for the trend.
+    // The current balance and its 24 h picture (one successful poll so far: not enough
+    // for a line yet).
     assert!(page.contains("<td class=\"usable\" data-label=\"usable\">284.50</td>"), "{page}");
-    assert!(page.contains("<!-- trend -->"));
+    assert!(
+        page.contains("<section class=\"trends\"><h2>Usable balance, last 24 hours</h2><figure class=\"trend\" data-account=\"main\" data-currency=\"USD\">"),
+        "{page}"
+    );
 
     // Unknown names: a plain 404 page, the name escaped.
     let resp = reqwest::get(format!("http://{}/supplier/%3Cb%3Enope", app.addr)).await.unwrap();

@@ -140,7 +140,10 @@ async fn two_hundred_scrapers_while_suppliers_flap_and_config_reloads() {
         scrapers.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 let started = Instant::now();
-                let resp = client.get(&url).send().await.map_err(|e| format!("scrape failed: {e}"))?;
+                let resp =
+                    client.get(&url).send().await.map_err(|e| {
+                        format!("scrape failed after {:?}: {}", started.elapsed(), balance_exporter::settings::error_chain(&e))
+                    })?;
                 if resp.status() != 200 {
                     return Err(format!("scrape answered {}", resp.status()));
                 }
