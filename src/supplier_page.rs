@@ -19,7 +19,7 @@ use crate::landing::{
     ago, days_text, esc, health, money, poll_meta, runway_text, sort_rows, topup_money, truncate, utc, Health, RowView, MAX_ERROR_CHARS,
     REFRESH_SECONDS, STYLE,
 };
-use crate::snapshot::{Store, SupplierSlot, SupplierState};
+use crate::snapshot::{Balance, BalanceKey, Store, SupplierState};
 
 /// Rules of this page only, beside the landing page's stylesheet.
 const PAGE_STYLE: &str = "nav{font-size:.85rem;margin-bottom:.4rem}nav a{color:inherit}\
@@ -57,8 +57,10 @@ pub fn render(store: &Store, history: &SupplierHistory, name: &str, now: SystemT
         );
     }
     html.push_str("</header><main>");
-    balances(&mut html, slot, &state, health, now);
-    trend(&mut html, slot, &state);
+    let mut rows: Vec<Row> = state.balances.iter().map(|(key, b)| (key, b, RowView::of(&slot.thresholds, &state, key, b))).collect();
+    sort_rows(&mut rows);
+    balances(&mut html, &rows, &state, health, now);
+    trend(&mut html, &rows, &state);
     polls(&mut html, history);
     snippets(&mut html, history);
     html.push_str(
@@ -78,9 +80,11 @@ pub fn not_found(name: &str) -> String {
     )
 }
 
-fn balances(html: &mut String, slot: &SupplierSlot, state: &SupplierState, health: Health, now: SystemTime) {
-    let mut rows: Vec<_> = state.balances.iter().map(|(key, b)| (key, b, RowView::of(&slot.thresholds, state, key, b))).collect();
-    sort_rows(&mut rows);
+/// One balance of the page, with its view as the landing page computes it;
+/// the page's sections share one sorted list.
+type Row<'a> = (&'a BalanceKey, &'a Balance, RowView);
+
+fn balances(html: &mut String, rows: &[Row], state: &SupplierState, health: Health, now: SystemTime) {
     let _ = write!(
         html,
         "<section class=\"balances {}\"><h2>Balances</h2><div class=\"scroll\"><table id=\"balances\"><thead><tr><th class=\"account\">account</th>\
@@ -89,7 +93,7 @@ fn balances(html: &mut String, slot: &SupplierSlot, state: &SupplierState, healt
          <th class=\"runway\">runway</th><th class=\"topup\">suggested top-up</th></tr></thead><tbody>",
         health.label(),
     );
-    for (key, b, row) in &rows {
+    for (key, b, row) in rows {
         let (account, currency) = (esc(&key.0), esc(&key.1));
         let updated = utc(b.updated_at());
         let runway = match (row.runway_days, row.spend_per_day) {
@@ -130,15 +134,13 @@ fn balances(html: &mut String, slot: &SupplierSlot, state: &SupplierState, healt
 /// Each balance's usable amount over the last 24 hours (the landing page's
 /// picture, drawn larger), with its low threshold: after the balances,
 /// before the polls.
-fn trend(html: &mut String, slot: &SupplierSlot, state: &SupplierState) {
-    let mut rows: Vec<_> = state.balances.iter().map(|(key, b)| (key, b, RowView::of(&slot.thresholds, state, key, b))).collect();
-    sort_rows(&mut rows);
+fn trend(html: &mut String, rows: &[Row], state: &SupplierState) {
     html.push_str("<section class=\"trends\"><h2>Usable balance, last 24 hours</h2>");
     if rows.is_empty() {
         html.push_str("<p class=\"none\">no balances yet</p>");
     }
     let no_trend = crate::trend::Trend::default();
-    for (key, _, row) in &rows {
+    for (key, _, row) in rows {
         let _ = write!(
             html,
             "<figure class=\"trend\" data-account=\"{account}\" data-currency=\"{currency}\"><figcaption>{account} · {currency}</figcaption>{}</figure>",
