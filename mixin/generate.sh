@@ -4,16 +4,26 @@
 #
 #   bash mixin/generate.sh           write them
 #   bash mixin/generate.sh --check   fail (with a diff) when a committed file differs
+#   bash mixin/generate.sh --out DIR [CONFIG]
+#                                    render into DIR instead, CONFIG (jsonnet) merged
+#                                    into _config (mixin/test.sh renders custom ones)
 #
 # Needs jsonnet (Debian: apt-get install jsonnet).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 command -v jsonnet >/dev/null || { echo "missing tool: jsonnet (apt-get install jsonnet)" >&2; exit 1; }
+render() {  # render DIR [CONFIG]
+  mkdir -p "$1/alerts" "$1/dashboards" "$1/deploy/kubernetes"  # jsonnet -m makes no directories
+  jsonnet -S -m "$1" --tla-code "config=${2:-{\}}" mixin/render.jsonnet >/dev/null
+  jsonnet -m "$1" --tla-code "config=${2:-{\}}" mixin/dashboards.jsonnet >/dev/null
+}
+if [ "${1:-}" = "--out" ]; then
+  render "$2" "${3:-{\}}"
+  exit 0
+fi
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/balance-mixin.XXXXXX")
 trap 'rm -rf "$OUT"' EXIT
-mkdir -p "$OUT/alerts" "$OUT/dashboards" "$OUT/deploy/kubernetes"  # jsonnet -m makes no directories
-jsonnet -S -m "$OUT" mixin/render.jsonnet >/dev/null
-jsonnet -m "$OUT" mixin/dashboards.jsonnet >/dev/null
+render "$OUT"
 cd "$OUT"
 files=$(find . -type f | sed 's|^\./||' | sort)
 cd - >/dev/null

@@ -16,9 +16,7 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/balance-mixin-test.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 
 render() {  # render DIR [CONFIG_JSONNET]
-  mkdir -p "$1/alerts" "$1/dashboards" "$1/deploy/kubernetes"
-  jsonnet -S -m "$1" --tla-code "config=${2:-{\}}" mixin/render.jsonnet >/dev/null
-  jsonnet -m "$1" --tla-code "config=${2:-{\}}" mixin/dashboards.jsonnet >/dev/null
+  bash mixin/generate.sh --out "$1" "${2:-{\}}"
   jsonnet -e "((import 'mixin/mixin.libsonnet') + { _config+:: ${2:-{\}} })._config" > "$1/config.json"
 }
 
