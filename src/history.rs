@@ -6,7 +6,7 @@
 //! Memory is bounded by construction: a record is a fixed 56 bytes (its text
 //! is cut to [`TEXT_BYTES`] and stored inline), a snippet at most
 //! [`FAILURE_SNIPPET_BYTES`]; about 4.6 KiB a supplier when full
-//! (`cargo bench --bench lean`, part 5, measures it at 10,000 suppliers).
+//! (`cargo bench --bench lean`, part 6, measures it at 10,000 suppliers).
 //!
 //! With `--storage.path` it is kept in its own file, `history.v1` (a header
 //! line, then one checksummed JSON line per supplier: see docs/storage.md), written
