@@ -25,7 +25,10 @@ For each --accounts N:
    ranges (54 h for the history, 2 h after), imported with `promtool tsdb
    create-blocks-from openmetrics` (two at a time) into non-overlapping blocks (no
    vertical compaction during the measurement). The last 2 hours are written last and
-   end seconds before Prometheus starts.
+   end seconds before Prometheus starts. Recorded series that only their own group
+   reads (the daily log's running totals and last values seen) are not imported:
+   Prometheus writes them from its first evaluation and keeps them in its head, as a
+   running Prometheus does.
 4. `prometheus` starts on 127.0.0.1 in a temp dir with those blocks, the rules and one
    scrape job: this script serves the N accounts' current values (the template
    simulation continues) on a local port, one target per exporter instance, scraped
@@ -33,11 +36,15 @@ For each --accounts N:
    evaluated every --eval-interval (1m): a group with a longer shipped `interval:` is
    evaluated at --eval-interval in a copy of its file (per-evaluation cost unchanged,
    results sooner; --keep-intervals keeps the shipped ones).
-5. After --evals evaluations of every group (counted once every target has been
-   scraped), it reports per group `prometheus_rule_group_last_duration_seconds` (last
+5. After --evals evaluations of every group (counted from --warmup (6 minutes) after every
+   target has been scraped once: until then an instant selector's 5-minute look-back
+   reaches back into the imported blocks and every query merges block and head series,
+   which a running Prometheus, whose head holds its last hours, does not do; reads over
+   [1h] still merge for the whole run, so those figures stay on the high side), it reports per group `prometheus_rule_group_last_duration_seconds` (last
    and max over the evaluations seen), the samples touched (each rule's expression run
    once through /api/v1/query?stats=all, totalQueryableSamples summed per group) and
-   the input sizes, as a Markdown table. Temp dirs are removed; it stops by itself.
+   the input sizes, as a Markdown table. Temp dirs are removed (--keep keeps them); it
+   stops by itself.
 
 Usage: rule_cost.py --accounts 1000 --accounts 10000 --rules-dir alerts
 """
@@ -683,6 +690,20 @@ class Bench:
             for r in g["rules"]:
                 for n, back in lookbacks(r["query"], names).items():
                     self.need[n] = max(self.need.get(n, 0), back)
+        # Series only their own group reads (the daily log's running totals, the last
+        # value seen, the time written): a group's state, which it reads over [1h] and a
+        # running Prometheus keeps in its head. They are not imported: Prometheus writes
+        # them from its first evaluation, so their reads stay in the head as in
+        # production instead of merging imported blocks for the whole run.
+        readers: dict[str, set] = {}
+        for g in self.groups:
+            for r in g["rules"]:
+                for n in lookbacks(r["query"], names):
+                    readers.setdefault(n, set()).add(g["name"])
+        self.group_state = {r["name"] for r in self.recording
+                            if readers.get(r["name"]) == {r["group"]["name"]}}
+        if self.group_state:
+            log(f"  not imported (each read only by its own group): {', '.join(sorted(self.group_state))}")
         full = {r["name"] for r in self.recording if r["group"]["explicit_interval"]
                 or self.need.get(r["name"], 0) > RAW}
         for n in sorted(self.need):
@@ -795,6 +816,8 @@ class Bench:
         def write_copies(f, lo, hi, history):
             n = 0
             for rule, points, sets in copies:
+                if rule["name"] in self.group_state:
+                    continue
                 first = lo
                 if history:  # only what is read before the raw part, as far as it is read
                     need = self.need.get(rule["name"], 0)
@@ -956,8 +979,8 @@ class Bench:
                 ups = prom.api("/api/v1/query", query=f'count(up{{job="{self.job}"}} == 1 and '
                                                       f'timestamp(up{{job="{self.job}"}}) > {t_started})')
                 if ups["result"] and int(float(ups["result"][0]["value"][1])) == n_inst:
-                    scraped_at = time.time()
-                    log("every target scraped once; counting evaluations from now")
+                    scraped_at = time.time() + a.warmup
+                    log(f"every target scraped once; counting evaluations from {fmt_dur(a.warmup)} on")
             if scraped_at is not None:
                 last = parse_metric(text, "prometheus_rule_group_last_evaluation_timestamp_seconds")
                 dur = parse_metric(text, "prometheus_rule_group_last_duration_seconds")
@@ -996,7 +1019,8 @@ class Bench:
         self.proms.remove(prom)
         srv.shutdown()
         self.servers.remove(srv)
-        shutil.rmtree(work, ignore_errors=True)
+        if not self.args.keep:
+            shutil.rmtree(work, ignore_errors=True)
         wall = time.time() - t_begin
 
         shipped = {f"{g['file']};{g['name']}": g for g in self.groups}
@@ -1046,7 +1070,10 @@ def main() -> int:
                     help="global evaluation_interval, and the interval of longer groups unless --keep-intervals")
     ap.add_argument("--keep-intervals", action="store_true", help="evaluate groups at their shipped interval")
     ap.add_argument("--evals", type=int, default=3, help="evaluations of every group to wait for")
-    ap.add_argument("--max-wait", type=int, default=900, help="seconds to wait for them at most")
+    ap.add_argument("--warmup", type=parse_duration, default=360,
+                    help="evaluations count from this long after every target was scraped once "
+                         "(longer than the 5-minute look-back, so instant selectors read the head only)")
+    ap.add_argument("--max-wait", type=int, default=1500, help="seconds to wait for them at most")
     ap.add_argument("--top", type=int, default=5, help="most expensive rules listed")
     ap.add_argument("--parallel-imports", type=int, default=2, help="promtool imports run at once")
     ap.add_argument("--tmp-dir", default=None, help="where the temp dir goes (needs a few GB)")

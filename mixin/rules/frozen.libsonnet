@@ -14,7 +14,7 @@
           rules: [
             // Held funds normally settle within hours, so the frozen amount follows the
             // order rhythm. Stuck funds push it above what is usual for this time of day:
-            // above its recorded threshold (1.3 x the median of the same time on the 7
+            // above its recorded threshold (1.3 x the medians of the same time on the 7
             // previous days, scaled by today's level, plus a noise term) and above 1% of the
             // balance (the floor: a share that small is noise, not stuck money), for 45m.
             $._alert("SupplierBalanceFrozenHigh", "warning", {

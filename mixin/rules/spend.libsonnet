@@ -15,7 +15,7 @@
             // (supplier_balance_spend_rate: settled spend plus new holds, between the exact
             // times of the exporter's successful polls) is above the account's burst
             // threshold in its 15m, 30m or 1h window. The threshold (recorded, see
-            // recording.rules.yml) is 1.3 x the rate expected at the window's centre (median
+            // recording.rules.yml) is 1.3 x the rate expected at the window's centre (medians
             // of the same 3 hours on the 7 previous days, scaled by today's level, floored at
             // 0.15 x the weekly average) plus a noise term for quiet accounts and hours. The
             // value is the rate as a multiple of the rate expected now.
