@@ -36,11 +36,12 @@ For each --accounts N:
    evaluated every --eval-interval (1m): a group with a longer shipped `interval:` is
    evaluated at --eval-interval in a copy of its file (per-evaluation cost unchanged,
    results sooner; --keep-intervals keeps the shipped ones).
-5. After --evals evaluations of every group (counted from --warmup (6 minutes) after every
-   target has been scraped once: until then an instant selector's 5-minute look-back
-   reaches back into the imported blocks and every query merges block and head series,
-   which a running Prometheus, whose head holds its last hours, does not do; reads over
-   [1h] still merge for the whole run, so those figures stay on the high side), it reports per group `prometheus_rule_group_last_duration_seconds` (last
+5. After --evals evaluations of every group (counted from --warmup (6 minutes) after
+   every target has been scraped once: until then an instant selector's 5-minute
+   look-back reaches back into the imported blocks and every query merges block and
+   head series, which a running Prometheus, whose head holds its last hours, does not
+   do; reads over [1h] still merge for the whole run, so those figures stay on the high
+   side), it reports per group `prometheus_rule_group_last_duration_seconds` (last
    and max over the evaluations seen), the samples touched (each rule's expression run
    once through /api/v1/query?stats=all, totalQueryableSamples summed per group) and
    the input sizes, as a Markdown table. Temp dirs are removed (--keep keeps them); it
@@ -685,23 +686,22 @@ class Bench:
         names = {r["name"] for r in self.recording}
         # How far back the rules read each recorded series: those read further back
         # than the raw part get history (8 days at most), computed over 16 days here.
+        # Series that only their own group reads, in a group with a rule that reads its own
+        # output (the daily log's running totals, the last value seen, the time written),
+        # are a group's state, which it reads over [1h] and a
+        # running Prometheus keeps in its head. They are not imported: Prometheus writes
+        # them from its first evaluation, so their reads stay in the head as in
+        # production instead of merging imported blocks for the whole run.
         self.need: dict[str, int] = {}
+        readers: dict[str, set] = {}
         for g in self.groups:
             for r in g["rules"]:
                 for n, back in lookbacks(r["query"], names).items():
                     self.need[n] = max(self.need.get(n, 0), back)
-        # Series only their own group reads (the daily log's running totals, the last
-        # value seen, the time written): a group's state, which it reads over [1h] and a
-        # running Prometheus keeps in its head. They are not imported: Prometheus writes
-        # them from its first evaluation, so their reads stay in the head as in
-        # production instead of merging imported blocks for the whole run.
-        readers: dict[str, set] = {}
-        for g in self.groups:
-            for r in g["rules"]:
-                for n in lookbacks(r["query"], names):
                     readers.setdefault(n, set()).add(g["name"])
-        self.group_state = {r["name"] for r in self.recording
-                            if readers.get(r["name"]) == {r["group"]["name"]}}
+        self_reading = {r["group"]["name"] for r in self.recording if r["name"] in reads(r["query"], names)}
+        self.group_state = {r["name"] for r in self.recording if r["group"]["name"] in self_reading
+                            and readers.get(r["name"]) == {r["group"]["name"]}}
         if self.group_state:
             log(f"  not imported (each read only by its own group): {', '.join(sorted(self.group_state))}")
         full = {r["name"] for r in self.recording if r["group"]["explicit_interval"]
