@@ -86,29 +86,32 @@ pub mod family {
     pub const BALANCE: usize = 0;
     pub const FROZEN: usize = 1;
     pub const LOW: usize = 2;
-    pub const RUNWAY: usize = 3;
-    pub const SPEND_RATE: usize = 4;
-    pub const SPENT: usize = 5;
-    pub const TOPPED_UP: usize = 6;
-    pub const TOPUP_TARGET: usize = 7;
-    pub const UPDATED: usize = 8;
-    pub const USABLE: usize = 9;
-    pub const INFO: usize = 10;
-    pub const LAST_POLL: usize = 11;
-    pub const LAST_SUCCESS: usize = 12;
-    pub const DURATION: usize = 13;
-    pub const ERRORS: usize = 14;
-    pub const INTERVAL: usize = 15;
-    pub const POLLS: usize = 16;
-    pub const ROW_ERRORS: usize = 17;
-    pub const TOPUP_MARGIN: usize = 18;
+    pub const OPENING: usize = 3;
+    pub const RUNWAY: usize = 4;
+    pub const SPEND_RATE: usize = 5;
+    pub const SPENT_TODAY: usize = 6;
+    pub const SPENT: usize = 7;
+    pub const TOPPED_UP_TODAY: usize = 8;
+    pub const TOPPED_UP: usize = 9;
+    pub const TOPUP_TARGET: usize = 10;
+    pub const UPDATED: usize = 11;
+    pub const USABLE: usize = 12;
+    pub const INFO: usize = 13;
+    pub const LAST_POLL: usize = 14;
+    pub const LAST_SUCCESS: usize = 15;
+    pub const DURATION: usize = 16;
+    pub const ERRORS: usize = 17;
+    pub const INTERVAL: usize = 18;
+    pub const POLLS: usize = 19;
+    pub const ROW_ERRORS: usize = 20;
+    pub const TOPUP_MARGIN: usize = 21;
     /// Not in the cached fragments: it moves with the clock (see [`super::topup_ready_series`]).
-    pub const TOPUP_READY: usize = 19;
-    pub const UP: usize = 20;
+    pub const TOPUP_READY: usize = 22;
+    pub const UP: usize = 23;
 }
 
 /// The per-supplier families, sorted by name (the exposition's order).
-pub const SUPPLIER_FAMILIES: [FamilyDef; 21] = [
+pub const SUPPLIER_FAMILIES: [FamilyDef; 24] = [
     FamilyDef {
         name: "supplier_balance",
         help: cached!("Total balance including frozen funds, in the currency's major unit."),
@@ -122,6 +125,13 @@ pub const SUPPLIER_FAMILIES: [FamilyDef; 21] = [
     FamilyDef {
         name: "supplier_balance_low_threshold",
         help: "Configured low-balance threshold (thresholds[].low), in major units.",
+        kind: Kind::Gauge,
+    },
+    FamilyDef {
+        name: "supplier_balance_opening",
+        help: "The day's opening balance (total, frozen included), in major units: the balance before the first successful \
+               poll of the UTC day of the last successful poll. supplier_balance_opening - supplier_balance_spent_today + \
+               supplier_balance_topped_up_today = supplier_balance where every change is inferred (no ledger).",
         kind: Kind::Gauge,
     },
     FamilyDef {
@@ -141,9 +151,21 @@ pub const SUPPLIER_FAMILIES: [FamilyDef; 21] = [
         kind: Kind::Gauge,
     },
     FamilyDef {
+        name: "supplier_balance_spent_today",
+        help: "What supplier_balance_spent_total grew by during the UTC day of the last successful poll (the first poll of \
+               a day counts the change since the poll before it), in major units. Kept with --storage.path.",
+        kind: Kind::Gauge,
+    },
+    FamilyDef {
         name: "supplier_balance_spent_total",
         help: "Sum of observed decreases of the total balance (ledger debits where a ledger exists), in major units.",
         kind: Kind::Counter,
+    },
+    FamilyDef {
+        name: "supplier_balance_topped_up_today",
+        help: "What supplier_balance_topped_up_total grew by during the UTC day of the last successful poll (the first \
+               poll of a day counts the change since the poll before it), in major units. Kept with --storage.path.",
+        kind: Kind::Gauge,
     },
     FamilyDef {
         name: "supplier_balance_topped_up_total",
@@ -278,6 +300,14 @@ pub fn supplier_series(slot: &SupplierSlot, state: &SupplierState, sink: &mut dy
     }
     for ((account, currency), v) in &state.topped_up_total {
         sink.sample(TOPPED_UP, &[("supplier", s), ("account", account), ("currency", currency)], to_f64(*v));
+    }
+    for key in state.day_starts.keys() {
+        if let Some((spent, topped_up, opening)) = state.today(key) {
+            let l = [("supplier", s), ("account", key.0.as_str()), ("currency", key.1.as_str())];
+            sink.sample(SPENT_TODAY, &l, to_f64(spent));
+            sink.sample(TOPPED_UP_TODAY, &l, to_f64(topped_up));
+            sink.sample(OPENING, &l, to_f64(opening));
+        }
     }
     let with_supplier = |labels: &[(&'static str, String)]| -> Vec<(&'static str, String)> {
         std::iter::once(("supplier", s.to_string())).chain(labels.iter().cloned()).collect()

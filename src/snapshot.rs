@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use litemap::LiteMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use rust_decimal::Decimal;
@@ -42,6 +42,25 @@ pub type BalanceKey = (String, String);
 /// or two balances, for which a `BTreeMap` node (room for 11) cost ~5 KB per
 /// supplier across its maps, most of a 10,000-supplier exporter's memory.
 pub type KeyMap<K, V> = LiteMap<K, V>;
+
+/// Where a balance's UTC day began: its counters and its total balance then,
+/// so the day's spend is the counter minus its value at the start
+/// (`supplier_balance_spent_today`, `…_topped_up_today`, `supplier_balance_opening`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayStart {
+    /// The UTC day: days since 1970-01-01.
+    pub day: u64,
+    pub spent: Decimal,
+    pub topped_up: Decimal,
+    /// The balance before the day's first successful poll (the first balance
+    /// read, for a balance first seen that day).
+    pub opening: Decimal,
+}
+
+/// The UTC day of `t`: days since 1970-01-01 (0 before it).
+pub fn utc_day(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs().checked_div(86_400).unwrap_or(0)
+}
 
 /// The last error of a supplier, as shown on the landing page.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +110,9 @@ pub struct SupplierState {
     /// keys gone for [`COUNTER_RETENTION`] are dropped, so accounts that come
     /// and go (the lowest-N wallets of a platform) do not grow `/metrics` forever.
     pub counters_seen: KeyMap<BalanceKey, SystemTime>,
+    /// Where each balance's current UTC day began (the day of its last
+    /// successful poll); kept as long as its counters.
+    pub day_starts: KeyMap<BalanceKey, DayStart>,
     pub gauges: Vec<ExtraSample>,
     /// Each balance's poll times and spend plus frozen: `supplier_balance_spend_rate`
     /// and the landing page's runway.
@@ -149,12 +171,27 @@ impl SupplierState {
         let mut failed = 0usize;
         let mut balances = BTreeMap::new();
         let mut kept_old = std::collections::BTreeSet::new();
+        let day = utc_day(now);
+        let mut new_days = Vec::new();
         for row in output.balances {
             let key = (row.account.clone(), row.currency.clone());
             if balances.contains_key(&key) {
                 // A kind reports each key once; a second row would double its counters.
                 row_errors.push(format!("account {:?} currency {:?}: reported twice in one poll", key.0, key.1));
                 continue;
+            }
+            if self.day_starts.get(&key).map(|d| d.day) != Some(day) {
+                // The day's first poll: it starts from the counters and the balance of
+                // the poll before it, so the change since then counts to the new day.
+                new_days.push((
+                    key.clone(),
+                    DayStart {
+                        day,
+                        spent: self.spent_total.get(&key).copied().unwrap_or_default(),
+                        topped_up: self.topped_up_total.get(&key).copied().unwrap_or_default(),
+                        opening: self.balances.get(&key).map_or(row.balance, |b| b.row.balance),
+                    },
+                ));
             }
             if let (Flows::Inferred, Some(old)) = (&output.flows, self.balances.get(&key).cloned()) {
                 if let Err(e) = self.infer_flow(&key, old.row.balance, row.balance) {
@@ -169,6 +206,9 @@ impl SupplierState {
         }
         if rows > 0 && failed == rows {
             return Err(PollError::decode(row_errors.join("; ")));
+        }
+        for (key, start) in new_days {
+            self.day_starts.insert(key, start);
         }
         // Every exported balance has its counters, starting at zero.
         for key in balances.keys() {
@@ -200,6 +240,7 @@ impl SupplierState {
         seen.retain(|_, t| now.duration_since(*t).unwrap_or_default() < COUNTER_RETENTION);
         self.spent_total.retain(|k, _| seen.contains_key(k));
         self.topped_up_total.retain(|k, _| seen.contains_key(k));
+        self.day_starts.retain(|k, _| seen.contains_key(k));
         for (key, b) in &balances {
             // A row that kept its last good balance adds no point: nothing new was read.
             if kept_old.contains(key) {
@@ -246,6 +287,17 @@ impl SupplierState {
         Some((window, per_day, days))
     }
 
+    /// A balance's day so far (the UTC day of its last successful poll): what
+    /// its spend and top-up counters grew by since the day began, and its
+    /// opening balance. `None` for a balance without a day start or when
+    /// `Decimal` cannot hold a difference.
+    pub fn today(&self, key: &BalanceKey) -> Option<(Decimal, Decimal, Decimal)> {
+        let start = self.day_starts.get(key)?;
+        let spent = self.spent_total.get(key).copied().unwrap_or_default().checked_sub(start.spent)?;
+        let topped_up = self.topped_up_total.get(key).copied().unwrap_or_default().checked_sub(start.topped_up)?;
+        Some((spent, topped_up, start.opening))
+    }
+
     /// This state with the counters of `durable` (what is on disk): published
     /// while a state write fails, so no counter is ahead of the disk.
     pub fn with_counters_of(&self, durable: &SupplierState) -> SupplierState {
@@ -255,6 +307,7 @@ impl SupplierState {
             row_errors_total: durable.row_errors_total,
             spent_total: durable.spent_total.clone(),
             topped_up_total: durable.topped_up_total.clone(),
+            day_starts: durable.day_starts.clone(),
             ..self.clone()
         }
     }
@@ -566,13 +619,10 @@ mod tests {
         assert_eq!(s.spent_total[&key("main", "USD")].to_string(), "2.5");
     }
 
-    #[test]
-    fn ledger_flows_replace_inference() {
-        let t = SystemTime::UNIX_EPOCH;
-        let d = Duration::ZERO;
-        let s = SupplierState::default().after_poll(ok(vec![row("c1", "USD", "10")]), d, t);
-        let out = PollOutput {
-            balances: vec![row("c1", "USD", "5")],
+    /// A poll of account c1 reading `balance`, with a ledger of 7.00 spent and 2.00 topped up.
+    fn ledger_poll(balance: &str) -> PollOutput {
+        PollOutput {
+            balances: vec![row("c1", "USD", balance)],
             flows: Flows::Ledger(vec![FlowDelta {
                 account: "c1".into(),
                 currency: "USD".into(),
@@ -580,10 +630,86 @@ mod tests {
                 topped_up: Decimal::new(200, 2),
             }]),
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn ledger_flows_replace_inference() {
+        let t = SystemTime::UNIX_EPOCH;
+        let d = Duration::ZERO;
+        let s = SupplierState::default().after_poll(ok(vec![row("c1", "USD", "10")]), d, t);
+        let out = ledger_poll("5");
         let s = s.after_poll(Ok(out), d, t);
         assert_eq!(s.spent_total[&key("c1", "USD")].to_string(), "7.00");
         assert_eq!(s.topped_up_total[&key("c1", "USD")].to_string(), "2.00");
+    }
+
+    fn today(s: &SupplierState, a: &str) -> (String, String, String) {
+        let (spent, topped_up, opening) = s.today(&key(a, "USD")).unwrap();
+        (spent.to_string(), topped_up.to_string(), opening.to_string())
+    }
+
+    fn strs(v: (&str, &str, &str)) -> (String, String, String) {
+        (v.0.into(), v.1.into(), v.2.into())
+    }
+
+    #[test]
+    fn the_day_starts_again_at_the_first_poll_of_a_utc_day() {
+        let d = Duration::ZERO;
+        // 2026-12-07 23:50:00 UTC.
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_687_400);
+        let s = SupplierState::default().after_poll(ok(vec![row("main", "USD", "1000.00")]), d, t);
+        // First seen: the day opens at the first balance read, nothing counted yet.
+        assert_eq!(today(&s, "main"), strs(("0", "0", "1000.00")));
+        let s = s.after_poll(ok(vec![row("main", "USD", "990.25")]), d, t + Duration::from_secs(300));
+        let s = s.after_poll(ok(vec![row("main", "USD", "1490.25")]), d, t + Duration::from_secs(540));
+        assert_eq!(today(&s, "main"), strs(("9.75", "500.00", "1000.00")));
+        // 00:01 the next day: the change since 23:59 counts to the new day, which
+        // opens at the 23:59 balance (yesterday's closing).
+        let s = s.after_poll(ok(vec![row("main", "USD", "1480.00")]), d, t + Duration::from_secs(660));
+        assert_eq!(today(&s, "main"), strs(("10.25", "0.00", "1490.25")));
+        assert_eq!(s.spent_total[&key("main", "USD")].to_string(), "20.00");
+        // A failed poll changes nothing; the next good one goes on counting.
+        let s = s.after_poll(Err(PollError::new(Reason::ServerError, "http 503")), d, t + Duration::from_secs(720));
+        let s = s.after_poll(ok(vec![row("main", "USD", "1470.00")]), d, t + Duration::from_secs(780));
+        assert_eq!(today(&s, "main"), strs(("20.25", "0.00", "1490.25")));
+        // Opening - spent + topped up = the balance now.
+        assert_eq!(Decimal::new(149025, 2) - Decimal::new(2025, 2), s.balances[&key("main", "USD")].row.balance);
+    }
+
+    #[test]
+    fn a_day_without_polls_is_skipped_and_ledger_flows_count_to_the_day() {
+        let d = Duration::ZERO;
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_687_400);
+        let s = SupplierState::default().after_poll(ok(vec![row("c1", "USD", "50")]), d, t);
+        // Two days later (an outage): the day opens at the last balance known.
+        let later = t + Duration::from_secs(2 * 86_400);
+        let out = ledger_poll("45");
+        let s = s.after_poll(Ok(out), d, later);
+        assert_eq!(s.day_starts[&key("c1", "USD")].day, utc_day(later));
+        assert_eq!(today(&s, "c1"), strs(("7.00", "2.00", "50")));
+    }
+
+    #[test]
+    fn day_starts_follow_the_counters_and_a_rejected_poll_changes_none() {
+        let d = Duration::ZERO;
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_687_400);
+        let s = SupplierState::default().after_poll(ok(vec![row("a", "USD", "1"), row("b", "USD", "2")]), d, t);
+        assert_eq!(s.day_starts.len(), 2);
+        // Every row fails (a change Decimal cannot hold): the poll fails with nothing applied,
+        // the day of the next UTC day included.
+        let huge = |a: &str| BalanceRow { balance: Decimal::MIN, ..row(a, "USD", "0") };
+        let next_day = t + Duration::from_secs(86_400);
+        let mut big = s.clone();
+        big.balances.get_mut(&key("a", "USD")).unwrap().row.balance = Decimal::MAX;
+        big.balances.get_mut(&key("b", "USD")).unwrap().row.balance = Decimal::MAX;
+        let failed = big.after_poll(ok(vec![huge("a"), huge("b")]), d, next_day);
+        assert!(!failed.up);
+        assert_eq!(failed.day_starts, big.day_starts);
+        // `b` gone for longer than the counters' retention: its day start goes with them.
+        let s = s.after_poll(ok(vec![row("a", "USD", "1")]), d, t + COUNTER_RETENTION + Duration::from_secs(1));
+        assert!(s.day_starts.contains_key(&key("a", "USD")) && !s.day_starts.contains_key(&key("b", "USD")));
+        assert!(!s.spent_total.contains_key(&key("b", "USD")));
     }
 
     #[test]

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::poll::{BalanceRow, Reason};
-use crate::snapshot::{Balance, BalanceKey, KeyMap, LastError, SupplierState};
+use crate::snapshot::{Balance, BalanceKey, DayStart, KeyMap, LastError, SupplierState};
 use crate::spend_rate::SpendHistory;
 use crate::trend::Trend;
 
@@ -124,6 +124,10 @@ struct Record {
     /// The kind's memory (ledger cursor and duplicate detection), as the kind serialises it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     memory: Option<serde_json::Value>,
+    /// Where each balance's UTC day began (absent in records of exporters before it:
+    /// the day then starts again at the first poll).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    days: Vec<DayRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,6 +159,18 @@ struct CounterRecord {
     spent: String,
     topped_up: String,
     seen: Option<SystemTime>,
+}
+
+/// A balance's [`crate::snapshot::DayStart`]: `day` is days since 1970-01-01 (UTC).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DayRecord {
+    account: String,
+    currency: String,
+    day: u64,
+    spent: String,
+    topped_up: String,
+    opening: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -223,6 +239,18 @@ impl Record {
                 .map(|(key, h)| HistoryRecord { account: key.0.clone(), currency: key.1.clone(), points: h.encode() })
                 .collect(),
             memory,
+            days: state
+                .day_starts
+                .iter()
+                .map(|(key, d)| DayRecord {
+                    account: key.0.clone(),
+                    currency: key.1.clone(),
+                    day: d.day,
+                    spent: d.spent.to_string(),
+                    topped_up: d.topped_up.to_string(),
+                    opening: d.opening.to_string(),
+                })
+                .collect(),
         }
     }
 
@@ -269,6 +297,15 @@ impl Record {
                 StorageError::Record(RecordError::History { account: h.account.clone(), currency: h.currency.clone(), source })
             })?;
             state.spend_windows.insert((h.account.clone(), h.currency.clone()), history);
+        }
+        for d in &self.days {
+            let start = DayStart {
+                day: d.day,
+                spent: amount("day spent", &d.spent)?,
+                topped_up: amount("day topped_up", &d.topped_up)?,
+                opening: amount("opening", &d.opening)?,
+            };
+            state.day_starts.insert((d.account.clone(), d.currency.clone()), start);
         }
         Ok(state)
     }
@@ -833,6 +870,13 @@ mod tests {
         assert_eq!(back.spent_total[&("main".to_string(), "USD".to_string())].to_string(), "12345678901234567890.49");
         assert_eq!(back.spend_windows, state.spend_windows);
         assert_eq!(back.polls_total, 2);
+        // Where the day began survives too (the daily log goes on after a restart).
+        assert_eq!(back.day_starts, state.day_starts);
+        let (spent, topped_up, opening) = back.today(&("main".to_string(), "USD".to_string())).unwrap();
+        assert_eq!(
+            (spent.to_string(), topped_up.to_string(), opening.to_string()),
+            ("12345678901234567890.49".into(), "0".into(), "12345678901234567890.50".into())
+        );
     }
 
     #[test]
@@ -847,6 +891,8 @@ mod tests {
         let (_, _, state) = decode_state(old).unwrap();
         assert_eq!(state.spent_total[&("main".to_string(), "USD".to_string())].to_string(), "4.5");
         assert!(state.spend_windows.is_empty());
+        // Without `days` the day starts again at the first poll.
+        assert!(state.day_starts.is_empty());
         assert!(!String::from_utf8(encode_state("fox", "foxreload", &state)).unwrap().contains("spend_windows"));
     }
 

@@ -26,9 +26,10 @@ For each --accounts N:
    create-blocks-from openmetrics` (two at a time) into non-overlapping blocks (no
    vertical compaction during the measurement). The last 2 hours are written last and
    end seconds before Prometheus starts. Recorded series that only their own group
-   reads (the daily log's running totals and last values seen) are not imported:
-   Prometheus writes them from its first evaluation and keeps them in its head, as a
-   running Prometheus does.
+   reads, in a group that reads its own output, would be that group's state and are not
+   imported: Prometheus writes them from its first evaluation and keeps them in its
+   head, as a running Prometheus does (the shipped rules have none since the daily log
+   moved into the exporter).
 4. `prometheus` starts on 127.0.0.1 in a temp dir with those blocks, the rules and one
    scrape job: this script serves the N accounts' current values (the template
    simulation continues) on a local port, one target per exporter instance, scraped
@@ -687,7 +688,7 @@ class Bench:
         # How far back the rules read each recorded series: those read further back
         # than the raw part get history (8 days at most), computed over 16 days here.
         # Series that only their own group reads, in a group with a rule that reads its own
-        # output (the daily log's running totals, the last value seen, the time written),
+        # output (the daily log's running totals before it moved into the exporter),
         # are a group's state, which it reads over [1h] and a
         # running Prometheus keeps in its head. They are not imported: Prometheus writes
         # them from its first evaluation, so their reads stay in the head as in

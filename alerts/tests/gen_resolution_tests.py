@@ -72,20 +72,10 @@ def group(step_s: int, days: int) -> str:
         "supplier:supplier_balance_frozen:threshold",
         "supplier:supplier_balance_runway:days",
         "supplier:supplier_balance_topup_suggested:amount",
-        "supplier:supplier_balance_spent:today",
-        "supplier:supplier_balance_topped_up:today",
-        "supplier:supplier_balance:opening",
     ]:
         want = len(ACCOUNTS) * (3 if expr.endswith("burst_threshold") else 1)
         lines += [f"      - expr: count({expr})", f"        eval_time: {end}",
                   "        exp_samples:", f"          - value: {want}"]
-    # the day's spend at 23:00: 23 hours at 1 per minute, plus the minute that spans
-    # midnight (the totals do not depend on how often the group runs)
-    lines += ["      - expr: supplier:supplier_balance_spent:today", f"        eval_time: {end}",
-              "        exp_samples:"]
-    for sup, acct, cur in ACCOUNTS:
-        lines += [f"          - labels: 'supplier:supplier_balance_spent:today{{{BASE},supplier=\"{sup}\",account=\"{acct}\",currency=\"{cur}\"}}'",
-                  "            value: 1381"]
     lines.append("    alert_rule_test:")
     for alert in ("SupplierBalanceSpendBurst", "SupplierBalanceRunwayShort",
                   "SupplierBalanceFrozenHigh", "SupplierBalanceNotUpdating",
@@ -125,9 +115,6 @@ def main():
         "balance_exporter.frozen_usual",
         "balance_exporter.frozen_threshold",
         "balance_exporter.topup",
-        "balance_exporter.daily_spent",
-        "balance_exporter.daily_topped_up",
-        "balance_exporter.daily_balance",
     ]
     order = [g for g in first if g in groups] + [g for g in groups if g not in first]
     with open(out, "w") as f:

@@ -213,6 +213,14 @@ async fn escrow_sums_across_pages_and_payouts_count_as_spend() {
     assert_eq!(s.value("supplier_balance_topped_up_total", &l(&a)), 0.0);
     assert_eq!(s.value("supplier_balance_topped_up_total", &l(&b)), 20.0);
     assert_eq!(s.value("supplier_balance_spent_total", &l(&b)), 0.0);
+    // The day so far (the daily log): opening - spent + topped up = the balance now.
+    assert_eq!(s.value("supplier_balance_spent_today", &l(&a)), 50.0);
+    assert_eq!(s.value("supplier_balance_topped_up_today", &l(&a)), 0.0);
+    assert_eq!(s.value("supplier_balance_opening", &l(&a)), 75.50);
+    assert_eq!(s.value("supplier_balance_spent_today", &l(&b)), 0.0);
+    assert_eq!(s.value("supplier_balance_topped_up_today", &l(&b)), 20.0);
+    assert_eq!(s.value("supplier_balance_opening", &l(&b)), 1000.01);
+    assert_eq!(s.series_of("supplier_balance_opening").len(), 3);
     assert_eq!(s.value("supplier_escrow_orders", &l(&a)), 1.0);
     assert_eq!(s.value("supplier_escrow_orders", &l(&b)), 3.0);
     assert_eq!(s.value("supplier_escrow_debited", &l(&b)), 1020.01);
