@@ -1,5 +1,5 @@
-//! Render and parse costs (criterion): the /metrics exposition for about
-//! 12,000 series, the cached path scrapes take, gzip, the seed parsers, and
+//! Render and parse costs (criterion): the /metrics exposition of 2,000
+//! balances (its size is printed first), the cached path scrapes take, gzip, the seed parsers, and
 //! loading a 10,000-supplier config.
 //!
 //!   cargo bench --bench render
@@ -15,13 +15,13 @@ mod support;
 use support as fixture;
 
 fn render(c: &mut Criterion) {
-    // 10 suppliers × 100 accounts × 2 currencies = 2,000 balances ≈ 12,000 balance series.
+    // 10 suppliers × 100 accounts × 2 currencies = 2,000 balances.
     let store = fixture::store(10, 100);
     let renderer = Renderer::new(store.clone());
     let body = renderer.render();
     println!("exposition: {} bytes, {} lines", body.len(), body.concat().iter().filter(|b| **b == b'\n').count());
-    c.bench_function("collect families (12k series)", |b| b.iter(|| black_box(collect_families(&store))));
-    c.bench_function("full render (12k series)", |b| {
+    c.bench_function("collect families (2,000 balances)", |b| b.iter(|| black_box(collect_families(&store))));
+    c.bench_function("full render (2,000 balances)", |b| {
         b.iter(|| {
             // A fresh renderer has an empty cache: this is the per-poll-change cost.
             let r = Renderer::new(store.clone());
